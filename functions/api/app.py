@@ -1,0 +1,99 @@
+"""API function: routes -> the layer's services -> HTTP responses."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
+from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from cmdgate import errors
+from cmdgate.auth import Principal
+from cmdgate.config import get_settings
+from cmdgate.health import health_report, run_checks
+from cmdgate.http import header, json_response, prefers_async, problem_response, with_request_id
+from cmdgate.wiring import execution_service, health_checks
+
+logger = Logger()
+tracer = Tracer()
+metrics = Metrics()
+app = APIGatewayRestResolver(enable_validation=True)
+
+
+def _request_id() -> str | None:
+    return app.current_event.request_context.request_id
+
+
+def _principal() -> Principal:
+    principal = Principal.from_authorizer_context(app.current_event.request_context.authorizer.raw_event)
+    if principal is None:
+        raise errors.Unauthorized("No authenticated principal.")
+    return principal
+
+
+@app.get("/v1/health")
+def get_health() -> Response[str]:
+    """Liveness of the dependencies, without error details."""
+    report = health_report(run_checks(health_checks(), get_settings().health_check_timeout_s), detailed=False)
+    return json_response(503 if report["status"] == "unhealthy" else 200, report)
+
+
+@app.get("/v1/commands")
+def list_commands() -> Response[str]:
+    """The commands the caller may run."""
+    return json_response(200, {"commands": execution_service().list_commands(_principal())})
+
+
+@app.post("/v1/commands/<name>")
+def run_command(name: str) -> Response[str]:
+    """Run a command sync, or queue it when `Prefer: respond-async`."""
+    event = app.current_event
+    body = event.body
+    if body is not None and len(body.encode("utf-8")) > get_settings().max_body_bytes:
+        raise errors.PayloadTooLarge(f"The request body is over {get_settings().max_body_bytes} bytes.")
+    submission = execution_service().submit(
+        _principal(), name, body, prefer_async=prefers_async(header(event.headers, "Prefer"))
+    )
+    return json_response(submission.status_code, submission.body, submission.headers)
+
+
+@app.get("/v1/executions/<execution_id>")
+def get_execution(execution_id: str) -> Response[str]:
+    """An execution the caller created (or any, for admin)."""
+    return json_response(200, execution_service().get(_principal(), execution_id).public_view())
+
+
+@app.exception_handler(errors.ProblemError)
+def handle_problem(error: errors.ProblemError) -> Response[str]:
+    return problem_response(error, _request_id())
+
+
+@app.exception_handler(RequestValidationError)
+def handle_request_validation(error: RequestValidationError) -> Response[str]:
+    return problem_response(
+        errors.ValidationFailed(errors.validation_errors_from_pydantic(error.errors())), _request_id()
+    )
+
+
+@app.not_found
+def handle_not_found(_: Exception) -> Response[str]:
+    return problem_response(errors.NotFound("No such route."), _request_id())
+
+
+@app.exception_handler(Exception)
+def handle_unexpected(error: Exception) -> Response[str]:
+    logger.exception("unhandled error")
+    metrics.add_metric(name="UnhandledErrors", unit="Count", value=1)
+    return problem_response(errors.InternalError(), _request_id())
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    response = app.resolve(event, context)
+    request_id = (event.get("requestContext") or {}).get("requestId") or ""
+    return with_request_id(response, request_id)

@@ -1,0 +1,1 @@
+"""The command catalogue: one sub-package per pack (`builtin`, `testing`, yours)."""

@@ -1,0 +1,24 @@
+"""`sleep`: holds an execution for a while, to exercise timeouts and concurrency."""
+
+from __future__ import annotations
+
+import time
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from cmdgate.commands import CommandContext, command
+
+
+class SleepParams(BaseModel):
+    """How long to sleep."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    seconds: float = Field(ge=0, le=60)
+
+
+@command("sleep", description="Sleep for `seconds` (testing pack).", params=SleepParams, timeout_s=10)
+def sleep(params: SleepParams, context: CommandContext) -> dict[str, float]:
+    """Sleep, never past the execution's deadline."""
+    time.sleep(min(params.seconds, context.remaining_s()))
+    return {"slept_s": params.seconds}

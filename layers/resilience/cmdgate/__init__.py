@@ -1,0 +1,1 @@
+"""cmdgate's shared layer: what every function imports."""

@@ -1,0 +1,120 @@
+"""API keys: shown once, stored only as a SHA-256 hash, looked up by that hash."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from cmdgate.auth.permissions import Principal
+
+API_KEY_PREFIX = "cg_"
+MAX_TOKEN_LENGTH = 512
+
+
+def generate_api_key() -> str:
+    """A new random API key (256 bits of entropy)."""
+    return API_KEY_PREFIX + secrets.token_urlsafe(32)
+
+
+def hash_api_key(api_key: str) -> str:
+    """The stored form of a key: its SHA-256 hex digest (keys are random, so no salt is needed)."""
+    return hashlib.sha256(api_key.encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True)
+class ApiKeyRecord:
+    """An issued key as stored (never the key itself)."""
+
+    key_id: str
+    key_hash: str
+    name: str
+    permissions: tuple[str, ...]
+    rate_limit: dict[str, int] = field(default_factory=dict)
+    status: str = "active"
+    created_at: int = 0
+    expires_at: int | None = None
+
+    def is_usable(self, now: float) -> bool:
+        """Active and not past its expiry."""
+        return self.status == "active" and (self.expires_at is None or now < self.expires_at)
+
+    def principal(self) -> Principal:
+        """The principal this key authenticates."""
+        return Principal(
+            principal_id=f"key:{self.key_id}",
+            permissions=self.permissions,
+            kind="api_key",
+            key_id=self.key_id,
+            rate_limit=dict(self.rate_limit),
+        )
+
+    def to_item(self) -> dict[str, Any]:
+        """The DynamoDB item."""
+        item: dict[str, Any] = {
+            "key_hash": self.key_hash,
+            "key_id": self.key_id,
+            "name": self.name,
+            "permissions": list(self.permissions),
+            "rate_limit": dict(self.rate_limit),
+            "status": self.status,
+            "created_at": self.created_at,
+        }
+        if self.expires_at is not None:
+            item["expires_at"] = self.expires_at
+        return item
+
+    @classmethod
+    def from_item(cls, item: dict[str, Any]) -> ApiKeyRecord:
+        """Parse a DynamoDB item (numbers arrive as Decimal)."""
+        expires = item.get("expires_at")
+        return cls(
+            key_id=str(item["key_id"]),
+            key_hash=str(item["key_hash"]),
+            name=str(item.get("name", "")),
+            permissions=tuple(str(p) for p in item.get("permissions", [])),
+            rate_limit={str(k): int(v) for k, v in (item.get("rate_limit") or {}).items()},
+            status=str(item.get("status", "active")),
+            created_at=int(item.get("created_at", 0)),
+            expires_at=int(expires) if expires is not None else None,
+        )
+
+
+class ApiKeyStore:
+    """API-key principals in the keys table (hash key `key_hash`, GSI `by_key_id`)."""
+
+    def __init__(self, table: Any) -> None:
+        self._table = table
+
+    def find_by_key(self, api_key: str) -> ApiKeyRecord | None:
+        """The record for a presented key, or None; a consistent read so revocation is seen at once."""
+        if not api_key or len(api_key) > MAX_TOKEN_LENGTH:
+            return None
+        item = self._table.get_item(Key={"key_hash": hash_api_key(api_key)}, ConsistentRead=True).get("Item")
+        return ApiKeyRecord.from_item(item) if item else None
+
+    def create(
+        self,
+        name: str,
+        permissions: list[str],
+        rate_limit: dict[str, int] | None = None,
+        *,
+        api_key: str | None = None,
+        expires_at: int | None = None,
+    ) -> tuple[str, ApiKeyRecord]:
+        """Issue a key (or register a given one); returns the key, shown only this once."""
+        key = api_key or generate_api_key()
+        record = ApiKeyRecord(
+            key_id=uuid.uuid4().hex[:16],
+            key_hash=hash_api_key(key),
+            name=name,
+            permissions=tuple(permissions),
+            rate_limit=rate_limit or {},
+            created_at=int(time.time()),
+            expires_at=expires_at,
+        )
+        self._table.put_item(Item=record.to_item(), ConditionExpression="attribute_not_exists(key_hash)")
+        return key, record

@@ -1,0 +1,44 @@
+"""Typed settings read once from the environment the template gives each function."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Every knob a function reads; names match template.yaml's Environment."""
+
+    model_config = SettingsConfigDict(extra="ignore", frozen=True)
+
+    executions_table: str = ""
+    keys_table: str = ""
+    idempotency_table: str = ""
+    control_table: str = ""
+    state_table: str = ""
+    executions_queue_url: str = ""
+    executions_dlq_url: str = ""
+    events_queue_url: str = ""
+    events_dlq_url: str = ""
+    alerts_topic_arn: str = ""
+    command_packs: str = "builtin"
+    max_receive_count: int = Field(default=3, ge=1)
+    execution_ttl_days: int = Field(default=30, ge=1)
+    max_body_bytes: int = Field(default=64 * 1024, ge=1)
+    max_result_bytes: int = Field(default=256 * 1024, ge=1)
+    health_check_timeout_s: float = Field(default=2.0, gt=0)
+    aws_region: str = "us-east-1"
+
+    @property
+    def enabled_packs(self) -> tuple[str, ...]:
+        """Command packs to load: `builtin` always, others as configured."""
+        names = [p.strip() for p in self.command_packs.split(",") if p.strip()]
+        return tuple(dict.fromkeys(["builtin", *names]))
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The settings of this execution environment, read on first use."""
+    return Settings()

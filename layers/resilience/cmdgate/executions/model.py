@@ -1,0 +1,110 @@
+"""Execution records and their status machine."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+Status = Literal["queued", "running", "succeeded", "failed", "dead_lettered"]
+TERMINAL: frozenset[str] = frozenset({"succeeded", "failed", "dead_lettered"})
+# Which status may follow which; the store's conditional writes enforce it.
+TRANSITIONS: dict[str, frozenset[str]] = {
+    "queued": frozenset({"running"}),
+    "running": frozenset({"succeeded", "failed", "dead_lettered", "queued"}),
+    "dead_lettered": frozenset({"queued"}),  # an admin redrive
+    "succeeded": frozenset(),
+    "failed": frozenset(),
+}
+
+
+def utc_now_iso() -> str:
+    """Current time as an RFC 3339 UTC timestamp with milliseconds."""
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class ExecutionError(BaseModel):
+    """Why an execution failed; safe to show the caller."""
+
+    code: str
+    detail: str
+    status: int = 500
+
+
+class Execution(BaseModel):
+    """One run of a command."""
+
+    execution_id: str
+    command: str
+    principal_id: str
+    mode: Literal["sync", "async"]
+    status: Status
+    params: dict[str, Any] = Field(default_factory=dict)
+    attempts: int = 0
+    result: Any = None
+    error: ExecutionError | None = None
+    created_at: str
+    started_at: str | None = None
+    finished_at: str | None = None
+    expires_at: int = 0
+
+    def public_view(self) -> dict[str, Any]:
+        """The `GET /v1/executions/{id}` representation."""
+        view: dict[str, Any] = {
+            "execution_id": self.execution_id,
+            "command": self.command,
+            "status": self.status,
+            "attempts": self.attempts,
+            "created_at": self.created_at,
+            "started_at": self.started_at,
+            "finished_at": self.finished_at,
+        }
+        if self.status == "succeeded":
+            view["result"] = self.result
+        elif self.error is not None:
+            view["error"] = self.error.model_dump()
+        return view
+
+    def to_item(self) -> dict[str, Any]:
+        """DynamoDB item; params and result travel as JSON text so floats and nesting survive exactly."""
+        item: dict[str, Any] = {
+            "execution_id": self.execution_id,
+            "command": self.command,
+            "principal_id": self.principal_id,
+            "mode": self.mode,
+            "status": self.status,
+            "params_json": json.dumps(self.params, separators=(",", ":")),
+            "attempts": self.attempts,
+            "created_at": self.created_at,
+            "expires_at": self.expires_at,
+        }
+        if self.started_at:
+            item["started_at"] = self.started_at
+        return item
+
+    @classmethod
+    def from_item(cls, item: dict[str, Any]) -> Execution:
+        """Parse a DynamoDB item."""
+        result_json = item.get("result_json")
+        error = item.get("error")
+        return cls(
+            execution_id=item["execution_id"],
+            command=item["command"],
+            principal_id=item["principal_id"],
+            mode=item.get("mode", "async"),
+            status=item["status"],
+            params=json.loads(item.get("params_json") or "{}"),
+            attempts=int(item.get("attempts", 0)),
+            result=json.loads(result_json) if result_json is not None else None,
+            error=ExecutionError(
+                code=str(error["code"]), detail=str(error["detail"]), status=int(error.get("status", 500))
+            )
+            if error
+            else None,
+            created_at=item["created_at"],
+            started_at=item.get("started_at"),
+            finished_at=item.get("finished_at"),
+            expires_at=int(item.get("expires_at", 0)),
+        )

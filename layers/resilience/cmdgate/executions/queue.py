@@ -1,0 +1,35 @@
+"""The SQS hand-off of async executions and the `command.executed` events."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+
+class MessageQueue:
+    """A JSON-message producer on one SQS queue."""
+
+    def __init__(self, sqs: Any, queue_url: str) -> None:
+        self._sqs = sqs
+        self._queue_url = queue_url
+
+    def send(self, message: dict[str, Any]) -> str:
+        """Send one message; returns its MessageId."""
+        response = self._sqs.send_message(QueueUrl=self._queue_url, MessageBody=json.dumps(message))
+        return str(response["MessageId"])
+
+
+class PoisonMessage(Exception):
+    """A message no retry can fix (unparseable, or naming no execution): it goes to the DLQ."""
+
+
+def parse_execution_message(body: str) -> str:
+    """The execution id carried by an executions-queue message."""
+    try:
+        message = json.loads(body)
+    except ValueError as exc:
+        raise PoisonMessage("message body is not JSON") from exc
+    execution_id = message.get("execution_id") if isinstance(message, dict) else None
+    if not isinstance(execution_id, str) or not execution_id:
+        raise PoisonMessage("message has no execution_id")
+    return execution_id

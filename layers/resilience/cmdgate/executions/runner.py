@@ -1,0 +1,67 @@
+"""Runs one command attempt: hooks, a hard timeout, and a bounded result."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel
+
+from cmdgate.commands import CommandContext, CommandError, CommandSpec, TransientCommandError
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How an attempt ended: a result, or an error with a status and code."""
+
+    ok: bool
+    result: Any = None
+    status: int = 200
+    code: str = ""
+    detail: str = ""
+    retryable: bool = False
+
+
+def run_attempt(spec: CommandSpec, params: BaseModel, context: CommandContext, max_result_bytes: int) -> Outcome:
+    """Run the command with its hooks; never raises for a command's own failure."""
+    box: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            for hook in spec.pre_hooks:
+                hook(spec, params, context)
+            box["result"] = spec.handler(params, context)
+            for hook in spec.post_hooks:
+                hook(spec, params, context)
+        except BaseException as exc:  # noqa: BLE001 - the outcome records it
+            box["error"] = exc
+
+    # A daemon thread, since Python cannot kill a thread: on timeout the
+    # caller gets its answer and the thread is abandoned with the environment.
+    worker = threading.Thread(target=target, name=f"command-{spec.name}", daemon=True)
+    worker.start()
+    worker.join(timeout=max(0.0, context.deadline - time.monotonic()))
+    if worker.is_alive():
+        return Outcome(False, status=504, code="COMMAND_TIMEOUT", detail=f"The command ran past {spec.timeout_s} s.")
+    error = box.get("error")
+    if isinstance(error, TransientCommandError):
+        return Outcome(False, status=error.status, code=error.code, detail=error.detail, retryable=True)
+    if isinstance(error, CommandError):
+        return Outcome(False, status=error.status, code=error.code, detail=error.detail)
+    if error is not None:
+        return Outcome(
+            False, status=500, code="COMMAND_FAILED", detail="The command failed unexpectedly.", retryable=True
+        )
+    result = box.get("result")
+    try:
+        encoded = json.dumps(result, separators=(",", ":"))
+    except (TypeError, ValueError):
+        return Outcome(False, status=500, code="RESULT_NOT_JSON", detail="The command returned a non-JSON result.")
+    if len(encoded.encode("utf-8")) > max_result_bytes:
+        return Outcome(
+            False, status=500, code="RESULT_TOO_LARGE", detail=f"The result is over {max_result_bytes} bytes."
+        )
+    return Outcome(True, result=result)

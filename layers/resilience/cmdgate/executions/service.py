@@ -1,0 +1,252 @@
+"""Submitting, running and reading executions: the api function's and the worker's logic."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aws_lambda_powertools import Logger
+from pydantic import ValidationError
+
+from cmdgate import errors
+from cmdgate.auth import Principal
+from cmdgate.auth.routes import command_permission
+from cmdgate.commands import CommandContext, CommandRegistry, CommandSpec
+from cmdgate.executions.model import Execution, ExecutionError, utc_now_iso
+from cmdgate.executions.queue import MessageQueue, PoisonMessage, parse_execution_message
+from cmdgate.executions.runner import Outcome, run_attempt
+from cmdgate.executions.store import ExecutionStore
+
+logger = Logger(child=True)
+
+
+@dataclass(frozen=True)
+class Submission:
+    """What the API answers for a submitted command."""
+
+    status_code: int
+    body: dict[str, Any]
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+class ExecutionService:
+    """Runs commands sync or hands them to the worker through SQS."""
+
+    def __init__(
+        self,
+        store: ExecutionStore,
+        executions_queue: MessageQueue,
+        events_queue: MessageQueue | None,
+        registry: CommandRegistry,
+        *,
+        max_result_bytes: int = 256 * 1024,
+        max_receive_count: int = 3,
+        execution_ttl_s: int = 30 * 86400,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._store = store
+        self._executions_queue = executions_queue
+        self._events_queue = events_queue
+        self._registry = registry
+        self._max_result_bytes = max_result_bytes
+        self._max_receive_count = max_receive_count
+        self._execution_ttl_s = execution_ttl_s
+        self._clock = clock
+
+    def list_commands(self, principal: Principal) -> list[dict[str, Any]]:
+        """Descriptions of the commands this principal may run."""
+        return [spec.describe() for spec in self._registry.all() if principal.can(spec.permission)]
+
+    def resolve_command(self, principal: Principal, name: str) -> CommandSpec:
+        """The command, if the principal may run it (403 before 404, so the catalogue does not leak)."""
+        spec = self._registry.get(name)
+        if not principal.can(spec.permission if spec else command_permission(name)):
+            raise errors.Forbidden(f"Not permitted to run command {name!r}.")
+        if spec is None:
+            raise errors.CommandNotFound(f"No command named {name!r}.")
+        return spec
+
+    def submit(self, principal: Principal, name: str, body: str | None, prefer_async: bool) -> Submission:
+        """Validate, then run now (sync) or queue (async)."""
+        spec = self.resolve_command(principal, name)
+        raw = parse_json_object(body)
+        try:
+            params = spec.params_model.model_validate(raw)
+        except ValidationError as exc:
+            raise errors.ValidationFailed(errors.validation_errors_from_pydantic(exc.errors())) from None
+        run_async = (prefer_async and "async" in spec.modes) or "sync" not in spec.modes
+        execution = Execution(
+            execution_id=uuid.uuid4().hex,
+            command=spec.name,
+            principal_id=principal.principal_id,
+            mode="async" if run_async else "sync",
+            status="queued",
+            params=params.model_dump(mode="json"),
+            created_at=utc_now_iso(),
+            expires_at=int(self._clock()) + self._execution_ttl_s,
+        )
+        if run_async:
+            return self._enqueue(execution, preference_applied=prefer_async)
+        return self._run_sync(spec, execution, params)
+
+    def get(self, principal: Principal, execution_id: str) -> Execution:
+        """An execution its creator (or admin) may see; anyone else gets 404."""
+        execution = self._store.get(execution_id) if _looks_like_id(execution_id) else None
+        if execution is None or not (principal.is_admin or execution.principal_id == principal.principal_id):
+            raise errors.ExecutionNotFound(f"No execution {execution_id!r}.")
+        return execution
+
+    def process_message(self, body: str, receive_count: int) -> None:
+        """Worker: run one queued execution; raise to have SQS redeliver it."""
+        execution_id = parse_execution_message(body)
+        record = self._store.get(execution_id)
+        if record is None:
+            raise PoisonMessage(f"execution {execution_id} does not exist")
+        spec = self._registry.get(record.command)
+        if spec is None:
+            raise PoisonMessage(f"execution {execution_id} names unknown command {record.command!r}")
+        running = self._store.begin_attempt(execution_id)
+        if running is None:
+            logger.info("execution already finished; message acknowledged", extra={"execution_id": execution_id})
+            return
+        params = spec.params_model.model_validate(running.params)
+        outcome = self._attempt(spec, running, params)
+        if outcome.ok:
+            self._finish(running, "succeeded", outcome)
+            return
+        if not outcome.retryable:
+            self._finish(running, "failed", outcome)
+            return
+        if receive_count >= self._max_receive_count:
+            self._finish(running, "dead_lettered", outcome)
+        else:
+            self._store.finish(execution_id, "queued", error=_error_of(outcome))
+        raise RetryableFailure(f"attempt {running.attempts} of {execution_id} failed: {outcome.code}")
+
+    def _enqueue(self, execution: Execution, *, preference_applied: bool) -> Submission:
+        self._store.create(execution)
+        try:
+            self._executions_queue.send({"execution_id": execution.execution_id})
+        except Exception:
+            logger.exception("could not queue execution", extra={"execution_id": execution.execution_id})
+            self._store.begin_attempt(execution.execution_id)
+            self._store.finish(
+                execution.execution_id,
+                "failed",
+                error=ExecutionError(code="QUEUE_UNAVAILABLE", detail="The execution could not be queued.", status=503),
+            )
+            raise errors.DependencyUnavailable(
+                "The executions queue is unavailable.", headers={"Retry-After": "5"}
+            ) from None
+        headers = {"Location": f"/v1/executions/{execution.execution_id}"}
+        if preference_applied:
+            headers["Preference-Applied"] = "respond-async"
+        return Submission(202, {"execution_id": execution.execution_id, "status": "queued"}, headers)
+
+    def _run_sync(self, spec: CommandSpec, execution: Execution, params: Any) -> Submission:
+        self._store.create(execution)
+        running = self._store.begin_attempt(execution.execution_id) or execution
+        outcome = self._attempt(spec, running, params)
+        if outcome.ok:
+            self._finish(running, "succeeded", outcome)
+            return Submission(
+                200,
+                {
+                    "execution_id": execution.execution_id,
+                    "command": spec.name,
+                    "status": "succeeded",
+                    "result": outcome.result,
+                },
+            )
+        self._finish(running, "failed", outcome)
+        raise _problem_of(outcome, execution.execution_id)
+
+    def _attempt(self, spec: CommandSpec, execution: Execution, params: Any) -> Outcome:
+        context = CommandContext(
+            execution_id=execution.execution_id,
+            principal_id=execution.principal_id,
+            attempt=execution.attempts,
+            deadline=time.monotonic() + spec.timeout_s,
+        )
+        started = time.monotonic()
+        outcome = run_attempt(spec, params, context, self._max_result_bytes)
+        logger.info(
+            "command attempt finished",
+            extra={
+                "execution_id": execution.execution_id,
+                "command": spec.name,
+                "attempt": execution.attempts,
+                "ok": outcome.ok,
+                "code": outcome.code or None,
+                "duration_ms": round((time.monotonic() - started) * 1000, 1),
+            },
+        )
+        return outcome
+
+    def _finish(self, execution: Execution, status: Any, outcome: Outcome) -> None:
+        error = None if outcome.ok else _error_of(outcome)
+        if not self._store.finish(execution.execution_id, status, result=outcome.result, error=error):
+            logger.warning("execution was no longer running", extra={"execution_id": execution.execution_id})
+            return
+        self._publish_executed(execution, status)
+
+    def _publish_executed(self, execution: Execution, status: str) -> None:
+        if self._events_queue is None:
+            return
+        try:
+            self._events_queue.send(
+                {
+                    "type": "command.executed",
+                    "execution_id": execution.execution_id,
+                    "command": execution.command,
+                    "principal_id": execution.principal_id,
+                    "status": status,
+                    "attempts": execution.attempts,
+                }
+            )
+        except Exception:
+            # The execution's outcome is already stored; a lost event only skews stats.
+            logger.exception("could not publish command.executed", extra={"execution_id": execution.execution_id})
+
+
+class RetryableFailure(Exception):
+    """An attempt failed in a way worth retrying: SQS redelivers the message."""
+
+
+def parse_json_object(body: str | None) -> dict[str, Any]:
+    """The request body as a JSON object (an empty body is `{}`)."""
+    if body is None or not body.strip():
+        return {}
+    try:
+        value = json.loads(body)
+    except ValueError:
+        raise errors.InvalidJson("The request body is not valid JSON.") from None
+    if not isinstance(value, dict):
+        raise errors.InvalidJson("The request body must be a JSON object.")
+    return value
+
+
+def _looks_like_id(execution_id: str) -> bool:
+    return 0 < len(execution_id) <= 64 and execution_id.isalnum()
+
+
+def _error_of(outcome: Outcome) -> ExecutionError:
+    return ExecutionError(code=outcome.code, detail=outcome.detail, status=outcome.status)
+
+
+def _problem_of(outcome: Outcome, execution_id: str) -> errors.ProblemError:
+    problem: errors.ProblemError
+    if outcome.code == "COMMAND_TIMEOUT":
+        problem = errors.CommandTimeout(outcome.detail)
+    elif outcome.code == "RESULT_TOO_LARGE":
+        problem = errors.ResultTooLarge(outcome.detail)
+    else:
+        problem = errors.CommandFailed(outcome.detail)
+        problem.status = outcome.status
+        problem.code = outcome.code
+    problem.extensions["execution_id"] = execution_id
+    return problem

@@ -1,0 +1,88 @@
+"""Execution records in DynamoDB; every status change is a conditional write."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from cmdgate.executions.model import Execution, ExecutionError, Status, utc_now_iso
+
+
+def _is_condition_failure(error: ClientError) -> bool:
+    return error.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
+
+
+class ExecutionStore:
+    """Reads and moves execution records (hash key `execution_id`)."""
+
+    def __init__(self, table: Any) -> None:
+        self._table = table
+
+    def create(self, execution: Execution) -> None:
+        """Insert a new record; an id is never reused."""
+        self._table.put_item(Item=execution.to_item(), ConditionExpression="attribute_not_exists(execution_id)")
+
+    def get(self, execution_id: str) -> Execution | None:
+        """The record, or None."""
+        item = self._table.get_item(Key={"execution_id": execution_id}, ConsistentRead=True).get("Item")
+        return Execution.from_item(item) if item else None
+
+    def begin_attempt(self, execution_id: str) -> Execution | None:
+        """Mark the record running and count the attempt; None if it is already terminal or absent."""
+        try:
+            response = self._table.update_item(
+                Key={"execution_id": execution_id},
+                UpdateExpression="SET #s = :running, started_at = if_not_exists(started_at, :now) ADD attempts :one",
+                ConditionExpression="attribute_exists(execution_id) AND #s IN (:queued, :running)",
+                ExpressionAttributeNames={"#s": "status"},
+                ExpressionAttributeValues={
+                    ":running": "running",
+                    ":queued": "queued",
+                    ":now": utc_now_iso(),
+                    ":one": 1,
+                },
+                ReturnValues="ALL_NEW",
+            )
+        except ClientError as error:
+            if _is_condition_failure(error):
+                return None
+            raise
+        return Execution.from_item(response["Attributes"])
+
+    def finish(
+        self,
+        execution_id: str,
+        status: Status,
+        *,
+        result: Any = None,
+        error: ExecutionError | None = None,
+    ) -> bool:
+        """Record the outcome of the running attempt; False if the record was not running."""
+        names = {"#s": "status"}
+        values: dict[str, Any] = {":status": status, ":running": "running"}
+        sets = ["#s = :status"]
+        if status in ("succeeded", "failed", "dead_lettered"):
+            sets.append("finished_at = :now")
+            values[":now"] = utc_now_iso()
+        if status == "succeeded":
+            sets.append("result_json = :result")
+            values[":result"] = json.dumps(result, separators=(",", ":"))
+        if error is not None:
+            sets.append("#e = :error")
+            names["#e"] = "error"
+            values[":error"] = error.model_dump()
+        try:
+            self._table.update_item(
+                Key={"execution_id": execution_id},
+                UpdateExpression="SET " + ", ".join(sets),
+                ConditionExpression="#s = :running",
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=values,
+            )
+        except ClientError as exc:
+            if _is_condition_failure(exc):
+                return False
+            raise
+        return True

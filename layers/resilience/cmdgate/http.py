@@ -1,0 +1,50 @@
+"""Shaping HTTP answers for the API function: problem+json and common headers."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from aws_lambda_powertools.event_handler import Response
+
+from cmdgate.errors import PROBLEM_CONTENT_TYPE, ProblemError
+
+
+def problem_response(error: ProblemError, request_id: str | None) -> Response[str]:
+    """A problem+json response for `error`."""
+    return Response(
+        status_code=error.status,
+        content_type=PROBLEM_CONTENT_TYPE,
+        body=json.dumps(error.to_problem(request_id)),
+        headers=dict(error.headers),
+    )
+
+
+def json_response(status: int, body: Any, headers: dict[str, str] | None = None) -> Response[str]:
+    """A JSON response."""
+    return Response(status_code=status, content_type="application/json", body=json.dumps(body), headers=headers or {})
+
+
+def with_request_id(response: dict[str, Any], request_id: str) -> dict[str, Any]:
+    """Add `X-Request-Id` to a proxy response, whichever header map it uses."""
+    if "multiValueHeaders" in response:
+        response["multiValueHeaders"] = {**(response.get("multiValueHeaders") or {}), "X-Request-Id": [request_id]}
+    else:
+        response["headers"] = {**(response.get("headers") or {}), "X-Request-Id": request_id}
+    return response
+
+
+def header(headers: dict[str, Any] | None, name: str) -> str | None:
+    """A request header by case-insensitive name."""
+    lowered = name.lower()
+    for key, value in (headers or {}).items():
+        if key.lower() == lowered:
+            return str(value)
+    return None
+
+
+def prefers_async(prefer: str | None) -> bool:
+    """True if a `Prefer` header (RFC 7240) asks for `respond-async`."""
+    if not prefer:
+        return False
+    return any(p.split(";", 1)[0].strip().lower() == "respond-async" for p in prefer.split(","))

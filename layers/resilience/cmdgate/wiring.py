@@ -1,0 +1,57 @@
+"""The composition root: builds each service once per execution environment, on first use."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from cmdgate import aws
+from cmdgate.auth import ApiKeyStore
+from cmdgate.commands import default_registry, load_packs
+from cmdgate.config import get_settings
+from cmdgate.executions import ExecutionService, ExecutionStore, MessageQueue
+from cmdgate.health import Check
+from cmdgate.stats import CommandStats
+
+
+@lru_cache(maxsize=1)
+def api_key_store() -> ApiKeyStore:
+    """API keys in the keys table."""
+    return ApiKeyStore(aws.dynamodb_table(get_settings().keys_table))
+
+
+@lru_cache(maxsize=1)
+def execution_service() -> ExecutionService:
+    """The execution service with the configured command packs loaded."""
+    settings = get_settings()
+    load_packs(settings.enabled_packs)
+    sqs = aws.client("sqs")
+    return ExecutionService(
+        ExecutionStore(aws.dynamodb_table(settings.executions_table)),
+        MessageQueue(sqs, settings.executions_queue_url),
+        MessageQueue(sqs, settings.events_queue_url) if settings.events_queue_url else None,
+        default_registry,
+        max_result_bytes=settings.max_result_bytes,
+        max_receive_count=settings.max_receive_count,
+        execution_ttl_s=settings.execution_ttl_days * 86400,
+    )
+
+
+@lru_cache(maxsize=1)
+def command_stats() -> CommandStats:
+    """Per-command counters in the control table."""
+    return CommandStats(aws.client("dynamodb"), get_settings().control_table)
+
+
+def health_checks() -> list[Check]:
+    """The dependencies `/v1/health` probes."""
+    settings = get_settings()
+
+    def dynamodb() -> None:
+        aws.client("dynamodb").get_item(TableName=settings.control_table, Key={"pk": {"S": "health#probe"}})
+
+    def sqs() -> None:
+        aws.client("sqs").get_queue_attributes(
+            QueueUrl=settings.executions_queue_url, AttributeNames=["ApproximateNumberOfMessages"]
+        )
+
+    return [Check("dynamodb", dynamodb), Check("sqs", sqs)]

@@ -1,0 +1,237 @@
+"""Functions in the real Lambda Runtime Interface Emulator, a pool of environments each.
+
+Each environment is one `aws-lambda-rie` process running `python -m awslambdaric`
+with the import path Lambda gives a function: its code, its layers' python/
+folders, and the runtime's own packages (awslambdaric, boto3) - never the dev venv.
+One RIE serves one invocation at a time, so concurrency needs several.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import socket
+import subprocess
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+INVOKE_PATH = "/2015-03-31/functions/function/invocations"
+
+
+def free_port() -> int:
+    """An unused loopback TCP port."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def rie_binary(sam_site_packages: Path) -> Path:
+    """The emulator that the aws-sam-cli package ships."""
+    machine = os.uname().machine
+    arch = "arm64" if machine in ("aarch64", "arm64") else "x86_64"
+    binary = sam_site_packages / "samcli" / "local" / "rapid" / f"aws-lambda-rie-{arch}"
+    if not binary.exists():
+        raise FileNotFoundError(f"aws-lambda-rie not found at {binary}; run `make setup`")
+    if not os.access(binary, os.X_OK):
+        binary.chmod(0o755)
+    return binary
+
+
+@dataclass(frozen=True)
+class InvokeResult:
+    """One invocation's outcome."""
+
+    payload: bytes
+    function_error: bool
+    duration_ms: float
+    cold: bool
+    environment: int
+
+    def json(self) -> Any:
+        """The payload parsed as JSON."""
+        return json.loads(self.payload or b"null")
+
+
+class InvocationTimeout(Exception):
+    """The emulator did not answer in time."""
+
+
+class Throttled(Exception):
+    """Every environment stayed busy: Lambda would throttle."""
+
+
+@dataclass(frozen=True)
+class FunctionRuntime:
+    """What it takes to start one function's environments."""
+
+    name: str
+    handler: str
+    code_dir: Path
+    layer_dirs: tuple[Path, ...]
+    environment: dict[str, str]
+    timeout_s: int
+    memory_mb: int
+
+
+class ExecutionEnvironment:
+    """One RIE process; it starts the Python runtime lazily on its first invocation (the cold start)."""
+
+    def __init__(self, runtime: FunctionRuntime, index: int, rie: Path, python: Path, log_dir: Path) -> None:
+        self.runtime = runtime
+        self.index = index
+        self._rie = rie
+        self._python = python
+        self._log_path = log_dir / f"{runtime.name}-{index}.log"
+        self._process: subprocess.Popen[bytes] | None = None
+        self._port = 0
+        self.invocations = 0
+        self._client = httpx.Client(timeout=httpx.Timeout(runtime.timeout_s + 10, connect=2))
+
+    def start(self) -> None:
+        """Launch the emulator and wait until it accepts connections."""
+        self._port = free_port()
+        api_port = free_port()
+        rt = self.runtime
+        env = {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "HOME": os.environ.get("HOME", "/tmp"),
+            "LANG": "C.UTF-8",
+            "TZ": ":UTC",
+            "LAMBDA_TASK_ROOT": str(rt.code_dir),
+            "PYTHONPATH": os.pathsep.join([str(rt.code_dir), *(str(d) for d in rt.layer_dirs)]),
+            "PYTHONDONTWRITEBYTECODE": "1",
+            "AWS_LAMBDA_FUNCTION_NAME": rt.name,
+            "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
+            "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(rt.memory_mb),
+            "AWS_LAMBDA_FUNCTION_TIMEOUT": str(rt.timeout_s),
+            "AWS_LAMBDA_LOG_GROUP_NAME": f"/aws/lambda/{rt.name}",
+            "AWS_LAMBDA_LOG_STREAM_NAME": f"local/{self.index}",
+            **rt.environment,
+        }
+        log = self._log_path.open("ab")
+        self._process = subprocess.Popen(  # noqa: S603 - fixed argv, loopback only
+            [
+                str(self._rie),
+                "--runtime-interface-emulator-address",
+                f"127.0.0.1:{self._port}",
+                "--runtime-api-address",
+                f"127.0.0.1:{api_port}",
+                str(self._python),
+                "-m",
+                "awslambdaric",
+                rt.handler,
+            ],
+            cwd=rt.code_dir,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        log.close()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if self._process.poll() is not None:
+                raise RuntimeError(f"{rt.name}#{self.index}: emulator exited; see {self._log_path}")
+            try:
+                with socket.create_connection(("127.0.0.1", self._port), timeout=0.2):
+                    return
+            except OSError:
+                time.sleep(0.02)
+        raise RuntimeError(f"{rt.name}#{self.index}: emulator did not listen within 10 s")
+
+    def invoke(self, payload: bytes) -> InvokeResult:
+        """One invocation; the payload is the event, the answer the handler's return value or error."""
+        cold = self.invocations == 0
+        started = time.monotonic()
+        try:
+            response = self._client.post(f"http://127.0.0.1:{self._port}{INVOKE_PATH}", content=payload)
+        except httpx.TimeoutException as exc:
+            raise InvocationTimeout(f"{self.runtime.name} did not answer") from exc
+        self.invocations += 1
+        body = response.content
+        return InvokeResult(
+            payload=body,
+            function_error=_is_function_error(response.headers, body),
+            duration_ms=round((time.monotonic() - started) * 1000, 1),
+            cold=cold,
+            environment=self.index,
+        )
+
+    def stop(self) -> None:
+        """Terminate the emulator (and the runtime it started)."""
+        self._client.close()
+        if self._process is not None and self._process.poll() is None:
+            try:
+                os.killpg(self._process.pid, 15)
+                self._process.wait(timeout=5)
+            except (ProcessLookupError, subprocess.TimeoutExpired):
+                os.killpg(self._process.pid, 9)
+
+
+def _is_function_error(headers: httpx.Headers, body: bytes) -> bool:
+    if headers.get("x-amz-function-error"):
+        return True
+    try:
+        parsed = json.loads(body or b"null")
+    except ValueError:
+        return False
+    return isinstance(parsed, dict) and "errorType" in parsed and "errorMessage" in parsed and len(parsed) <= 4
+
+
+class FunctionPool:
+    """A function's environments; an invocation takes an idle one, as Lambda scales out."""
+
+    def __init__(self, environments: list[ExecutionEnvironment], throttle_after_s: float = 30.0) -> None:
+        self._idle: queue.Queue[ExecutionEnvironment] = queue.Queue()
+        self._all = environments
+        self._throttle_after_s = throttle_after_s
+        self._lock = threading.Lock()
+        self.cold_starts = 0
+        self.invocations = 0
+
+    @property
+    def size(self) -> int:
+        """How many environments the pool has."""
+        return len(self._all)
+
+    @property
+    def name(self) -> str:
+        """The function's name."""
+        return self._all[0].runtime.name
+
+    def start(self) -> None:
+        """Start every environment."""
+        for env in self._all:
+            env.start()
+            self._idle.put(env)
+
+    def invoke(self, event: Any) -> InvokeResult:
+        """Invoke with a JSON event on the next idle environment."""
+        try:
+            env = self._idle.get(timeout=self._throttle_after_s)
+        except queue.Empty as exc:
+            raise Throttled(self.name) from exc
+        try:
+            result = env.invoke(json.dumps(event).encode("utf-8"))
+        finally:
+            self._idle.put(env)
+        with self._lock:
+            self.invocations += 1
+            self.cold_starts += int(result.cold)
+        return result
+
+    def stats(self) -> dict[str, int]:
+        """Invocations and cold starts so far."""
+        return {"environments": len(self._all), "invocations": self.invocations, "cold_starts": self.cold_starts}
+
+    def stop(self) -> None:
+        """Stop every environment."""
+        for env in self._all:
+            env.stop()
