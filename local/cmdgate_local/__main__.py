@@ -33,6 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--env", action="append", default=[], help="function environment override KEY=VALUE")
     parser.add_argument("--authorizer-ttl", type=float, default=None, help="authorizer cache TTL in seconds")
     parser.add_argument("--state-file", type=Path, default=None)
+    parser.add_argument("--log-dir", type=Path, default=None, help="where function logs go")
     parser.add_argument("--no-schedules", action="store_true", help="do not run scheduled functions")
     parser.add_argument("--verbose", action="store_true")
     args = parser.parse_args(argv)
@@ -51,6 +52,7 @@ def main(argv: list[str] | None = None) -> int:
         environment_overrides=_pairs(args.env),
         state_file=args.state_file or root / ".local-stack" / "state.json",
         run_schedules=not args.no_schedules,
+        log_dir=args.log_dir,
     )
     stack = LocalStack(config)
     stopped = threading.Event()
@@ -64,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
         stack.start()
         if not config.bootstrap_admin_key:
             print(f"admin API key (created for this run): {stack.admin_key}", flush=True)
-        print(f"function logs: {config.log_dir}", flush=True)
+        print(f"function logs: {config.function_log_dir}", flush=True)
         print(READY_LINE.format(url=stack.url), flush=True)
         stopped.wait()
     finally:

@@ -45,6 +45,7 @@ class StackConfig:
     environment_overrides: dict[str, str] = field(default_factory=dict)
     state_file: Path | None = None
     run_schedules: bool = True
+    log_dir: Path | None = None
 
     @property
     def build_dir(self) -> Path:
@@ -52,9 +53,9 @@ class StackConfig:
         return self.root / ".aws-sam" / "build"
 
     @property
-    def log_dir(self) -> Path:
+    def function_log_dir(self) -> Path:
         """Function logs, one file per execution environment."""
-        return self.root / ".local-stack" / "logs"
+        return self.log_dir or self.root / ".local-stack" / "logs"
 
     @property
     def runtime_python(self) -> Path:
@@ -134,7 +135,7 @@ class LocalStack:
         cfg = self.config
         if not (cfg.build_dir / "template.yaml").exists():
             raise FileNotFoundError(f"{cfg.build_dir} is missing: run `sam build` (make build) first")
-        cfg.log_dir.mkdir(parents=True, exist_ok=True)
+        cfg.function_log_dir.mkdir(parents=True, exist_ok=True)
         self.moto.start()
         self.gist.start()
         self._session = aws_session(self.moto.url)
@@ -155,7 +156,9 @@ class LocalStack:
         for name, runtime in self.runtimes.items():
             reserved = template.functions()[name].reserved_concurrency
             size = min(cfg.pool_size, int(reserved)) if reserved else cfg.pool_size
-            envs = [ExecutionEnvironment(runtime, i, rie, cfg.runtime_python, cfg.log_dir) for i in range(size)]
+            envs = [
+                ExecutionEnvironment(runtime, i, rie, cfg.runtime_python, cfg.function_log_dir) for i in range(size)
+            ]
             self.pools[name] = FunctionPool(envs, throttle_after_s=runtime.timeout_s + 5)
             self.pools[name].start()
         self._seed_admin_key()
