@@ -108,7 +108,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         "--authorizer-ttl",
         "1",
         "--param",
-        "WorkerVisibilityTimeoutS=1",
+        "WorkerVisibilityTimeoutS=4",
         "--param",
         "EventsVisibilityTimeoutS=1",
         "--param",

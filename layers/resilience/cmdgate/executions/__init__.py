@@ -2,10 +2,11 @@
 
 from cmdgate.executions.model import Execution, ExecutionError
 from cmdgate.executions.queue import MessageQueue, PoisonMessage
-from cmdgate.executions.service import ExecutionService, RetryableFailure, Submission
+from cmdgate.executions.service import AttemptInProgress, ExecutionService, RetryableFailure, Submission
 from cmdgate.executions.store import ExecutionStore
 
 __all__ = [
+    "AttemptInProgress",
     "Execution",
     "ExecutionError",
     "ExecutionService",

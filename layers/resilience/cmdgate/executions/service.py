@@ -22,6 +22,8 @@ from cmdgate.executions.runner import Outcome, run_attempt
 from cmdgate.executions.store import ExecutionStore
 
 logger = Logger(child=True)
+# An attempt's lease outlives the command's timeout by this much before another attempt may take over.
+ATTEMPT_LEASE_MARGIN_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -109,8 +111,12 @@ class ExecutionService:
         spec = self._registry.get(record.command)
         if spec is None:
             raise PoisonMessage(f"execution {execution_id} names unknown command {record.command!r}")
-        running = self._store.begin_attempt(execution_id)
+        running = self._store.begin_attempt(execution_id, spec.timeout_s + ATTEMPT_LEASE_MARGIN_S, self._clock())
         if running is None:
+            current = self._store.get(execution_id)
+            if current is not None and current.status == "running":
+                # A duplicate delivery while another attempt holds the lease: come back later.
+                raise AttemptInProgress(f"execution {execution_id} is being run by another attempt")
             logger.info("execution already finished; message acknowledged", extra={"execution_id": execution_id})
             return
         params = spec.params_model.model_validate(running.params)
@@ -124,7 +130,7 @@ class ExecutionService:
         if receive_count >= self._max_receive_count:
             self._finish(running, "dead_lettered", outcome)
         else:
-            self._store.finish(execution_id, "queued", error=_error_of(outcome))
+            self._store.finish(execution_id, running.attempts, "queued", error=_error_of(outcome))
         raise RetryableFailure(f"attempt {running.attempts} of {execution_id} failed: {outcome.code}")
 
     def _enqueue(self, execution: Execution, *, preference_applied: bool) -> Submission:
@@ -133,9 +139,10 @@ class ExecutionService:
             self._executions_queue.send({"execution_id": execution.execution_id})
         except Exception:
             logger.exception("could not queue execution", extra={"execution_id": execution.execution_id})
-            self._store.begin_attempt(execution.execution_id)
+            claimed = self._store.begin_attempt(execution.execution_id, 0, self._clock())
             self._store.finish(
                 execution.execution_id,
+                claimed.attempts if claimed else 1,
                 "failed",
                 error=ExecutionError(code="QUEUE_UNAVAILABLE", detail="The execution could not be queued.", status=503),
             )
@@ -149,7 +156,11 @@ class ExecutionService:
 
     def _run_sync(self, spec: CommandSpec, execution: Execution, params: Any) -> Submission:
         self._store.create(execution)
-        running = self._store.begin_attempt(execution.execution_id) or execution
+        running = self._store.begin_attempt(
+            execution.execution_id, spec.timeout_s + ATTEMPT_LEASE_MARGIN_S, self._clock()
+        )
+        if running is None:  # only a duplicate id could cause this; ids are random
+            raise errors.InternalError()
         outcome = self._attempt(spec, running, params)
         if outcome.ok:
             self._finish(running, "succeeded", outcome)
@@ -189,7 +200,9 @@ class ExecutionService:
 
     def _finish(self, execution: Execution, status: Any, outcome: Outcome) -> None:
         error = None if outcome.ok else _error_of(outcome)
-        if not self._store.finish(execution.execution_id, status, result=outcome.result, error=error):
+        if not self._store.finish(
+            execution.execution_id, execution.attempts, status, result=outcome.result, error=error
+        ):
             logger.warning("execution was no longer running", extra={"execution_id": execution.execution_id})
             return
         self._publish_executed(execution, status)
@@ -215,6 +228,10 @@ class ExecutionService:
 
 class RetryableFailure(Exception):
     """An attempt failed in a way worth retrying: SQS redelivers the message."""
+
+
+class AttemptInProgress(RetryableFailure):
+    """Another attempt holds the execution's lease; the message returns after its visibility timeout."""
 
 
 def parse_json_object(body: str | None) -> dict[str, Any]:

@@ -29,18 +29,27 @@ class ExecutionStore:
         item = self._table.get_item(Key={"execution_id": execution_id}, ConsistentRead=True).get("Item")
         return Execution.from_item(item) if item else None
 
-    def begin_attempt(self, execution_id: str) -> Execution | None:
-        """Mark the record running and count the attempt; None if it is already terminal or absent."""
+    def begin_attempt(self, execution_id: str, lease_s: float, now: float) -> Execution | None:
+        """Claim the next attempt: from `queued`, or from `running` whose attempt lease ran out
+        (its worker died). None if the record is terminal, absent, or another attempt holds it."""
         try:
             response = self._table.update_item(
                 Key={"execution_id": execution_id},
-                UpdateExpression="SET #s = :running, started_at = if_not_exists(started_at, :now) ADD attempts :one",
-                ConditionExpression="attribute_exists(execution_id) AND #s IN (:queued, :running)",
+                UpdateExpression=(
+                    "SET #s = :running, started_at = if_not_exists(started_at, :iso), lease_until = :lease "
+                    "ADD attempts :one"
+                ),
+                ConditionExpression=(
+                    "attribute_exists(execution_id) AND "
+                    "(#s = :queued OR (#s = :running AND (attribute_not_exists(lease_until) OR lease_until < :now)))"
+                ),
                 ExpressionAttributeNames={"#s": "status"},
                 ExpressionAttributeValues={
                     ":running": "running",
                     ":queued": "queued",
-                    ":now": utc_now_iso(),
+                    ":iso": utc_now_iso(),
+                    ":now": int(now),
+                    ":lease": int(now + lease_s) + 1,
                     ":one": 1,
                 },
                 ReturnValues="ALL_NEW",
@@ -54,18 +63,20 @@ class ExecutionStore:
     def finish(
         self,
         execution_id: str,
+        attempt: int,
         status: Status,
         *,
         result: Any = None,
         error: ExecutionError | None = None,
     ) -> bool:
-        """Record the outcome of the running attempt; False if the record was not running."""
+        """Record the outcome of attempt `attempt`; False if that attempt no longer owns the record
+        (it finished already, or a later attempt took over after its lease ran out)."""
         names = {"#s": "status"}
-        values: dict[str, Any] = {":status": status, ":running": "running"}
+        values: dict[str, Any] = {":status": status, ":running": "running", ":attempt": attempt}
         sets = ["#s = :status"]
         if status in ("succeeded", "failed", "dead_lettered"):
-            sets.append("finished_at = :now")
-            values[":now"] = utc_now_iso()
+            sets.append("finished_at = :iso")
+            values[":iso"] = utc_now_iso()
         if status == "succeeded":
             sets.append("result_json = :result")
             values[":result"] = json.dumps(result, separators=(",", ":"))
@@ -76,8 +87,8 @@ class ExecutionStore:
         try:
             self._table.update_item(
                 Key={"execution_id": execution_id},
-                UpdateExpression="SET " + ", ".join(sets),
-                ConditionExpression="#s = :running",
+                UpdateExpression="SET " + ", ".join(sets) + " REMOVE lease_until",
+                ConditionExpression="#s = :running AND attempts = :attempt",
                 ExpressionAttributeNames=names,
                 ExpressionAttributeValues=values,
             )
