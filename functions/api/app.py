@@ -21,6 +21,7 @@ logger = Logger()
 tracer = Tracer()
 metrics = Metrics()
 app = APIGatewayRestResolver(enable_validation=True)
+API_VERSION = "1.0.0"
 
 
 def _request_id() -> str | None:
@@ -39,6 +40,16 @@ def get_health() -> Response[str]:
     """Liveness of the dependencies, without error details."""
     report = health_report(run_checks(health_checks(), get_settings().health_check_timeout_s), detailed=False)
     return json_response(503 if report["status"] == "unhealthy" else 200, report)
+
+
+@app.get("/v1/openapi.json", include_in_schema=False)
+def get_openapi() -> Response[str]:
+    """The OpenAPI description of this API, generated from the routes."""
+    return Response(
+        status_code=200,
+        content_type="application/json",
+        body=app.get_openapi_json_schema(title="cmdgate", version=API_VERSION, openapi_version="3.1.0"),
+    )
 
 
 @app.get("/v1/commands")

@@ -214,3 +214,10 @@ def test_concurrent_requests_run_in_separate_environments(stack: Stack) -> None:
         assert list(pool.map(run, range(3))) == [200, 200, 200]
     started = [p for p in stack.log_dir.glob("ApiFunction-*.log") if "INIT REPORT" in p.read_text()]
     assert len(started) == 3
+
+
+def test_openapi_description_is_open_and_lists_the_routes(stack: Stack) -> None:
+    response = stack.client().get("/v1/openapi.json")
+    assert response.status_code == 200
+    paths = response.json()["paths"]
+    assert {"/v1/commands", "/v1/commands/{name}", "/v1/executions/{execution_id}", "/v1/health"} <= set(paths)
