@@ -14,8 +14,9 @@ from cmdgate import errors
 from cmdgate.auth import Principal
 from cmdgate.config import get_settings
 from cmdgate.health import health_report, run_checks
-from cmdgate.http import header, json_response, prefers_async, problem_response, with_request_id
-from cmdgate.wiring import execution_service, health_checks
+from cmdgate.http import header, http_response, json_response, prefers_async, problem_response, with_request_id
+from cmdgate.idempotency import IdempotencyKeyMissing, parse_idempotency_key, request_fingerprint
+from cmdgate.wiring import execution_service, health_checks, idempotent_requests
 
 logger = Logger()
 tracer = Tracer()
@@ -60,15 +61,28 @@ def list_commands() -> Response[str]:
 
 @app.post("/v1/commands/<name>")
 def run_command(name: str) -> Response[str]:
-    """Run a command sync, or queue it when `Prefer: respond-async`."""
-    event = app.current_event
+    """Run a command sync, or queue it when `Prefer: respond-async`; Idempotency-Key makes it run once."""
+    event, settings = app.current_event, get_settings()
     body = event.body
-    if body is not None and len(body.encode("utf-8")) > get_settings().max_body_bytes:
-        raise errors.PayloadTooLarge(f"The request body is over {get_settings().max_body_bytes} bytes.")
-    submission = execution_service().submit(
-        _principal(), name, body, prefer_async=prefers_async(header(event.headers, "Prefer"))
+    if body is not None and len(body.encode("utf-8")) > settings.max_body_bytes:
+        raise errors.PayloadTooLarge(f"The request body is over {settings.max_body_bytes} bytes.")
+    principal, service = _principal(), execution_service()
+    key = parse_idempotency_key(header(event.headers, "Idempotency-Key"))
+    prepared = service.prepare(principal, name, body, prefer_async=prefers_async(header(event.headers, "Prefer")))
+    if key is None:
+        if prepared.spec.idempotency == "required":
+            raise IdempotencyKeyMissing(f"Command {name!r} requires an Idempotency-Key header.")
+        return http_response(service.start(principal, prepared).to_http())
+    requests = idempotent_requests()
+    requests.register_lambda_context(app.lambda_context)
+    stored = requests.run(
+        principal.principal_id,
+        key,
+        request_fingerprint(event.http_method, event.path, prepared.raw_params),
+        lambda: service.start(principal, prepared).to_http(),
+        retry_after_s=settings.idempotency_retry_after_s,
     )
-    return json_response(submission.status_code, submission.body, submission.headers)
+    return http_response(stored)
 
 
 @app.get("/v1/executions/<execution_id>")

@@ -28,6 +28,8 @@ class Settings(BaseSettings):
     execution_ttl_days: int = Field(default=30, ge=1)
     max_body_bytes: int = Field(default=64 * 1024, ge=1)
     max_result_bytes: int = Field(default=256 * 1024, ge=1)
+    idempotency_ttl_s: int = Field(default=86400, ge=60)
+    idempotency_retry_after_s: int = Field(default=2, ge=1)
     health_check_timeout_s: float = Field(default=2.0, gt=0)
     aws_region: str = "us-east-1"
 

@@ -25,6 +25,15 @@ def json_response(status: int, body: Any, headers: dict[str, str] | None = None)
     return Response(status_code=status, content_type="application/json", body=json.dumps(body), headers=headers or {})
 
 
+def http_response(stored: dict[str, Any]) -> Response[str]:
+    """A response from its stored form `{status, headers, body}` (see Submission.to_http)."""
+    headers = dict(stored.get("headers") or {})
+    content_type = headers.pop("Content-Type", "application/json")
+    return Response(
+        status_code=int(stored["status"]), content_type=content_type, body=json.dumps(stored["body"]), headers=headers
+    )
+
+
 def with_request_id(response: dict[str, Any], request_id: str) -> dict[str, Any]:
     """Add `X-Request-Id` to a proxy response, whichever header map it uses."""
     if "multiValueHeaders" in response:

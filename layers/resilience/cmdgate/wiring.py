@@ -10,6 +10,7 @@ from cmdgate.commands import default_registry, load_packs
 from cmdgate.config import get_settings
 from cmdgate.executions import ExecutionService, ExecutionStore, MessageQueue
 from cmdgate.health import Check
+from cmdgate.idempotency import IdempotentRequests
 from cmdgate.stats import CommandStats
 
 
@@ -34,6 +35,16 @@ def execution_service() -> ExecutionService:
         max_receive_count=settings.max_receive_count,
         execution_ttl_s=settings.execution_ttl_days * 86400,
     )
+
+
+@lru_cache(maxsize=1)
+def idempotent_requests() -> IdempotentRequests:
+    """Idempotency-Key handling backed by the idempotency table (Powertools schema)."""
+    from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
+
+    settings = get_settings()
+    persistence = DynamoDBPersistenceLayer(table_name=settings.idempotency_table, boto3_client=aws.client("dynamodb"))
+    return IdempotentRequests(persistence, expires_after_s=settings.idempotency_ttl_s)
 
 
 @lru_cache(maxsize=1)

@@ -1,5 +1,5 @@
 """Commands for tests and the local stack only (enabled by COMMAND_PACKS)."""
 
-from cmdgate_commands.testing import fail, sleep
+from cmdgate_commands.testing import count, fail, sleep
 
-__all__ = ["fail", "sleep"]
+__all__ = ["count", "fail", "sleep"]

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aws_lambda_powertools import Logger
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from cmdgate import errors
 from cmdgate.auth import Principal
@@ -28,11 +28,31 @@ ATTEMPT_LEASE_MARGIN_S = 10.0
 
 @dataclass(frozen=True)
 class Submission:
-    """What the API answers for a submitted command."""
+    """What the API answers for a started command, success or failure (this is what idempotency stores)."""
 
     status_code: int
     body: dict[str, Any]
     headers: dict[str, str] = field(default_factory=dict)
+    content_type: str = "application/json"
+
+    def to_http(self) -> dict[str, Any]:
+        """A JSON-serialisable response: status, headers (Content-Type included) and body."""
+        return {
+            "status": self.status_code,
+            "headers": {"Content-Type": self.content_type, **self.headers},
+            "body": self.body,
+        }
+
+
+@dataclass(frozen=True)
+class PreparedRun:
+    """A request that passed every check made before a command starts."""
+
+    spec: CommandSpec
+    params: BaseModel
+    raw_params: dict[str, Any]
+    run_async: bool
+    preference_applied: bool
 
 
 class ExecutionService:
@@ -74,6 +94,10 @@ class ExecutionService:
 
     def submit(self, principal: Principal, name: str, body: str | None, prefer_async: bool) -> Submission:
         """Validate, then run now (sync) or queue (async)."""
+        return self.start(principal, self.prepare(principal, name, body, prefer_async))
+
+    def prepare(self, principal: Principal, name: str, body: str | None, prefer_async: bool) -> PreparedRun:
+        """Every check made before a command starts (403, 404, 400, 422); raises ProblemError."""
         spec = self.resolve_command(principal, name)
         raw = parse_json_object(body)
         try:
@@ -81,6 +105,11 @@ class ExecutionService:
         except ValidationError as exc:
             raise errors.ValidationFailed(errors.validation_errors_from_pydantic(exc.errors())) from None
         run_async = (prefer_async and "async" in spec.modes) or "sync" not in spec.modes
+        return PreparedRun(spec, params, raw, run_async, preference_applied=prefer_async and run_async)
+
+    def start(self, principal: Principal, prepared: PreparedRun) -> Submission:
+        """Run now (sync) or queue (async); a command's own failure is an answer, not an exception."""
+        spec, params, run_async = prepared.spec, prepared.params, prepared.run_async
         execution = Execution(
             execution_id=uuid.uuid4().hex,
             command=spec.name,
@@ -92,7 +121,7 @@ class ExecutionService:
             expires_at=int(self._clock()) + self._execution_ttl_s,
         )
         if run_async:
-            return self._enqueue(execution, preference_applied=prefer_async)
+            return self._enqueue(execution, preference_applied=prepared.preference_applied)
         return self._run_sync(spec, execution, params)
 
     def get(self, principal: Principal, execution_id: str) -> Execution:
@@ -174,7 +203,10 @@ class ExecutionService:
                 },
             )
         self._finish(running, "failed", outcome)
-        raise _problem_of(outcome, execution.execution_id)
+        problem = _problem_of(outcome, execution.execution_id)
+        return Submission(
+            problem.status, problem.to_problem(), dict(problem.headers), content_type=errors.PROBLEM_CONTENT_TYPE
+        )
 
     def _attempt(self, spec: CommandSpec, execution: Execution, params: Any) -> Outcome:
         context = CommandContext(

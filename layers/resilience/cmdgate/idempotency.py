@@ -1,0 +1,135 @@
+"""HTTP idempotency (Idempotency-Key) on top of Powertools' idempotency utility.
+
+Powertools stores the claim, the in-progress marker (expiring with the Lambda's
+remaining time, so an attempt whose Lambda died can be retried) and the result;
+this module adds what it does not map to HTTP: keys scoped to the principal,
+the request fingerprint (method + path + RFC 8785 canonical body), the exact
+replay of status, headers and body, and the 409/422 answers.
+
+Stripe's rule holds because the wrapped function never raises for a command's
+own failure: once a command has started, its outcome (200, 4xx, 500, 504) is
+returned as a response and stored. What is refused before it starts is raised
+before this module is called, so nothing is stored and a retry may run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Callable
+from typing import Any
+
+import rfc8785
+from aws_lambda_powertools.utilities.idempotency import IdempotencyConfig
+from aws_lambda_powertools.utilities.idempotency.base import IdempotencyHandler
+from aws_lambda_powertools.utilities.idempotency.exceptions import (
+    IdempotencyAlreadyInProgressError,
+    IdempotencyValidationError,
+)
+from aws_lambda_powertools.utilities.idempotency.persistence.base import BasePersistenceLayer, DataRecord
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from cmdgate import errors
+
+# Changing this breaks dedupe of keys already stored: it is part of every stored key.
+KEY_PREFIX = "cmdgate.commands.run"
+REPLAYED_HEADER = "Idempotent-Replayed"
+_BARE_KEY = re.compile(r"[\x21-\x7e]{1,255}")
+_SF_STRING = re.compile(r'"((?:[\x20\x21\x23-\x5b\x5d-\x7e]|\\["\\]){1,255})"')
+
+HttpResponse = dict[str, Any]  # {"status": int, "headers": {str: str}, "body": JSON}
+
+
+class IdempotencyKeyMissing(errors.ProblemError):
+    status, code, title = 400, "IDEMPOTENCY_KEY_MISSING", "Idempotency-Key required"
+
+
+class InvalidIdempotencyKey(errors.ProblemError):
+    status, code, title = 400, "INVALID_IDEMPOTENCY_KEY", "Invalid Idempotency-Key"
+
+
+class IdempotencyKeyReused(errors.ProblemError):
+    status, code, title = 422, "IDEMPOTENCY_KEY_REUSED", "Idempotency-Key reused with a different request"
+
+
+class IdempotencyInProgress(errors.ProblemError):
+    status, code, title = 409, "IDEMPOTENCY_IN_PROGRESS", "A request with this Idempotency-Key is in progress"
+
+
+def parse_idempotency_key(header: str | None) -> str | None:
+    """The key of an `Idempotency-Key` header: a Structured Field string or the bare form (same key)."""
+    if header is None:
+        return None
+    value = header.strip()
+    quoted = _SF_STRING.fullmatch(value)
+    if quoted:
+        key = re.sub(r"\\(.)", r"\1", quoted.group(1))
+    elif _BARE_KEY.fullmatch(value) and not value.startswith('"'):
+        key = value
+    else:
+        raise InvalidIdempotencyKey("Idempotency-Key must be 1-255 printable ASCII characters.")
+    if not 1 <= len(key) <= 255:
+        raise InvalidIdempotencyKey("Idempotency-Key must be 1-255 printable ASCII characters.")
+    return key
+
+
+def request_fingerprint(method: str, path: str, body: Any) -> str:
+    """SHA-256 of method, path and the RFC 8785 canonical form of the JSON body."""
+    digest = hashlib.sha256()
+    digest.update(method.upper().encode() + b"\n" + path.encode() + b"\n")
+    digest.update(rfc8785.dumps(body))
+    return digest.hexdigest()
+
+
+def _mark_replayed(response: Any, idempotent_data: DataRecord) -> Any:
+    if isinstance(response, dict):
+        response = {**response, "headers": {**(response.get("headers") or {}), REPLAYED_HEADER: "true"}}
+    return response
+
+
+def _produce(request: dict[str, Any], produce: Callable[[], HttpResponse]) -> HttpResponse:
+    """The function Powertools wraps; a stable name, since it is part of the persistence config."""
+    return produce()
+
+
+class IdempotentRequests:
+    """Runs a request at most once per (principal, key) and replays its stored response."""
+
+    def __init__(self, persistence: BasePersistenceLayer, *, expires_after_s: int = 86400) -> None:
+        self._persistence = persistence
+        self.config = IdempotencyConfig(
+            event_key_jmespath="scoped_key",
+            payload_validation_jmespath="fingerprint",
+            raise_on_no_idempotency_key=True,
+            expires_after_seconds=expires_after_s,
+            response_hook=_mark_replayed,
+        )
+
+    def register_lambda_context(self, context: LambdaContext) -> None:
+        """Let the in-progress marker expire with this invocation's remaining time."""
+        self.config.register_lambda_context(context)
+
+    def run(
+        self, principal_id: str, key: str, fingerprint: str, produce: Callable[[], HttpResponse], retry_after_s: int
+    ) -> HttpResponse:
+        """The response for this key: produced now, or the stored one (with Idempotent-Replayed)."""
+        payload = {"scoped_key": f"{principal_id}\n{key}", "fingerprint": fingerprint}
+        handler = IdempotencyHandler(
+            function=_produce,
+            function_payload=payload,
+            config=self.config,
+            persistence_store=self._persistence,
+            key_prefix=KEY_PREFIX,
+            function_args=(),
+            function_kwargs={"request": payload, "produce": produce},
+        )
+        try:
+            response: HttpResponse = handler.handle()
+        except IdempotencyValidationError:
+            raise IdempotencyKeyReused("This Idempotency-Key was used with a different method, path or body.") from None
+        except IdempotencyAlreadyInProgressError:
+            raise IdempotencyInProgress(
+                "The first request with this Idempotency-Key is still running.",
+                headers={"Retry-After": str(retry_after_s)},
+            ) from None
+        return response
