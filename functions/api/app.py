@@ -2,21 +2,24 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+from aws_lambda_powertools.event_handler.openapi.params import Body
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from cmdgate import errors
+from cmdgate.admin import CreateKeyRequest, create_key, list_keys, require_admin, revoke_key
 from cmdgate.auth import Principal
 from cmdgate.config import get_settings
 from cmdgate.health import health_report, run_checks
 from cmdgate.http import header, http_response, json_response, prefers_async, problem_response, with_request_id
 from cmdgate.idempotency import IdempotencyKeyMissing, parse_idempotency_key, request_fingerprint
-from cmdgate.wiring import execution_service, health_checks, idempotent_requests
+from cmdgate.pagination import parse_limit
+from cmdgate.wiring import api_key_store, execution_service, health_checks, idempotent_requests
 
 logger = Logger()
 tracer = Tracer()
@@ -89,6 +92,38 @@ def run_command(name: str) -> Response[str]:
 def get_execution(execution_id: str) -> Response[str]:
     """An execution the caller created (or any, for admin)."""
     return json_response(200, execution_service().get(_principal(), execution_id).public_view())
+
+
+@app.post("/v1/admin/keys")
+def create_api_key(request: Annotated[CreateKeyRequest, Body()]) -> Response[str]:
+    """Issue an API key; the key is in this answer only."""
+    require_admin(_principal())
+    created = create_key(api_key_store(), request)
+    return json_response(201, created.model_dump(), {"Cache-Control": "no-store"})
+
+
+@app.get("/v1/admin/keys")
+def list_api_keys() -> Response[str]:
+    """Issued keys, paginated with `limit` and `cursor`."""
+    require_admin(_principal())
+    params = app.current_event.query_string_parameters or {}
+    return json_response(200, list_keys(api_key_store(), parse_limit(params.get("limit")), params.get("cursor")))
+
+
+@app.delete("/v1/admin/keys/<key_id>")
+def revoke_api_key(key_id: str) -> Response[str]:
+    """Revoke a key (effective within the authorizer cache TTL)."""
+    require_admin(_principal())
+    revoke_key(api_key_store(), key_id)
+    return Response(status_code=204, body="")
+
+
+@app.get("/v1/admin/health")
+def get_admin_health() -> Response[str]:
+    """Health with the error class of each failing check."""
+    require_admin(_principal())
+    report = health_report(run_checks(health_checks(), get_settings().health_check_timeout_s), detailed=True)
+    return json_response(503 if report["status"] == "unhealthy" else 200, report)
 
 
 @app.exception_handler(errors.ProblemError)

@@ -224,17 +224,13 @@ class LocalStack:
         self.moto.stop()
 
     def _seed_admin_key(self) -> None:
+        """The deployment's bootstrap path, with the chosen key (CMDGATE_BOOTSTRAP_ADMIN_KEY) or a new one."""
         from cmdgate.auth import ApiKeyStore
 
         assert self._session is not None
         table = self._session.resource("dynamodb").Table(self.resources["KeysTable"]["Ref"])
-        store = ApiKeyStore(table)
-        key = self.config.bootstrap_admin_key
-        if key and store.find_by_key(key):
-            self.admin_key = key
-            return
-        self.admin_key, _ = store.create(
-            "bootstrap-admin", ["admin"], {"quota": 100_000, "window_s": 60}, api_key=key or None
+        self.admin_key, _ = ApiKeyStore(table).bootstrap_admin(
+            api_key=self.config.bootstrap_admin_key or None, rate_limit={"quota": 100_000, "window_s": 60}
         )
 
     def _run_schedule(self, function_id: str, period_s: float) -> None:

@@ -9,9 +9,11 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from cmdgate.auth.permissions import Principal
+from cmdgate.auth.permissions import ADMIN, Principal
 
 API_KEY_PREFIX = "cg_"
+# An item (not a key: no hash is ever this string) whose existence means the first admin key was created.
+BOOTSTRAP_MARKER = "bootstrap#admin"
 MAX_TOKEN_LENGTH = 512
 
 
@@ -52,6 +54,18 @@ class ApiKeyRecord:
             rate_limit=dict(self.rate_limit),
         )
 
+    def public_view(self) -> dict[str, Any]:
+        """What `GET /v1/admin/keys` shows (never the hash)."""
+        return {
+            "key_id": self.key_id,
+            "name": self.name,
+            "permissions": list(self.permissions),
+            "rate_limit": dict(self.rate_limit),
+            "status": self.status,
+            "created_at": self.created_at,
+            "expires_at": self.expires_at,
+        }
+
     def to_item(self) -> dict[str, Any]:
         """The DynamoDB item."""
         item: dict[str, Any] = {
@@ -83,6 +97,10 @@ class ApiKeyRecord:
         )
 
 
+class BootstrapRefused(Exception):
+    """The deployment already has its first admin key."""
+
+
 class ApiKeyStore:
     """API-key principals in the keys table (hash key `key_hash`, GSI `by_key_id`)."""
 
@@ -96,6 +114,65 @@ class ApiKeyStore:
         item = self._table.get_item(Key={"key_hash": hash_api_key(api_key)}, ConsistentRead=True).get("Item")
         return ApiKeyRecord.from_item(item) if item else None
 
+    def list_page(
+        self, limit: int, start_key: dict[str, Any] | None
+    ) -> tuple[list[ApiKeyRecord], dict[str, Any] | None]:
+        """One page of issued keys (the bootstrap marker is not a key) and the key to resume from."""
+        kwargs: dict[str, Any] = {"Limit": limit, "FilterExpression": "attribute_exists(key_id)"}
+        if start_key:
+            kwargs["ExclusiveStartKey"] = start_key
+        response = self._table.scan(**kwargs)
+        records = [ApiKeyRecord.from_item(item) for item in response.get("Items", [])]
+        return records, response.get("LastEvaluatedKey")
+
+    def revoke(self, key_id: str) -> bool:
+        """Mark a key revoked; False if no key has that id. The authorizer cache may honour it for up to its TTL."""
+        found = self._table.query(
+            IndexName="by_key_id",
+            KeyConditionExpression="key_id = :id",
+            ExpressionAttributeValues={":id": key_id},
+        ).get("Items", [])
+        if not found:
+            return False
+        self._table.update_item(
+            Key={"key_hash": found[0]["key_hash"]},
+            UpdateExpression="SET #s = :revoked, revoked_at = :now",
+            ConditionExpression="attribute_exists(key_hash)",
+            ExpressionAttributeNames={"#s": "status"},
+            ExpressionAttributeValues={":revoked": "revoked", ":now": int(time.time())},
+        )
+        return True
+
+    def bootstrap_admin(
+        self, name: str = "bootstrap-admin", *, api_key: str | None = None, rate_limit: dict[str, int] | None = None
+    ) -> tuple[str, ApiKeyRecord]:
+        """Create the first admin key of a deployment; raises BootstrapRefused once one was created."""
+        key = api_key or generate_api_key()
+        record = self._new_record(key, name, [ADMIN], rate_limit or {"quota": 1000, "window_s": 60}, None)
+        client = self._table.meta.client
+        try:
+            client.transact_write_items(
+                TransactItems=[
+                    {
+                        "Put": {
+                            "TableName": self._table.name,
+                            "Item": {"key_hash": BOOTSTRAP_MARKER, "created_at": record.created_at},
+                            "ConditionExpression": "attribute_not_exists(key_hash)",
+                        }
+                    },
+                    {
+                        "Put": {
+                            "TableName": self._table.name,
+                            "Item": record.to_item(),
+                            "ConditionExpression": "attribute_not_exists(key_hash)",
+                        }
+                    },
+                ]
+            )
+        except client.exceptions.TransactionCanceledException:
+            raise BootstrapRefused("an admin key was already bootstrapped for this deployment") from None
+        return key, record
+
     def create(
         self,
         name: str,
@@ -107,14 +184,20 @@ class ApiKeyStore:
     ) -> tuple[str, ApiKeyRecord]:
         """Issue a key (or register a given one); returns the key, shown only this once."""
         key = api_key or generate_api_key()
-        record = ApiKeyRecord(
+        record = self._new_record(key, name, permissions, rate_limit or {}, expires_at)
+        self._table.put_item(Item=record.to_item(), ConditionExpression="attribute_not_exists(key_hash)")
+        return key, record
+
+    @staticmethod
+    def _new_record(
+        key: str, name: str, permissions: list[str], rate_limit: dict[str, int], expires_at: int | None
+    ) -> ApiKeyRecord:
+        return ApiKeyRecord(
             key_id=uuid.uuid4().hex[:16],
             key_hash=hash_api_key(key),
             name=name,
             permissions=tuple(permissions),
-            rate_limit=rate_limit or {},
+            rate_limit=rate_limit,
             created_at=int(time.time()),
             expires_at=expires_at,
         )
-        self._table.put_item(Item=record.to_item(), ConditionExpression="attribute_not_exists(key_hash)")
-        return key, record

@@ -1,0 +1,65 @@
+"""Admin requests: issuing, listing and revoking API keys."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from cmdgate import errors
+from cmdgate.auth import ApiKeyStore, Principal
+from cmdgate.pagination import decode_cursor, encode_cursor
+
+Permission = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9._:*-]+$")]
+
+
+class RateLimitSpec(BaseModel):
+    """A key's rate-limit policy: `quota` requests per `window_s` seconds."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    quota: int = Field(ge=1, le=1_000_000)
+    window_s: int = Field(ge=1, le=86_400)
+
+
+class CreateKeyRequest(BaseModel):
+    """Body of `POST /v1/admin/keys`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=128)
+    permissions: list[Permission] = Field(min_length=1, max_length=100)
+    rate_limit: RateLimitSpec | None = None
+    expires_at: int | None = Field(default=None, ge=0, description="Epoch seconds after which the key stops working.")
+
+
+class CreatedKey(BaseModel):
+    """Answer of `POST /v1/admin/keys`: the key is shown only this once."""
+
+    key_id: str
+    api_key: str
+
+
+def require_admin(principal: Principal) -> None:
+    """Defence in depth: the authorizer's policy already limits admin routes to admins."""
+    if not principal.is_admin:
+        raise errors.Forbidden("This route needs the admin permission.")
+
+
+def create_key(keys: ApiKeyStore, request: CreateKeyRequest) -> CreatedKey:
+    """Issue a key."""
+    rate_limit = request.rate_limit.model_dump() if request.rate_limit else {}
+    api_key, record = keys.create(request.name, list(request.permissions), rate_limit, expires_at=request.expires_at)
+    return CreatedKey(key_id=record.key_id, api_key=api_key)
+
+
+def list_keys(keys: ApiKeyStore, limit: int, cursor: str | None) -> dict[str, Any]:
+    """One page of keys and the cursor for the next."""
+    records, last = keys.list_page(limit, decode_cursor(cursor, frozenset({"key_hash", "key_id"})))
+    return {"keys": [r.public_view() for r in records], "next_cursor": encode_cursor(last)}
+
+
+def revoke_key(keys: ApiKeyStore, key_id: str) -> None:
+    """Revoke a key by id (404 if unknown)."""
+    if not (0 < len(key_id) <= 64 and key_id.isalnum()) or not keys.revoke(key_id):
+        raise errors.NotFound(f"No key {key_id!r}.")
