@@ -65,6 +65,9 @@ integration: build
 test: setup lint typecheck validate build
 	$(VENV)/bin/pytest -q
 
+openapi: setup
+	PYTHONPATH=$(PYTHONPATH_DEV) $(VENV)/bin/python -m cmdgate_local.openapi_export
+
 bench: build
 	PYTHONPATH=$(PYTHONPATH_DEV) $(VENV)/bin/python bench/run.py
 

@@ -2,30 +2,52 @@
 
 from __future__ import annotations
 
+import json
+from functools import lru_cache
 from typing import Annotated, Any
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+from aws_lambda_powertools.event_handler.openapi.models import HTTPBearer
 from aws_lambda_powertools.event_handler.openapi.params import Body
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from cmdgate import errors
-from cmdgate.admin import CreateKeyRequest, create_key, list_keys, require_admin, revoke_key
+from cmdgate.admin import CreatedKey, CreateKeyRequest, create_key, list_keys, require_admin, revoke_key
+from cmdgate.api_docs import (
+    API_DESCRIPTION,
+    API_TITLE,
+    API_VERSION,
+    Accepted,
+    CommandList,
+    ExecutionView,
+    HealthView,
+    KeyList,
+    RunResult,
+    finalize_openapi,
+    responses,
+)
 from cmdgate.auth import Principal
 from cmdgate.config import get_settings
 from cmdgate.health import health_report, run_checks
 from cmdgate.http import header, http_response, json_response, prefers_async, problem_response, with_request_id
 from cmdgate.idempotency import IdempotencyKeyMissing, parse_idempotency_key, request_fingerprint
-from cmdgate.pagination import parse_limit
+from cmdgate.pagination import decode_cursor, encode_cursor, parse_limit
 from cmdgate.wiring import api_key_store, execution_service, health_checks, idempotent_requests
 
 logger = Logger()
 tracer = Tracer()
 metrics = Metrics()
 app = APIGatewayRestResolver(enable_validation=True)
-API_VERSION = "1.0.0"
+app.configure_openapi(
+    title=API_TITLE,
+    version=API_VERSION,
+    description=API_DESCRIPTION,
+    security_schemes={"bearer": HTTPBearer(description="An API key issued by POST /v1/admin/keys, or a JWT")},
+    security=[{"bearer": []}],
+)
 
 
 def _request_id() -> str | None:
@@ -39,11 +61,22 @@ def _principal() -> Principal:
     return principal
 
 
-@app.get("/v1/health")
+@app.get(
+    "/v1/health",
+    tags=["health"],
+    responses=responses(
+        {200: ("Healthy or degraded", HealthView), 503: ("Unhealthy", HealthView)}, authenticated=False
+    ),
+)
 def get_health() -> Response[str]:
     """Liveness of the dependencies, without error details."""
     report = health_report(run_checks(health_checks(), get_settings().health_check_timeout_s), detailed=False)
     return json_response(503 if report["status"] == "unhealthy" else 200, report)
+
+
+@lru_cache(maxsize=1)
+def _openapi_document() -> str:
+    return json.dumps(finalize_openapi(json.loads(app.get_openapi_json_schema())))
 
 
 @app.get("/v1/openapi.json", include_in_schema=False)
@@ -52,17 +85,38 @@ def get_openapi() -> Response[str]:
     return Response(
         status_code=200,
         content_type="application/json",
-        body=app.get_openapi_json_schema(title="cmdgate", version=API_VERSION, openapi_version="3.1.0"),
+        body=_openapi_document(),
     )
 
 
-@app.get("/v1/commands")
+@app.get(
+    "/v1/commands", tags=["commands"], responses=responses({200: ("Commands the caller may run", CommandList)}, 400)
+)
 def list_commands() -> Response[str]:
     """The commands the caller may run."""
-    return json_response(200, {"commands": execution_service().list_commands(_principal())})
+    params = app.current_event.query_string_parameters or {}
+    start = decode_cursor(params.get("cursor"), frozenset({"after"}))
+    commands, last = execution_service().list_commands(
+        _principal(), parse_limit(params.get("limit")), start["after"] if start else None
+    )
+    return json_response(200, {"commands": commands, "next_cursor": encode_cursor({"after": last} if last else None)})
 
 
-@app.post("/v1/commands/<name>")
+@app.post(
+    "/v1/commands/<name>",
+    tags=["commands"],
+    responses=responses(
+        {200: ("Sync run succeeded", RunResult), 202: ("Queued (Prefer: respond-async)", Accepted)},
+        400,
+        404,
+        409,
+        413,
+        422,
+        500,
+        503,
+        504,
+    ),
+)
 def run_command(name: str) -> Response[str]:
     """Run a command sync, or queue it when `Prefer: respond-async`; Idempotency-Key makes it run once."""
     event, settings = app.current_event, get_settings()
@@ -88,13 +142,19 @@ def run_command(name: str) -> Response[str]:
     return http_response(stored)
 
 
-@app.get("/v1/executions/<execution_id>")
+@app.get(
+    "/v1/executions/<execution_id>",
+    tags=["executions"],
+    responses=responses({200: ("The execution", ExecutionView)}, 404),
+)
 def get_execution(execution_id: str) -> Response[str]:
     """An execution the caller created (or any, for admin)."""
     return json_response(200, execution_service().get(_principal(), execution_id).public_view())
 
 
-@app.post("/v1/admin/keys")
+@app.post(
+    "/v1/admin/keys", tags=["admin"], responses=responses({201: ("The new key, shown once", CreatedKey)}, 413, 422)
+)
 def create_api_key(request: Annotated[CreateKeyRequest, Body()]) -> Response[str]:
     """Issue an API key; the key is in this answer only."""
     require_admin(_principal())
@@ -102,7 +162,7 @@ def create_api_key(request: Annotated[CreateKeyRequest, Body()]) -> Response[str
     return json_response(201, created.model_dump(), {"Cache-Control": "no-store"})
 
 
-@app.get("/v1/admin/keys")
+@app.get("/v1/admin/keys", tags=["admin"], responses=responses({200: ("A page of keys", KeyList)}, 400))
 def list_api_keys() -> Response[str]:
     """Issued keys, paginated with `limit` and `cursor`."""
     require_admin(_principal())
@@ -110,7 +170,7 @@ def list_api_keys() -> Response[str]:
     return json_response(200, list_keys(api_key_store(), parse_limit(params.get("limit")), params.get("cursor")))
 
 
-@app.delete("/v1/admin/keys/<key_id>")
+@app.delete("/v1/admin/keys/<key_id>", tags=["admin"], responses=responses({204: ("Revoked", None)}, 404))
 def revoke_api_key(key_id: str) -> Response[str]:
     """Revoke a key (effective within the authorizer cache TTL)."""
     require_admin(_principal())
@@ -118,7 +178,11 @@ def revoke_api_key(key_id: str) -> Response[str]:
     return Response(status_code=204, body="")
 
 
-@app.get("/v1/admin/health")
+@app.get(
+    "/v1/admin/health",
+    tags=["admin"],
+    responses=responses({200: ("Healthy or degraded", HealthView), 503: ("Unhealthy", HealthView)}),
+)
 def get_admin_health() -> Response[str]:
     """Health with the error class of each failing check."""
     require_admin(_principal())

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -80,17 +81,23 @@ def wait_for(predicate: Callable[[], Any], timeout_s: float = 30.0, interval_s: 
     raise AssertionError(f"condition not met within {timeout_s} s (last value: {value!r})")
 
 
-@pytest.fixture(scope="session")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+@contextmanager
+def running_stack(workdir: Path, extra_params: tuple[str, ...] = ()) -> Iterator[Stack]:
+    """Start `python -m cmdgate_local` on free ports with short timers; stop it (and every child) after."""
     if not (ROOT / ".aws-sam" / "build" / "template.yaml").exists():
         pytest.fail("run `make build` first (the local stack runs what sam build produced)")
-    workdir = tmp_path_factory.mktemp("stack")
     state_file, log_dir = workdir / "state.json", workdir / "logs"
     env = {
         **os.environ,
         "PYTHONPATH": os.pathsep.join(str(ROOT / p) for p in ("layers/resilience", "layers/commands", "local")),
         "CMDGATE_BOOTSTRAP_ADMIN_KEY": ADMIN_KEY,
     }
+    params = [
+        "WorkerVisibilityTimeoutS=4",
+        "EventsVisibilityTimeoutS=1",
+        f"MaxReceiveCount={MAX_RECEIVE_COUNT}",
+        *extra_params,
+    ]
     command = [
         sys.executable,
         "-m",
@@ -107,13 +114,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         str(log_dir),
         "--authorizer-ttl",
         "1",
-        "--param",
-        "WorkerVisibilityTimeoutS=4",
-        "--param",
-        "EventsVisibilityTimeoutS=1",
-        "--param",
-        f"MaxReceiveCount={MAX_RECEIVE_COUNT}",
         "--no-schedules",
+        *[arg for param in params for arg in ("--param", param)],
     ]
     process = subprocess.Popen(
         command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
@@ -141,3 +143,10 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             process.wait(timeout=30)
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """The local stack with the testing command pack on."""
+    with running_stack(tmp_path_factory.mktemp("stack")) as running:
+        yield running

@@ -79,9 +79,13 @@ class ExecutionService:
         self._execution_ttl_s = execution_ttl_s
         self._clock = clock
 
-    def list_commands(self, principal: Principal) -> list[dict[str, Any]]:
-        """Descriptions of the commands this principal may run."""
-        return [spec.describe() for spec in self._registry.all() if principal.can(spec.permission)]
+    def list_commands(
+        self, principal: Principal, limit: int = 100, after: str | None = None
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """A page of the commands this principal may run (by name), and the last name if more follow."""
+        allowed = [s for s in self._registry.all() if principal.can(s.permission) and (after is None or s.name > after)]
+        page = allowed[:limit]
+        return [spec.describe() for spec in page], page[-1].name if len(allowed) > limit else None
 
     def resolve_command(self, principal: Principal, name: str) -> CommandSpec:
         """The command, if the principal may run it (403 before 404, so the catalogue does not leak)."""
