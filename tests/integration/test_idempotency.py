@@ -81,7 +81,7 @@ def test_missing_key_where_required_is_400(stack: Stack) -> None:
 
 @pytest.mark.parametrize("value", ["", "a" * 256, "caf\u00e9", '"unterminated', "two words"])
 def test_malformed_key_is_400(stack: Stack, value: str) -> None:
-    response = stack.admin.post("/v1/commands/echo", json={}, headers={"Idempotency-Key": value.encode()})
+    response = stack.admin.post("/v1/commands/echo", json={}, headers={b"Idempotency-Key": value.encode()})
     assert_problem(response, 400, "INVALID_IDEMPOTENCY_KEY")
 
 

@@ -17,7 +17,7 @@ from jwt.exceptions import PyJWTError
 
 # A module import, not a name import: the authorizer will import this package's
 # verifier, and a name import would then fail on the half-initialised module.
-import cmdgate.auth.authorizer as authorizer
+from cmdgate.auth import authorizer
 
 logger = Logger(child=True)
 
