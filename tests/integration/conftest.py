@@ -23,6 +23,20 @@ ROOT = Path(__file__).resolve().parents[2]
 READY = "cmdgate local stack ready on "
 ADMIN_KEY = "cg_test_admin_key_for_integration_only"
 MAX_RECEIVE_COUNT = 2
+JWT_ISSUER = "https://issuer.test/"
+JWT_AUDIENCE = "cmdgate"
+JWT_SECRET_NAME = "cmdgate-test-jwt-secret"
+JWT_ISSUERS = json.dumps(
+    [
+        {
+            "issuer": JWT_ISSUER,
+            "audience": JWT_AUDIENCE,
+            "algorithms": ["HS256"],
+            "hs256_secret_arn": JWT_SECRET_NAME,
+            "claim_permissions": {"role=deployer": ["commands.run:echo", "commands.list"]},
+        }
+    ]
+)
 
 
 def _free_port() -> int:
@@ -96,6 +110,7 @@ def running_stack(workdir: Path, extra_params: tuple[str, ...] = ()) -> Iterator
         "WorkerVisibilityTimeoutS=4",
         "EventsVisibilityTimeoutS=1",
         f"MaxReceiveCount={MAX_RECEIVE_COUNT}",
+        f"JwtIssuers={JWT_ISSUERS}",
         *extra_params,
     ]
     command = [

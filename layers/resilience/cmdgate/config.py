@@ -24,6 +24,10 @@ class Settings(BaseSettings):
     events_dlq_url: str = ""
     alerts_topic_arn: str = ""
     command_packs: str = "builtin"
+    jwt_issuers: str = ""  # JSON list of cmdgate.auth.jwt_tokens.JwtIssuer
+    jwt_default_rate_limit_quota: int = Field(default=600, ge=1)
+    jwt_default_rate_limit_window_s: int = Field(default=60, ge=1)
+    secrets_max_age_s: int = Field(default=300, ge=0)
     max_receive_count: int = Field(default=3, ge=1)
     execution_ttl_days: int = Field(default=30, ge=1)
     max_body_bytes: int = Field(default=64 * 1024, ge=1)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 from cmdgate import aws
 from cmdgate.auth import ApiKeyStore
@@ -13,11 +14,32 @@ from cmdgate.health import Check
 from cmdgate.idempotency import IdempotentRequests
 from cmdgate.stats import CommandStats
 
+if TYPE_CHECKING:
+    from cmdgate.auth.jwt_tokens import JwtVerifier
+
 
 @lru_cache(maxsize=1)
 def api_key_store() -> ApiKeyStore:
     """API keys in the keys table."""
     return ApiKeyStore(aws.dynamodb_table(get_settings().keys_table))
+
+
+@lru_cache(maxsize=1)
+def jwt_verifier() -> JwtVerifier | None:
+    """The JWT verifier for the configured issuers, or None when none are (imports PyJWT only then)."""
+    settings = get_settings()
+    if not settings.jwt_issuers.strip():
+        return None
+    import httpx
+    from aws_lambda_powertools.utilities.parameters import get_secret
+
+    from cmdgate.auth.jwt_tokens import JwtVerifier, parse_jwt_issuers
+
+    def secret(arn: str) -> str:
+        return str(get_secret(arn, max_age=settings.secrets_max_age_s))
+
+    http = httpx.Client(timeout=httpx.Timeout(3.0, connect=2.0))
+    return JwtVerifier(parse_jwt_issuers(settings.jwt_issuers), http=http, secret_provider=secret)
 
 
 @lru_cache(maxsize=1)

@@ -7,7 +7,7 @@ needs no lock; it lives as long as the verifier that owns it.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -38,7 +38,6 @@ class _JwksEntry:
     fetched_at: float | None = None  # last successful fetch
     attempted_at: float = 0.0  # last fetch, successful or not
     failed: bool = False
-    parsed: dict[tuple[str | None, str], PyJWK] = field(default_factory=dict)
 
 
 class JwksCache:
@@ -117,24 +116,19 @@ class JwksCache:
         entry.keys = tuple(k for k in keys if isinstance(k, dict))
         entry.fetched_at = now
         entry.failed = False
-        entry.parsed = {}
         return entry
 
     def _find(self, entry: _JwksEntry | None, kid: str | None, alg: str, now: float) -> PyJWK | None:
         if entry is None or not self._usable(entry, now):
             return None
-        if (kid, alg) in entry.parsed:
-            return entry.parsed[(kid, alg)]
         candidates = [jwk for jwk in entry.keys if _fits(jwk, kid, alg)]
         # Without a kid the choice is only unambiguous when one key fits.
         if len(candidates) != 1:
             return None
         try:
-            key = PyJWK(candidates[0], algorithm=alg)
+            return PyJWK(candidates[0], algorithm=alg)
         except PyJWTError:
             return None
-        entry.parsed[(kid, alg)] = key
-        return key
 
 
 def _fits(jwk: dict[str, Any], kid: str | None, alg: str) -> bool:
