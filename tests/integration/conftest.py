@@ -3,11 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
-import socket
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -19,8 +14,8 @@ import boto3
 import httpx
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-READY = "cmdgate local stack ready on "
+from cmdgate_local.launcher import launch
+
 ADMIN_KEY = "cg_test_admin_key_for_integration_only"
 MAX_RECEIVE_COUNT = 2
 JWT_ISSUER = "https://issuer.test/"
@@ -37,12 +32,6 @@ JWT_ISSUERS = json.dumps(
         }
     ]
 )
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass
@@ -97,67 +86,19 @@ def wait_for(predicate: Callable[[], Any], timeout_s: float = 30.0, interval_s: 
 
 @contextmanager
 def running_stack(workdir: Path, extra_params: tuple[str, ...] = ()) -> Iterator[Stack]:
-    """Start `python -m cmdgate_local` on free ports with short timers; stop it (and every child) after."""
-    if not (ROOT / ".aws-sam" / "build" / "template.yaml").exists():
-        pytest.fail("run `make build` first (the local stack runs what sam build produced)")
-    state_file, log_dir = workdir / "state.json", workdir / "logs"
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join(str(ROOT / p) for p in ("layers/resilience", "layers/commands", "local")),
-        "CMDGATE_BOOTSTRAP_ADMIN_KEY": ADMIN_KEY,
-    }
-    params = [
+    """A local stack with short timers (authorizer TTL 1 s, visibility timeouts, MaxReceiveCount 2)."""
+    params = (
         "WorkerVisibilityTimeoutS=4",
         "EventsVisibilityTimeoutS=1",
         f"MaxReceiveCount={MAX_RECEIVE_COUNT}",
         f"JwtIssuers={JWT_ISSUERS}",
         *extra_params,
-    ]
-    command = [
-        sys.executable,
-        "-m",
-        "cmdgate_local",
-        "--root",
-        str(ROOT),
-        "--port",
-        str(_free_port()),
-        "--pool-size",
-        "3",
-        "--state-file",
-        str(state_file),
-        "--log-dir",
-        str(log_dir),
-        "--authorizer-ttl",
-        "1",
-        "--no-schedules",
-        *[arg for param in params for arg in ("--param", param)],
-    ]
-    process = subprocess.Popen(
-        command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
     )
-    output: list[str] = []
-    url = None
-    deadline = time.monotonic() + 120
-    assert process.stdout is not None
-    while time.monotonic() < deadline:
-        line = process.stdout.readline()
-        if not line:
-            break
-        output.append(line)
-        if line.startswith(READY):
-            url = line[len(READY) :].strip()
-            break
-    if url is None:
-        process.kill()
-        pytest.fail("local stack did not start:\n" + "".join(output[-50:]))
     try:
-        yield Stack(url=url, admin_key=ADMIN_KEY, state=json.loads(state_file.read_text()), log_dir=log_dir)
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
+        with launch(workdir, admin_key=ADMIN_KEY, params=params, authorizer_ttl_s=1) as running:
+            yield Stack(url=running.url, admin_key=ADMIN_KEY, state=running.state, log_dir=running.log_dir)
+    except RuntimeError as failure:
+        pytest.fail(str(failure))
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,103 @@
+"""Start `python -m cmdgate_local` as a child process on free ports, for tests and benchmarks."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cmdgate_local.lambda_runtime import free_port
+from cmdgate_local.stack import READY_LINE
+
+ROOT = Path(__file__).resolve().parents[2]
+READY_PREFIX = READY_LINE.split("{", 1)[0]
+
+
+@dataclass
+class RunningStack:
+    """What a started stack reported: its URL and its state file (ports, resources, admin key)."""
+
+    url: str
+    state: dict[str, Any]
+    log_dir: Path
+
+
+@contextmanager
+def launch(
+    workdir: Path,
+    *,
+    admin_key: str,
+    params: Sequence[str] = (),
+    env: dict[str, str] | None = None,
+    pool_size: int = 3,
+    authorizer_ttl_s: float | None = None,
+    startup_timeout_s: float = 120.0,
+) -> Iterator[RunningStack]:
+    """Run a local stack until the block ends; every child process is stopped after."""
+    if not (ROOT / ".aws-sam" / "build" / "template.yaml").exists():
+        raise RuntimeError("run `make build` first (the local stack runs what sam build produced)")
+    state_file, log_dir = workdir / "state.json", workdir / "logs"
+    child_env = {
+        **os.environ,
+        **(env or {}),
+        "PYTHONPATH": os.pathsep.join(str(ROOT / p) for p in ("layers/resilience", "layers/commands", "local")),
+        "CMDGATE_BOOTSTRAP_ADMIN_KEY": admin_key,
+    }
+    command = [
+        sys.executable,
+        "-m",
+        "cmdgate_local",
+        "--root",
+        str(ROOT),
+        "--port",
+        str(free_port()),
+        "--pool-size",
+        str(pool_size),
+        "--state-file",
+        str(state_file),
+        "--log-dir",
+        str(log_dir),
+        "--no-schedules",
+        *(["--authorizer-ttl", str(authorizer_ttl_s)] if authorizer_ttl_s is not None else []),
+        *[arg for param in params for arg in ("--param", param)],
+    ]
+    process = subprocess.Popen(  # noqa: S603 - our own module, fixed argv
+        command,
+        cwd=ROOT,
+        env=child_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    output: list[str] = []
+    url = None
+    deadline = time.monotonic() + startup_timeout_s
+    assert process.stdout is not None
+    while time.monotonic() < deadline:
+        line = process.stdout.readline()
+        if not line:
+            break
+        output.append(line)
+        if line.startswith(READY_PREFIX):
+            url = line[len(READY_PREFIX) :].strip()
+            break
+    if url is None:
+        process.kill()
+        raise RuntimeError("local stack did not start:\n" + "".join(output[-50:]))
+    try:
+        yield RunningStack(url=url, state=json.loads(state_file.read_text()), log_dir=log_dir)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
