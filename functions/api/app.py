@@ -14,7 +14,7 @@ from aws_lambda_powertools.event_handler.openapi.params import Body
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from cmdgate import errors
+from cmdgate import aws, errors
 from cmdgate.admin import CreatedKey, CreateKeyRequest, create_key, list_keys, require_admin, revoke_key
 from cmdgate.api_docs import (
     API_DESCRIPTION,
@@ -214,10 +214,19 @@ def handle_unexpected(error: Exception) -> Response[str]:
     return problem_response(errors.InternalError(), _request_id())
 
 
+def _report_aws_calls(counts: dict[str, int]) -> None:
+    """The round trips this request cost, as a metric (and a log line to read them per request)."""
+    dynamodb = sum(n for name, n in counts.items() if name.startswith("dynamodb."))
+    metrics.add_metric(name="DynamoDBCallsPerRequest", unit="Count", value=dynamodb)
+    logger.info("aws calls", extra={"aws_calls": counts, "dynamodb_calls": dynamodb})
+
+
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    aws.take_call_counts()
     response = app.resolve(event, context)
+    _report_aws_calls(aws.take_call_counts())
     request_id = (event.get("requestContext") or {}).get("requestId") or ""
     return with_request_id(response, request_id)

@@ -2,30 +2,55 @@
 
 botocore retries in `standard` mode are the only retry layer for AWS calls;
 our own retry module is for HTTP downstreams, SQS redelivery for whole messages.
+Every client counts its calls (a botocore event hook), so a handler can report
+the AWS round trips of each invocation.
 """
 
 from __future__ import annotations
 
+import threading
+from collections import Counter
 from functools import cache
 from typing import Any
 
-AWS_CLIENT_CONFIG = {"retries": {"mode": "standard", "max_attempts": 3}, "connect_timeout": 2, "read_timeout": 5}
+import boto3
+from botocore.config import Config
+
+AWS_CLIENT_CONFIG = Config(retries={"mode": "standard", "max_attempts": 3}, connect_timeout=2, read_timeout=5)
+
+_calls: Counter[str] = Counter()
+_calls_lock = threading.Lock()
+
+
+def _count_call(event_name: str, **kwargs: Any) -> None:
+    # event_name is "before-call.<service>.<Operation>"; retries do not pass here again.
+    _, service, operation = event_name.split(".", 2)
+    with _calls_lock:
+        _calls[f"{service}.{operation}"] += 1
+
+
+def _instrumented(aws_client: Any) -> Any:
+    aws_client.meta.events.register("before-call.*.*", _count_call)
+    return aws_client
+
+
+def take_call_counts() -> dict[str, int]:
+    """AWS calls made since the last take (one invocation's worth, when taken per invocation)."""
+    with _calls_lock:
+        counts = dict(_calls)
+        _calls.clear()
+    return counts
 
 
 @cache
 def client(service: str) -> Any:
     """A boto3 client for `service` (honours AWS_ENDPOINT_URL for the local stack)."""
-    import boto3
-    from botocore.config import Config
-
-    return boto3.session.Session().client(service, config=Config(**AWS_CLIENT_CONFIG))
+    return _instrumented(boto3.session.Session().client(service, config=AWS_CLIENT_CONFIG))
 
 
 @cache
 def dynamodb_table(name: str) -> Any:
-    """A DynamoDB Table resource (document-level API)."""
-    import boto3
-    from botocore.config import Config
-
-    resource = boto3.session.Session().resource("dynamodb", config=Config(**AWS_CLIENT_CONFIG))
+    """A DynamoDB Table resource (document-level API) sharing the counted client settings."""
+    resource = boto3.session.Session().resource("dynamodb", config=AWS_CLIENT_CONFIG)
+    _instrumented(resource.meta.client)
     return resource.Table(name)

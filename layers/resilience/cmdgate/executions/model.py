@@ -49,6 +49,7 @@ class Execution(BaseModel):
     started_at: str | None = None
     finished_at: str | None = None
     expires_at: int = 0
+    lease_until: int | None = None  # epoch seconds; while in the future, the running attempt owns the record
 
     def public_view(self) -> dict[str, Any]:
         """The `GET /v1/executions/{id}` representation."""
@@ -82,6 +83,8 @@ class Execution(BaseModel):
         }
         if self.started_at:
             item["started_at"] = self.started_at
+        if self.lease_until is not None:
+            item["lease_until"] = self.lease_until
         return item
 
     @classmethod
@@ -107,4 +110,5 @@ class Execution(BaseModel):
             started_at=item.get("started_at"),
             finished_at=item.get("finished_at"),
             expires_at=int(item.get("expires_at", 0)),
+            lease_until=int(item["lease_until"]) if item.get("lease_until") is not None else None,
         )

@@ -188,12 +188,17 @@ class ExecutionService:
         return Submission(202, {"execution_id": execution.execution_id, "status": "queued"}, headers)
 
     def _run_sync(self, spec: CommandSpec, execution: Execution, params: Any) -> Submission:
-        self._store.create(execution)
-        running = self._store.begin_attempt(
-            execution.execution_id, spec.timeout_s + ATTEMPT_LEASE_MARGIN_S, self._clock()
+        # Created already claimed by this request's attempt: one write instead of create + claim.
+        now = self._clock()
+        running = execution.model_copy(
+            update={
+                "status": "running",
+                "attempts": 1,
+                "started_at": execution.created_at,
+                "lease_until": int(now + spec.timeout_s + ATTEMPT_LEASE_MARGIN_S) + 1,
+            }
         )
-        if running is None:  # only a duplicate id could cause this; ids are random
-            raise errors.InternalError()
+        self._store.create(running)
         outcome = self._attempt(spec, running, params)
         if outcome.ok:
             self._finish(running, "succeeded", outcome)
