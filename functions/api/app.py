@@ -214,11 +214,11 @@ def handle_unexpected(error: Exception) -> Response[str]:
     return problem_response(errors.InternalError(), _request_id())
 
 
-def _report_aws_calls(counts: dict[str, int]) -> None:
+def _report_aws_calls(resource: str, counts: dict[str, int]) -> None:
     """The round trips this request cost, as a metric (and a log line to read them per request)."""
     dynamodb = sum(n for name, n in counts.items() if name.startswith("dynamodb."))
     metrics.add_metric(name="DynamoDBCallsPerRequest", unit="Count", value=dynamodb)
-    logger.info("aws calls", extra={"aws_calls": counts, "dynamodb_calls": dynamodb})
+    logger.info("aws calls", extra={"resource": resource, "aws_calls": counts, "dynamodb_calls": dynamodb})
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
@@ -227,6 +227,6 @@ def _report_aws_calls(counts: dict[str, int]) -> None:
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     aws.take_call_counts()
     response = app.resolve(event, context)
-    _report_aws_calls(aws.take_call_counts())
+    _report_aws_calls(str(event.get("resource")), aws.take_call_counts())
     request_id = (event.get("requestContext") or {}).get("requestId") or ""
     return with_request_id(response, request_id)
