@@ -221,3 +221,24 @@ def test_openapi_description_is_open_and_lists_the_routes(stack: Stack) -> None:
     assert response.status_code == 200
     paths = response.json()["paths"]
     assert {"/v1/commands", "/v1/commands/{name}", "/v1/executions/{execution_id}", "/v1/health"} <= set(paths)
+
+
+def test_command_past_its_timeout_is_504_and_recorded_failed(stack: Stack) -> None:
+    problem = assert_problem(stack.admin.post("/v1/commands/sleep", json={"seconds": 6}), 504, "COMMAND_TIMEOUT")
+    execution = stack.admin.get(f"/v1/executions/{problem['execution_id']}").json()
+    assert execution["status"] == "failed"
+    assert execution["error"]["code"] == "COMMAND_TIMEOUT"
+
+
+def test_command_own_4xx_is_answered_as_problem(stack: Stack) -> None:
+    problem = assert_problem(
+        stack.admin.post("/v1/commands/fail", json={"mode": "permanent", "status": 409}), 409, "COMMAND_FAILED"
+    )
+    assert stack.admin.get(f"/v1/executions/{problem['execution_id']}").json()["status"] == "failed"
+
+
+def test_result_over_256_kib_fails_the_execution(stack: Stack) -> None:
+    problem = assert_problem(stack.admin.post("/v1/commands/blob", json={"kib": 300}), 500, "RESULT_TOO_LARGE")
+    execution = stack.admin.get(f"/v1/executions/{problem['execution_id']}").json()
+    assert execution["error"]["code"] == "RESULT_TOO_LARGE"
+    assert stack.admin.post("/v1/commands/blob", json={"kib": 200}).status_code == 200

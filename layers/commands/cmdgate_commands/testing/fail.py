@@ -16,6 +16,7 @@ class FailParams(BaseModel):
 
     mode: Literal["transient", "permanent"] = "permanent"
     times: int | None = Field(default=None, ge=0, description="Fail only the first N attempts (transient).")
+    status: int = Field(default=500, ge=400, le=599, description="HTTP status of a permanent failure.")
 
 
 @command("fail", description="Fail on purpose (testing pack).", params=FailParams, timeout_s=5)
@@ -25,4 +26,4 @@ def fail(params: FailParams, context: CommandContext) -> dict[str, int]:
         return {"attempt": context.attempt}
     if params.mode == "transient":
         raise TransientCommandError(f"transient failure on attempt {context.attempt}")
-    raise CommandError("permanent failure requested", status=500, code="COMMAND_FAILED")
+    raise CommandError("permanent failure requested", status=params.status, code="COMMAND_FAILED")

@@ -14,10 +14,12 @@ class SleepParams(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    seconds: float = Field(ge=0, le=60)
+    seconds: float = Field(ge=0, le=10)
 
 
-@command("sleep", description="Sleep for `seconds` (testing pack).", params=SleepParams, timeout_s=10)
+@command(
+    "sleep", description="Sleep for `seconds` (testing pack); times out after 3 s.", params=SleepParams, timeout_s=3
+)
 def sleep(params: SleepParams, context: CommandContext) -> dict[str, float]:
     """Sleep, never past the execution's deadline."""
     time.sleep(min(params.seconds, context.remaining_s()))
