@@ -92,6 +92,7 @@ def running_stack(workdir: Path, extra_params: tuple[str, ...] = ()) -> Iterator
         "EventsVisibilityTimeoutS=1",
         f"MaxReceiveCount={MAX_RECEIVE_COUNT}",
         f"JwtIssuers={JWT_ISSUERS}",
+        "HttpRequestAllowedHosts=127.0.0.1",
         *extra_params,
     )
     try:

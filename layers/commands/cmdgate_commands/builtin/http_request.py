@@ -43,7 +43,7 @@ from cmdgate.breaker import (
     DynamoDBBreakerStore,
     InMemoryBreakerStore,
 )
-from cmdgate.commands import CommandContext, CommandError, TransientCommandError, command
+from cmdgate.commands import CommandContext, CommandError, DependencyRefused, TransientCommandError, command
 from cmdgate.config import get_settings
 from cmdgate.retry import Retrier, RetryBudget, RetryPolicy
 from cmdgate.ssrf import CheckedUrl, check_url
@@ -149,15 +149,14 @@ class HttpRequestParams(BaseModel):
         return self
 
 
-class UpstreamUnavailable(TransientCommandError):
+class UpstreamUnavailable(DependencyRefused):
     """The host's breaker is open: 503 DEPENDENCY_UNAVAILABLE; `retry_after_s` says when to try again."""
 
     def __init__(self, retry_after_s: int) -> None:
         super().__init__(
             f"The destination is failing; calls to it are paused for {retry_after_s} s.",
-            code="DEPENDENCY_UNAVAILABLE",
+            retry_after_s=retry_after_s,
         )
-        self.retry_after_s = retry_after_s
 
 
 class _OutOfTime(Exception):

@@ -1,6 +1,6 @@
 """Command registry, decorator and command errors."""
 
-from cmdgate.commands.errors import CommandError, TransientCommandError
+from cmdgate.commands.errors import CommandError, DependencyRefused, TransientCommandError
 from cmdgate.commands.registry import (
     CommandContext,
     CommandRegistry,
@@ -16,6 +16,7 @@ __all__ = [
     "CommandError",
     "CommandRegistry",
     "CommandSpec",
+    "DependencyRefused",
     "NoParams",
     "TransientCommandError",
     "command",

@@ -18,3 +18,15 @@ class TransientCommandError(CommandError):
 
     def __init__(self, detail: str, *, code: str = "COMMAND_TRANSIENT_FAILURE") -> None:
         super().__init__(detail, status=503, code=code)
+
+
+class DependencyRefused(TransientCommandError):
+    """A downstream's circuit is open and the command did nothing yet.
+
+    Answered 503 DEPENDENCY_UNAVAILABLE with Retry-After, and - being a refusal before any
+    effect - not stored under an Idempotency-Key, so a retry may run.
+    """
+
+    def __init__(self, detail: str, *, retry_after_s: int) -> None:
+        super().__init__(detail, code="DEPENDENCY_UNAVAILABLE")
+        self.retry_after_s = max(1, int(retry_after_s))

@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import BaseModel
 
-from cmdgate.commands import CommandContext, CommandError, CommandSpec, TransientCommandError
+from cmdgate.commands import CommandContext, CommandError, CommandSpec, DependencyRefused, TransientCommandError
+from cmdgate.errors import ProblemError
 
 
 @dataclass(frozen=True)
@@ -23,6 +24,9 @@ class Outcome:
     code: str = ""
     detail: str = ""
     retryable: bool = False
+    headers: dict[str, str] = field(default_factory=dict)
+    # False for a refusal before any effect (an open circuit): the answer is not stored for replay.
+    started: bool = True
 
 
 def run_attempt(spec: CommandSpec, params: BaseModel, context: CommandContext, max_result_bytes: int) -> Outcome:
@@ -47,6 +51,25 @@ def run_attempt(spec: CommandSpec, params: BaseModel, context: CommandContext, m
     if worker.is_alive():
         return Outcome(False, status=504, code="COMMAND_TIMEOUT", detail=f"The command ran past {spec.timeout_s} s.")
     error = box.get("error")
+    if isinstance(error, DependencyRefused):
+        return Outcome(
+            False,
+            status=error.status,
+            code=error.code,
+            detail=error.detail,
+            retryable=True,
+            headers={"Retry-After": str(error.retry_after_s)},
+            started=False,
+        )
+    if isinstance(error, ProblemError):  # a layer error raised inside a command (e.g. an open breaker)
+        return Outcome(
+            False,
+            status=error.status,
+            code=error.code,
+            detail=error.detail,
+            retryable=error.status >= 500,
+            headers=dict(error.headers),
+        )
     if isinstance(error, TransientCommandError):
         return Outcome(False, status=error.status, code=error.code, detail=error.detail, retryable=True)
     if isinstance(error, CommandError):

@@ -213,6 +213,8 @@ class ExecutionService:
             )
         self._finish(running, "failed", outcome)
         problem = _problem_of(outcome, execution.execution_id)
+        if not outcome.started:
+            raise problem  # refused before any effect: not an outcome to store for replay
         return Submission(
             problem.status, problem.to_problem(), dict(problem.headers), content_type=errors.PROBLEM_CONTENT_TYPE
         )
@@ -298,7 +300,9 @@ def _error_of(outcome: Outcome) -> ExecutionError:
 
 def _problem_of(outcome: Outcome, execution_id: str) -> errors.ProblemError:
     problem: errors.ProblemError
-    if outcome.code == "COMMAND_TIMEOUT":
+    if outcome.code == "DEPENDENCY_UNAVAILABLE":
+        problem = errors.DependencyUnavailable(outcome.detail)
+    elif outcome.code == "COMMAND_TIMEOUT":
         problem = errors.CommandTimeout(outcome.detail)
     elif outcome.code == "RESULT_TOO_LARGE":
         problem = errors.ResultTooLarge(outcome.detail)
@@ -307,4 +311,5 @@ def _problem_of(outcome: Outcome, execution_id: str) -> errors.ProblemError:
         problem.status = outcome.status
         problem.code = outcome.code
     problem.extensions["execution_id"] = execution_id
+    problem.headers.update(outcome.headers)
     return problem
