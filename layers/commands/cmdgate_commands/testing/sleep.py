@@ -21,6 +21,6 @@ class SleepParams(BaseModel):
     "sleep", description="Sleep for `seconds` (testing pack); times out after 3 s.", params=SleepParams, timeout_s=3
 )
 def sleep(params: SleepParams, context: CommandContext) -> dict[str, float]:
-    """Sleep, never past the execution's deadline."""
-    time.sleep(min(params.seconds, context.remaining_s()))
+    """Sleep for the requested time."""
+    time.sleep(params.seconds)  # past the timeout on purpose: the runner, not the command, enforces it
     return {"slept_s": params.seconds}
