@@ -8,6 +8,7 @@ from typing import Annotated, Any
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
+from aws_lambda_powertools.event_handler.middlewares import NextMiddleware
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 from aws_lambda_powertools.event_handler.openapi.models import HTTPBearer
 from aws_lambda_powertools.event_handler.openapi.params import Body
@@ -35,7 +36,8 @@ from cmdgate.health import health_report, run_checks
 from cmdgate.http import header, http_response, json_response, prefers_async, problem_response, with_request_id
 from cmdgate.idempotency import IdempotencyKeyMissing, parse_idempotency_key, request_fingerprint
 from cmdgate.pagination import decode_cursor, encode_cursor, parse_limit
-from cmdgate.wiring import api_key_store, execution_service, health_checks, idempotent_requests
+from cmdgate.ratelimit import RateLimited
+from cmdgate.wiring import api_key_store, execution_service, health_checks, idempotent_requests, rate_limiter
 
 logger = Logger()
 tracer = Tracer()
@@ -72,6 +74,33 @@ def get_health() -> Response[str]:
     """Liveness of the dependencies, without error details."""
     report = health_report(run_checks(health_checks(), get_settings().health_check_timeout_s), detailed=False)
     return json_response(503 if report["status"] == "unhealthy" else 200, report)
+
+
+def rate_limit(app: APIGatewayRestResolver, next_middleware: NextMiddleware) -> Response[str]:
+    """Every authenticated request takes from its (principal, command) bucket and carries the RateLimit fields."""
+    principal = Principal.from_authorizer_context(app.current_event.request_context.authorizer.raw_event)
+    if principal is None:  # the open routes (health, openapi)
+        return next_middleware(app)
+    limiter = rate_limiter()
+    name = (app.current_event.path_parameters or {}).get("name")
+    scope = name if app.current_event.resource == "/v1/commands/{name}" and name else "api"
+    try:
+        decision = limiter.admit(principal, scope)
+    except RateLimited as refused:
+        limiter.record(principal, refused.status)
+        return problem_response(refused, _request_id())
+    try:
+        response = next_middleware(app)
+    except errors.ProblemError as error:  # shaped here so refusals carry the fields and count too
+        response = handle_problem(error)
+    except RequestValidationError as error:
+        response = handle_request_validation(error)
+    response.headers.update(decision.headers())
+    limiter.record(principal, response.status_code)
+    return response
+
+
+app.use(middlewares=[rate_limit])
 
 
 @lru_cache(maxsize=1)

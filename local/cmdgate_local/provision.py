@@ -75,6 +75,8 @@ class Provisioner:
 
         def replace(match: re.Match[str]) -> str:
             name = match.group(1)
+            if name.startswith("!"):  # ${!Literal} renders as the text ${Literal}
+                return "${" + name[1:] + "}"
             if name in variables:
                 return str(self.resolve(variables[name]))
             if "." in name and not name.startswith("AWS::"):
@@ -82,7 +84,7 @@ class Provisioner:
                 return str(self._get_att(logical_id, attribute))
             return str(self._ref(name))
 
-        return re.sub(r"\$\{([^}!]+)\}", replace, text)
+        return re.sub(r"\$\{([^}]+)\}", replace, text)
 
     # -- resources --------------------------------------------------------
     def physical(self, logical_id: str) -> dict[str, str]:

@@ -63,10 +63,11 @@ def messages_to_delete(messages: list[dict[str, Any]], result: InvokeResult, par
     if not isinstance(failures, list):
         return []  # a malformed response fails the whole batch, as in AWS
     failed_ids = set()
+    batch_ids = {m["MessageId"] for m in messages}
     for failure in failures:
         identifier = failure.get("itemIdentifier") if isinstance(failure, dict) else None
-        if not identifier:
-            return []
+        if not identifier or identifier not in batch_ids:
+            return []  # an empty or unrelated identifier fails the whole batch, as in AWS
         failed_ids.add(identifier)
     return [m for m in messages if m["MessageId"] not in failed_ids]
 

@@ -25,8 +25,9 @@ class Settings(BaseSettings):
     alerts_topic_arn: str = ""
     command_packs: str = "builtin"
     jwt_issuers: str = ""  # JSON list of cmdgate.auth.jwt_tokens.JwtIssuer
-    jwt_default_rate_limit_quota: int = Field(default=600, ge=1)
-    jwt_default_rate_limit_window_s: int = Field(default=60, ge=1)
+    default_rate_limit_quota: int = Field(default=120, ge=1)  # for principals without their own policy
+    default_rate_limit_window_s: int = Field(default=60, ge=1)
+    adaptive_rate_limit: bool = True
     secrets_max_age_s: int = Field(default=300, ge=0)
     max_receive_count: int = Field(default=3, ge=1)
     execution_ttl_days: int = Field(default=30, ge=1)

@@ -12,6 +12,8 @@ from cmdgate.config import get_settings
 from cmdgate.executions import ExecutionService, ExecutionStore, MessageQueue
 from cmdgate.health import Check
 from cmdgate.idempotency import IdempotentRequests
+from cmdgate.ratelimit import AdaptiveLimiter, DynamoDBRateLimitStore, RateLimitPolicy, TokenBucket
+from cmdgate.ratelimit.requests import RequestRateLimiter
 from cmdgate.stats import CommandStats
 
 if TYPE_CHECKING:
@@ -67,6 +69,18 @@ def idempotent_requests() -> IdempotentRequests:
     settings = get_settings()
     persistence = DynamoDBPersistenceLayer(table_name=settings.idempotency_table, boto3_client=aws.client("dynamodb"))
     return IdempotentRequests(persistence, expires_after_s=settings.idempotency_ttl_s)
+
+
+@lru_cache(maxsize=1)
+def rate_limiter() -> RequestRateLimiter:
+    """Token buckets per (principal, command) and adaptive tightening, in the control table."""
+    settings = get_settings()
+    store = DynamoDBRateLimitStore(aws.client("dynamodb"), settings.control_table)
+    return RequestRateLimiter(
+        TokenBucket(store),
+        AdaptiveLimiter(store) if settings.adaptive_rate_limit else None,
+        RateLimitPolicy(settings.default_rate_limit_quota, settings.default_rate_limit_window_s),
+    )
 
 
 @lru_cache(maxsize=1)

@@ -13,7 +13,9 @@ ADMIN = "admin"
 
 @lru_cache(maxsize=1024)
 def _pattern_regex(pattern: str) -> re.Pattern[str]:
-    return re.compile("".join(".*" if part == "*" else re.escape(part) for part in re.split(r"(\*)", pattern)) + r"\Z")
+    return re.compile(
+        "".join(".*" if part == "*" else re.escape(part) for part in re.split(r"(\*)", pattern)) + r"\Z", re.DOTALL
+    )
 
 
 def pattern_matches(pattern: str, permission: str) -> bool:

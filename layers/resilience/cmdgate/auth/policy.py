@@ -14,14 +14,14 @@ from cmdgate.auth.routes import reachable_route_families
 
 
 def api_arn_base(method_arn: str) -> str:
-    """`arn:aws:execute-api:region:account:apiId/stage` from a methodArn."""
-    head, sep, tail = method_arn.rpartition(":")
-    if not sep:
+    """`arn:aws:execute-api:region:account:apiId/stage` from a methodArn (paths may contain `:`)."""
+    parts = method_arn.split(":", 5)
+    if len(parts) != 6 or not parts[0] == "arn":
         raise ValueError("not an execute-api ARN")
-    segments = tail.split("/")
+    segments = parts[5].split("/")
     if len(segments) < 2 or not segments[0] or not segments[1]:
         raise ValueError("not an execute-api ARN")
-    return f"{head}:{segments[0]}/{segments[1]}"
+    return f"{':'.join(parts[:5])}:{segments[0]}/{segments[1]}"
 
 
 def allow_policy(principal: Principal, method_arn: str) -> dict[str, Any]:

@@ -80,7 +80,7 @@ def run_attempt(spec: CommandSpec, params: BaseModel, context: CommandContext, m
         )
     result = box.get("result")
     try:
-        encoded = json.dumps(result, separators=(",", ":"))
+        encoded = json.dumps(result, separators=(",", ":"), allow_nan=False)
     except (TypeError, ValueError):
         return Outcome(False, status=500, code="RESULT_NOT_JSON", detail="The command returned a non-JSON result.")
     if len(encoded.encode("utf-8")) > max_result_bytes:

@@ -1,0 +1,128 @@
+"""`serialized`: one request at a time inside moto, except SQS long polls."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+import pytest
+from werkzeug.test import Client
+
+from cmdgate_local.moto_endpoint import serialized
+
+# A bounded wait for something that must NOT happen; everything that must happen is awaited on an Event.
+NEGATIVE_WAIT_S = 0.2
+TIMEOUT_S = 5.0
+
+
+class BlockingApp:
+    """A WSGI app that records who is inside and blocks each request until the test releases it."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.inside: set[str] = set()
+        self.max_inside = 0
+        self.order: list[str] = []
+        self.entered: dict[str, threading.Event] = {}
+        self.release: dict[str, threading.Event] = {}
+
+    def expect(self, name: str) -> None:
+        self.entered[name] = threading.Event()
+        self.release[name] = threading.Event()
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        name = environ["HTTP_X_NAME"]
+        with self.lock:
+            self.inside.add(name)
+            self.max_inside = max(self.max_inside, len(self.inside))
+            self.order.append(f"enter {name}")
+        self.entered[name].set()
+        assert self.release[name].wait(TIMEOUT_S), f"{name} was never released"
+        with self.lock:
+            self.inside.discard(name)
+            self.order.append(f"leave {name}")
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [name.encode()]
+
+
+@pytest.fixture
+def app() -> Iterator[BlockingApp]:
+    blocking = BlockingApp()
+    yield blocking
+    for event in blocking.release.values():
+        event.set()
+
+
+def request(wrapped: Callable[..., Any], name: str, target: str | None = None) -> tuple[threading.Thread, list[bytes]]:
+    answers: list[bytes] = []
+    headers = {"X-Name": name}
+    if target is not None:
+        headers["X-Amz-Target"] = target
+
+    def run() -> None:
+        answers.append(Client(wrapped).post("/", headers=headers).get_data())
+
+    thread = threading.Thread(target=run, name=f"request-{name}", daemon=True)
+    thread.start()
+    return thread, answers
+
+
+def test_requests_never_overlap(app: BlockingApp) -> None:
+    wrapped = serialized(app)
+    app.expect("a")
+    app.expect("b")
+    thread_a, answer_a = request(wrapped, "a", "DynamoDB_20120810.UpdateItem")
+    assert app.entered["a"].wait(TIMEOUT_S)
+    thread_b, answer_b = request(wrapped, "b", "DynamoDB_20120810.UpdateItem")
+    assert not app.entered["b"].wait(NEGATIVE_WAIT_S), "b entered while a was inside"
+    app.release["a"].set()
+    assert app.entered["b"].wait(TIMEOUT_S)
+    app.release["b"].set()
+    thread_a.join(TIMEOUT_S)
+    thread_b.join(TIMEOUT_S)
+    assert app.order == ["enter a", "leave a", "enter b", "leave b"]
+    assert app.max_inside == 1
+    assert (answer_a, answer_b) == ([b"a"], [b"b"])
+
+
+def test_receive_message_bypasses_the_lock(app: BlockingApp) -> None:
+    wrapped = serialized(app)
+    app.expect("writer")
+    app.expect("long-poll")
+    thread_w, _ = request(wrapped, "writer", "DynamoDB_20120810.PutItem")
+    assert app.entered["writer"].wait(TIMEOUT_S)
+    thread_p, answer_p = request(wrapped, "long-poll", "AmazonSQS.ReceiveMessage")
+    assert app.entered["long-poll"].wait(TIMEOUT_S), "a long poll waited for the lock"
+    assert app.inside == {"writer", "long-poll"}
+    app.release["long-poll"].set()
+    thread_p.join(TIMEOUT_S)
+    assert answer_p == [b"long-poll"]
+    app.release["writer"].set()
+    thread_w.join(TIMEOUT_S)
+
+
+def test_a_long_poll_does_not_block_locked_requests(app: BlockingApp) -> None:
+    wrapped = serialized(app)
+    app.expect("long-poll")
+    app.expect("writer")
+    thread_p, _ = request(wrapped, "long-poll", "AmazonSQS.ReceiveMessage")
+    assert app.entered["long-poll"].wait(TIMEOUT_S)
+    thread_w, _ = request(wrapped, "writer", "AmazonSQS.SendMessage")
+    assert app.entered["writer"].wait(TIMEOUT_S), "a locked request waited for a long poll"
+    app.release["writer"].set()
+    app.release["long-poll"].set()
+    thread_w.join(TIMEOUT_S)
+    thread_p.join(TIMEOUT_S)
+
+
+def test_status_headers_and_legacy_write_are_passed_on() -> None:
+    def legacy(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        write = start_response("201 Created", [("X-Moto", "yes"), ("Content-Type", "text/plain")])
+        write(b"written-")
+        return [b"returned"]
+
+    response = Client(serialized(legacy)).get("/")
+    assert response.status_code == 201
+    assert response.headers["X-Moto"] == "yes"
+    assert response.get_data() == b"written-returned"

@@ -1,0 +1,559 @@
+"""ExecutionService on a moto table shaped like ExecutionsTable, with recording fake queues."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from pydantic import BaseModel, ConfigDict, Field
+
+from cmdgate import errors
+from cmdgate.auth.permissions import Principal
+from cmdgate.commands import (
+    CommandContext,
+    CommandError,
+    CommandRegistry,
+    DependencyRefused,
+    TransientCommandError,
+    command,
+)
+from cmdgate.executions import (
+    AttemptInProgress,
+    ExecutionService,
+    ExecutionStore,
+    MessageQueue,
+    PoisonMessage,
+    RetryableFailure,
+)
+from cmdgate.executions.model import Execution
+
+ADMIN = Principal("key:admin", ("admin",))
+ALICE = Principal("key:alice", ("commands.run:*",))
+BOB = Principal("key:bob", ("commands.run:greet",))
+NOBODY = Principal("key:nobody", ())
+MAX_RECEIVE_COUNT = 3
+NOW = 1_700_000_000.0
+TTL_S = 3600
+
+
+class RecordingQueue(MessageQueue):
+    """Keeps what would have gone to SQS; can be told to fail."""
+
+    def __init__(self, fail: bool = False) -> None:
+        super().__init__(sqs=None, queue_url="fake://queue")
+        self.sent: list[dict[str, Any]] = []
+        self.fail = fail
+
+    def send(self, message: dict[str, Any]) -> str:
+        if self.fail:
+            raise ConnectionError("sqs endpoint unreachable: secret-host.internal")
+        self.sent.append(json.loads(json.dumps(message)))
+        return f"msg-{len(self.sent)}"
+
+
+class GreetParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(default="world", max_length=20)
+    times: int = Field(default=1, ge=1, le=3)
+
+
+class Harness:
+    def __init__(self, table: Any, registry: CommandRegistry, runs: dict[str, int]) -> None:
+        self.table = table
+        self.store = ExecutionStore(table)
+        self.executions = RecordingQueue()
+        self.events = RecordingQueue()
+        self.registry = registry
+        self.runs = runs
+        self.service = ExecutionService(
+            self.store,
+            self.executions,
+            self.events,
+            registry,
+            max_receive_count=MAX_RECEIVE_COUNT,
+            execution_ttl_s=TTL_S,
+            clock=lambda: NOW,
+        )
+
+    def message_for(self, execution_id: str) -> str:
+        return json.dumps({"execution_id": execution_id})
+
+    def queued_ids(self) -> list[str]:
+        return [m["execution_id"] for m in self.executions.sent]
+
+    def record(self, execution_id: str) -> Execution:
+        found = self.store.get(execution_id)
+        assert found is not None
+        return found
+
+
+@pytest.fixture
+def h(table_like: Callable[[str], Any]) -> Harness:
+    registry = CommandRegistry()
+    runs: dict[str, int] = {}
+
+    def count(name: str) -> None:
+        runs[name] = runs.get(name, 0) + 1
+
+    @command("greet", description="Say hello.", params=GreetParams, registry=registry)
+    def greet(params: GreetParams, context: CommandContext) -> dict[str, Any]:
+        count("greet")
+        return {"greeting": " ".join([f"hello {params.name}"] * params.times), "attempt": context.attempt}
+
+    @command("conflict", description="Always refuses.", registry=registry)
+    def conflict(params: BaseModel, context: CommandContext) -> None:
+        count("conflict")
+        raise CommandError("already done", status=409, code="ALREADY_DONE")
+
+    @command("flaky", description="Always fails transiently.", registry=registry)
+    def flaky(params: BaseModel, context: CommandContext) -> None:
+        count("flaky")
+        raise TransientCommandError("try later")
+
+    @command("flaky_once", description="Fails on the first attempt only.", registry=registry)
+    def flaky_once(params: BaseModel, context: CommandContext) -> dict[str, int]:
+        count("flaky_once")
+        if context.attempt == 1:
+            raise TransientCommandError("first attempt fails")
+        return {"attempt": context.attempt}
+
+    @command("batch", description="Async only.", modes=("async",), timeout_s=300, registry=registry)
+    def batch(params: BaseModel, context: CommandContext) -> str:
+        count("batch")
+        return "batched"
+
+    @command("quick", description="Sync only.", modes=("sync",), registry=registry)
+    def quick(params: BaseModel, context: CommandContext) -> str:
+        count("quick")
+        return "quick"
+
+    return Harness(table_like("ExecutionsTable"), registry, runs)
+
+
+# -- submit: sync ----------------------------------------------------------------
+
+
+def test_sync_success(h: Harness) -> None:
+    submission = h.service.submit(ALICE, "greet", '{"name": "ada", "times": 2}', prefer_async=False)
+    assert submission.status_code == 200
+    execution_id = submission.body["execution_id"]
+    assert submission.body == {
+        "execution_id": execution_id,
+        "command": "greet",
+        "status": "succeeded",
+        "result": {"greeting": "hello ada hello ada", "attempt": 1},
+    }
+    assert submission.headers == {}
+    record = h.record(execution_id)
+    assert (record.status, record.mode, record.attempts, record.principal_id) == ("succeeded", "sync", 1, "key:alice")
+    assert record.params == {"name": "ada", "times": 2}
+    assert record.result == {"greeting": "hello ada hello ada", "attempt": 1}
+    assert record.started_at is not None
+    assert record.finished_at is not None
+    assert record.expires_at == int(NOW) + TTL_S
+    assert h.executions.sent == []
+    assert h.runs == {"greet": 1}
+
+
+@pytest.mark.parametrize("body", [None, "", "   ", "{}"])
+def test_empty_body_means_default_params(h: Harness, body: str | None) -> None:
+    submission = h.service.submit(ALICE, "greet", body, prefer_async=False)
+    assert submission.body["result"]["greeting"] == "hello world"
+
+
+def test_sync_command_error_is_answered_with_its_status_and_recorded(h: Harness) -> None:
+    # A command that started has an outcome, not an exception: this is what idempotency stores.
+    submission = h.service.submit(ALICE, "conflict", "{}", prefer_async=False)
+    assert submission.status_code == 409
+    assert submission.content_type == "application/problem+json"
+    execution_id = submission.body["execution_id"]
+    assert submission.body["status"] == 409
+    assert submission.body["code"] == "ALREADY_DONE"
+    assert submission.body["detail"] == "already done"
+    assert submission.body["type"].startswith("https://")
+    http = submission.to_http()
+    assert http["status"] == 409
+    assert http["headers"]["Content-Type"] == "application/problem+json"
+    record = h.record(execution_id)
+    assert record.status == "failed"
+    assert record.lease_until is None
+    assert record.error is not None
+    assert (record.error.status, record.error.code) == (409, "ALREADY_DONE")
+    assert [e["status"] for e in h.events.sent] == ["failed"]
+
+
+def test_sync_unexpected_failure_is_500_without_details(h: Harness) -> None:
+    @command("crash", description="Raises something unexpected.", registry=h.registry)
+    def crash(params: BaseModel, context: CommandContext) -> None:
+        raise RuntimeError("db password is hunter2")
+
+    submission = h.service.submit(ALICE, "crash", None, prefer_async=False)
+    assert submission.status_code == 500
+    assert submission.body["code"] == "COMMAND_FAILED"
+    assert "hunter2" not in json.dumps(submission.body)
+    assert "RuntimeError" not in json.dumps(submission.body)
+    assert h.record(submission.body["execution_id"]).status == "failed"
+
+
+def test_sync_open_circuit_is_raised_not_answered(h: Harness) -> None:
+    @command("pay", description="Calls a downstream behind a breaker.", registry=h.registry)
+    def pay(params: BaseModel, context: CommandContext) -> None:
+        raise DependencyRefused("payments circuit open", retry_after_s=12)
+
+    # Raised (so idempotency does not store it and a retry may run), with Retry-After.
+    with pytest.raises(errors.DependencyUnavailable) as raised:
+        h.service.submit(ALICE, "pay", None, prefer_async=False)
+    problem = raised.value
+    assert (problem.status, problem.code) == (503, "DEPENDENCY_UNAVAILABLE")
+    assert problem.headers == {"Retry-After": "12"}
+    execution_id = problem.extensions["execution_id"]
+    record = h.record(execution_id)
+    assert record.status == "failed"
+    assert record.error is not None
+    assert record.error.code == "DEPENDENCY_UNAVAILABLE"
+
+
+def test_async_open_circuit_is_retried(h: Harness) -> None:
+    @command("pay", description="Calls a downstream behind a breaker.", registry=h.registry)
+    def pay(params: BaseModel, context: CommandContext) -> None:
+        raise DependencyRefused("payments circuit open", retry_after_s=12)
+
+    execution_id = submit_async(h, "pay")
+    with pytest.raises(RetryableFailure):
+        h.service.process_message(h.message_for(execution_id), receive_count=1)
+    assert h.record(execution_id).status == "queued"
+    assert h.events.sent == []
+
+
+# -- submit: refusals before anything runs ------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("principal", "name"), [(NOBODY, "no-such-command"), (BOB, "no-such-command"), (BOB, "conflict")]
+)
+def test_forbidden_before_not_found(h: Harness, principal: Principal, name: str) -> None:
+    with pytest.raises(errors.Forbidden) as raised:
+        h.service.submit(principal, name, "{}", prefer_async=False)
+    assert raised.value.status == 403
+    assert h.table.scan()["Count"] == 0
+
+
+def test_unknown_command_is_404_for_admin(h: Harness) -> None:
+    with pytest.raises(errors.CommandNotFound) as raised:
+        h.service.submit(ADMIN, "no-such-command", "{}", prefer_async=False)
+    assert raised.value.status == 404
+    assert raised.value.code == "COMMAND_NOT_FOUND"
+
+
+def test_permission_is_per_command(h: Harness) -> None:
+    assert h.service.submit(BOB, "greet", "{}", prefer_async=False).status_code == 200
+    assert h.service.submit(ADMIN, "greet", "{}", prefer_async=False).status_code == 200
+
+
+@pytest.mark.parametrize("body", ["[1, 2]", "null", '"text"', "42", "true", "{not json", "{'a': 1}"])
+def test_body_that_is_not_a_json_object_is_400(h: Harness, body: str) -> None:
+    with pytest.raises(errors.InvalidJson) as raised:
+        h.service.submit(ALICE, "greet", body, prefer_async=False)
+    assert raised.value.status == 400
+    assert h.table.scan()["Count"] == 0
+    assert h.runs == {}
+
+
+def test_params_failing_the_schema_are_422_without_echoing_input(h: Harness) -> None:
+    body = json.dumps({"name": "hunter2-" * 5, "times": 9, "password": "s3cr3t-value"})
+    with pytest.raises(errors.ValidationFailed) as raised:
+        h.service.submit(ALICE, "greet", body, prefer_async=True)
+    problem = raised.value.to_problem("req-1")
+    assert problem["status"] == 422
+    assert problem["code"] == "VALIDATION_FAILED"
+    assert all(set(e) == {"loc", "msg"} for e in problem["errors"])
+    assert sorted(tuple(e["loc"]) for e in problem["errors"]) == [("name",), ("password",), ("times",)]
+    text = json.dumps(problem)
+    assert "hunter2" not in text
+    assert "s3cr3t-value" not in text
+    assert h.table.scan()["Count"] == 0
+    assert h.executions.sent == []
+
+
+# -- submit: async -------------------------------------------------------------------
+
+
+def test_async_is_accepted_and_queued(h: Harness) -> None:
+    submission = h.service.submit(ALICE, "greet", '{"name": "bo"}', prefer_async=True)
+    execution_id = submission.body["execution_id"]
+    assert submission.status_code == 202
+    assert submission.body == {"execution_id": execution_id, "status": "queued"}
+    assert submission.headers == {
+        "Location": f"/v1/executions/{execution_id}",
+        "Preference-Applied": "respond-async",
+    }
+    assert h.executions.sent == [{"execution_id": execution_id}]
+    record = h.record(execution_id)
+    assert (record.status, record.mode, record.attempts) == ("queued", "async", 0)
+    assert record.params == {"name": "bo", "times": 1}
+    assert h.runs == {}
+    assert h.events.sent == []
+
+
+def test_async_only_command_runs_async_without_prefer(h: Harness) -> None:
+    submission = h.service.submit(ALICE, "batch", None, prefer_async=False)
+    assert submission.status_code == 202
+    assert submission.headers == {"Location": f"/v1/executions/{submission.body['execution_id']}"}
+    assert "Preference-Applied" not in submission.headers
+    assert h.queued_ids() == [submission.body["execution_id"]]
+    assert h.runs == {}
+
+
+def test_sync_only_command_ignores_prefer_async(h: Harness) -> None:
+    submission = h.service.submit(ALICE, "quick", None, prefer_async=True)
+    assert submission.status_code == 200
+    assert submission.body["result"] == "quick"
+    assert h.executions.sent == []
+
+
+def test_queue_failure_is_503_and_the_execution_is_failed(h: Harness) -> None:
+    h.executions.fail = True
+    with pytest.raises(errors.DependencyUnavailable) as raised:
+        h.service.submit(ALICE, "greet", "{}", prefer_async=True)
+    assert raised.value.status == 503
+    assert raised.value.headers == {"Retry-After": "5"}
+    assert "secret-host" not in json.dumps(raised.value.to_problem())
+    items = h.table.scan()["Items"]
+    assert len(items) == 1
+    record = Execution.from_item(items[0])
+    assert record.status == "failed"
+    assert record.error is not None
+    assert record.error.code == "QUEUE_UNAVAILABLE"
+
+
+# -- process_message -------------------------------------------------------------------
+
+
+def submit_async(h: Harness, name: str, body: str = "{}") -> str:
+    execution_id: str = h.service.submit(ALICE, name, body, prefer_async=True).body["execution_id"]
+    return execution_id
+
+
+def test_worker_success(h: Harness) -> None:
+    execution_id = submit_async(h, "greet", '{"name": "cy"}')
+    h.service.process_message(h.message_for(execution_id), receive_count=1)
+    record = h.record(execution_id)
+    assert (record.status, record.attempts) == ("succeeded", 1)
+    assert record.result == {"greeting": "hello cy", "attempt": 1}
+    assert record.public_view()["result"] == record.result
+    assert h.events.sent == [
+        {
+            "type": "command.executed",
+            "execution_id": execution_id,
+            "command": "greet",
+            "principal_id": "key:alice",
+            "status": "succeeded",
+            "attempts": 1,
+        }
+    ]
+
+
+def test_permanent_failure_is_acknowledged(h: Harness) -> None:
+    execution_id = submit_async(h, "conflict")
+    h.service.process_message(h.message_for(execution_id), receive_count=1)  # no raise: SQS deletes it
+    record = h.record(execution_id)
+    assert record.status == "failed"
+    assert record.error is not None
+    assert (record.error.code, record.error.status) == ("ALREADY_DONE", 409)
+    assert record.public_view()["error"] == {"code": "ALREADY_DONE", "detail": "already done", "status": 409}
+    assert [e["status"] for e in h.events.sent] == ["failed"]
+
+
+def test_transient_failure_is_retried_then_dead_lettered(h: Harness) -> None:
+    execution_id = submit_async(h, "flaky")
+    for receive_count in range(1, MAX_RECEIVE_COUNT):
+        with pytest.raises(RetryableFailure):
+            h.service.process_message(h.message_for(execution_id), receive_count=receive_count)
+        record = h.record(execution_id)
+        assert (record.status, record.attempts) == ("queued", receive_count)
+        assert record.error is not None
+        assert record.error.code == "COMMAND_TRANSIENT_FAILURE"
+        assert record.finished_at is None
+        assert h.events.sent == []
+
+    with pytest.raises(RetryableFailure):
+        h.service.process_message(h.message_for(execution_id), receive_count=MAX_RECEIVE_COUNT)
+    record = h.record(execution_id)
+    assert (record.status, record.attempts) == ("dead_lettered", MAX_RECEIVE_COUNT)
+    assert record.finished_at is not None
+    assert [e["status"] for e in h.events.sent] == ["dead_lettered"]
+    assert h.runs == {"flaky": MAX_RECEIVE_COUNT}
+
+
+def test_a_retry_that_succeeds_publishes_one_event(h: Harness) -> None:
+    execution_id = submit_async(h, "flaky_once")
+    with pytest.raises(RetryableFailure):
+        h.service.process_message(h.message_for(execution_id), receive_count=1)
+    h.service.process_message(h.message_for(execution_id), receive_count=2)
+    record = h.record(execution_id)
+    assert (record.status, record.attempts, record.result) == ("succeeded", 2, {"attempt": 2})
+    assert [(e["status"], e["attempts"]) for e in h.events.sent] == [("succeeded", 2)]
+
+
+@pytest.mark.parametrize(
+    "body",
+    ["not json", "[]", '"abc"', "{}", '{"execution_id": ""}', '{"execution_id": 42}', '{"execution_id": "0" }'],
+)
+def test_poison_messages(h: Harness, body: str) -> None:
+    with pytest.raises(PoisonMessage):
+        h.service.process_message(body, receive_count=1)
+
+
+def test_message_naming_an_unknown_command_is_poison(h: Harness) -> None:
+    h.store.create(
+        Execution(
+            execution_id="abc123",
+            command="retired-command",
+            principal_id="key:alice",
+            mode="async",
+            status="queued",
+            created_at="2024-01-01T00:00:00.000Z",
+        )
+    )
+    with pytest.raises(PoisonMessage):
+        h.service.process_message(h.message_for("abc123"), receive_count=1)
+    assert h.record("abc123").status == "queued"
+
+
+@pytest.mark.parametrize("name", ["greet", "conflict"])
+def test_redelivery_of_a_finished_execution_does_not_run_it_again(h: Harness, name: str) -> None:
+    execution_id = submit_async(h, name)
+    h.service.process_message(h.message_for(execution_id), receive_count=1)
+    before = h.record(execution_id)
+    h.service.process_message(h.message_for(execution_id), receive_count=2)
+    h.service.process_message(h.message_for(execution_id), receive_count=5)
+    assert h.runs == {name: 1}
+    assert h.record(execution_id) == before
+    assert len(h.events.sent) == 1
+
+
+def test_redelivery_of_a_dead_lettered_execution_is_acknowledged(h: Harness) -> None:
+    execution_id = submit_async(h, "flaky")
+    for receive_count in range(1, MAX_RECEIVE_COUNT + 1):
+        with pytest.raises(RetryableFailure):
+            h.service.process_message(h.message_for(execution_id), receive_count=receive_count)
+    h.service.process_message(h.message_for(execution_id), receive_count=MAX_RECEIVE_COUNT + 1)
+    assert h.runs == {"flaky": MAX_RECEIVE_COUNT}
+    assert h.record(execution_id).status == "dead_lettered"
+
+
+def test_one_event_per_finished_execution(h: Harness) -> None:
+    finished = [
+        h.service.submit(ALICE, "greet", "{}", prefer_async=False).body["execution_id"],
+        submit_async(h, "greet"),
+        submit_async(h, "conflict"),
+    ]
+    assert h.service.submit(ALICE, "conflict", "{}", prefer_async=False).status_code == 409
+    for execution_id in finished[1:]:
+        h.service.process_message(h.message_for(execution_id), receive_count=1)
+    still_queued = submit_async(h, "batch")
+    ids = [e["execution_id"] for e in h.events.sent]
+    assert len(ids) == 4
+    assert len(set(ids)) == 4
+    assert set(finished) <= set(ids)
+    assert still_queued not in ids
+    assert all(e["type"] == "command.executed" for e in h.events.sent)
+
+
+# -- get ---------------------------------------------------------------------------------
+
+
+def test_get_shows_an_execution_to_its_creator_and_admin_only(h: Harness) -> None:
+    execution_id = submit_async(h, "greet")
+    assert h.service.get(ALICE, execution_id).execution_id == execution_id
+    assert h.service.get(ADMIN, execution_id).execution_id == execution_id
+    for other in (BOB, NOBODY, Principal("key:alice2", ("commands.run:*",))):
+        with pytest.raises(errors.ExecutionNotFound) as raised:
+            h.service.get(other, execution_id)
+        assert raised.value.status == 404
+
+
+@pytest.mark.parametrize("execution_id", ["", "0" * 65, "../etc/passwd", "abc-def", "a b", "deadbeef"])
+def test_get_of_a_missing_or_malformed_id_is_404(h: Harness, execution_id: str) -> None:
+    with pytest.raises(errors.ExecutionNotFound):
+        h.service.get(ADMIN, execution_id)
+
+
+def names(page: tuple[list[dict[str, Any]], str | None]) -> list[str]:
+    return [c["name"] for c in page[0]]
+
+
+def test_list_commands_shows_only_what_the_principal_may_run(h: Harness) -> None:
+    assert h.service.list_commands(BOB) == ([h.registry.get("greet").describe()], None)  # type: ignore[union-attr]
+    assert h.service.list_commands(NOBODY) == ([], None)
+    everything = ["batch", "conflict", "flaky", "flaky_once", "greet", "quick"]
+    assert names(h.service.list_commands(ADMIN)) == everything
+    greet = h.service.list_commands(BOB)[0][0]
+    assert greet["permission"] == "commands.run:greet"
+    assert greet["modes"] == ["sync", "async"]
+    assert greet["params_schema"]["properties"]["times"]["maximum"] == 3
+
+
+def test_list_commands_pages_by_name(h: Harness) -> None:
+    first = h.service.list_commands(ADMIN, limit=4)
+    assert names(first) == ["batch", "conflict", "flaky", "flaky_once"]
+    assert first[1] == "flaky_once"
+    second = h.service.list_commands(ADMIN, limit=4, after=first[1])
+    assert second == (second[0], None)
+    assert names(second) == ["greet", "quick"]
+    exact = h.service.list_commands(ADMIN, limit=6)
+    assert exact[1] is None
+
+
+# -- attempt leases ------------------------------------------------------------------------
+
+
+def test_a_duplicate_delivery_while_an_attempt_holds_the_lease_is_retried_later(h: Harness) -> None:
+    execution_id = submit_async(h, "greet")
+    other_worker = h.store.begin_attempt(execution_id, lease_s=60, now=NOW)
+    assert other_worker is not None
+    with pytest.raises(AttemptInProgress):
+        h.service.process_message(h.message_for(execution_id), receive_count=2)
+    assert h.runs == {}
+    record = h.record(execution_id)
+    assert (record.status, record.attempts) == ("running", 1)
+
+
+def test_an_expired_lease_is_taken_over_and_the_late_attempt_cannot_clobber_it(h: Harness) -> None:
+    execution_id = submit_async(h, "greet")
+    crashed = h.store.begin_attempt(execution_id, lease_s=10, now=NOW - 100)
+    assert crashed is not None
+    assert crashed.lease_until is not None
+    assert crashed.lease_until < NOW
+    h.service.process_message(h.message_for(execution_id), receive_count=2)
+    record = h.record(execution_id)
+    assert (record.status, record.attempts) == ("succeeded", 2)
+    assert record.lease_until is None
+    # The first worker wakes up and reports: its attempt no longer owns the record.
+    assert not h.store.finish(execution_id, crashed.attempts, "failed")
+    assert h.record(execution_id).status == "succeeded"
+    assert [(e["status"], e["attempts"]) for e in h.events.sent] == [("succeeded", 2)]
+
+
+def test_sync_runs_are_created_already_claimed(h: Harness) -> None:
+    seen: list[tuple[Execution | None, Execution | None]] = []
+
+    @command("peek", description="Looks at its own record.", registry=h.registry)
+    def peek(params: BaseModel, context: CommandContext) -> str:
+        # What a stray worker would get if it tried to claim this execution while it runs.
+        seen.append((h.store.get(context.execution_id), h.store.begin_attempt(context.execution_id, 60, NOW)))
+        return "ok"
+
+    submission = h.service.submit(ALICE, "peek", None, prefer_async=False)
+    assert submission.status_code == 200
+    ((during, stolen),) = seen
+    assert during is not None
+    assert (during.status, during.attempts) == ("running", 1)
+    assert during.lease_until is not None
+    assert during.lease_until > NOW
+    assert stolen is None
+    record = h.record(submission.body["execution_id"])
+    assert (record.status, record.attempts) == ("succeeded", 1)
