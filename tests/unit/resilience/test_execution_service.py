@@ -538,7 +538,7 @@ def test_an_expired_lease_is_taken_over_and_the_late_attempt_cannot_clobber_it(h
     assert [(e["status"], e["attempts"]) for e in h.events.sent] == [("succeeded", 2)]
 
 
-def test_sync_runs_are_created_already_claimed(h: Harness) -> None:
+def test_sync_runs_are_written_once_with_their_outcome(h: Harness) -> None:
     seen: list[tuple[Execution | None, Execution | None]] = []
 
     @command("peek", description="Looks at its own record.", registry=h.registry)
@@ -550,10 +550,8 @@ def test_sync_runs_are_created_already_claimed(h: Harness) -> None:
     submission = h.service.submit(ALICE, "peek", None, prefer_async=False)
     assert submission.status_code == 200
     ((during, stolen),) = seen
-    assert during is not None
-    assert (during.status, during.attempts) == ("running", 1)
-    assert during.lease_until is not None
-    assert during.lease_until > NOW
-    assert stolen is None
+    assert during is None  # nothing is written until the outcome is known
+    assert stolen is None  # and nothing can be claimed meanwhile
     record = h.record(submission.body["execution_id"])
-    assert (record.status, record.attempts) == ("succeeded", 1)
+    assert (record.status, record.attempts, record.result) == ("succeeded", 1, "ok")
+    assert record.finished_at is not None

@@ -85,6 +85,12 @@ class Execution(BaseModel):
             item["started_at"] = self.started_at
         if self.lease_until is not None:
             item["lease_until"] = self.lease_until
+        if self.finished_at:
+            item["finished_at"] = self.finished_at
+        if self.status == "succeeded":
+            item["result_json"] = json.dumps(self.result, separators=(",", ":"))
+        if self.error is not None:
+            item["error"] = self.error.model_dump()
         return item
 
     @classmethod

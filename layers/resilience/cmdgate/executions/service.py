@@ -16,7 +16,7 @@ from cmdgate import errors
 from cmdgate.auth import Principal
 from cmdgate.auth.routes import command_permission
 from cmdgate.commands import CommandContext, CommandRegistry, CommandSpec
-from cmdgate.executions.model import Execution, ExecutionError, utc_now_iso
+from cmdgate.executions.model import Execution, ExecutionError, Status, utc_now_iso
 from cmdgate.executions.queue import MessageQueue, PoisonMessage, parse_execution_message
 from cmdgate.executions.runner import Outcome, run_attempt
 from cmdgate.executions.store import ExecutionStore
@@ -188,20 +188,23 @@ class ExecutionService:
         return Submission(202, {"execution_id": execution.execution_id, "status": "queued"}, headers)
 
     def _run_sync(self, spec: CommandSpec, execution: Execution, params: Any) -> Submission:
-        # Created already claimed by this request's attempt: one write instead of create + claim.
-        now = self._clock()
-        running = execution.model_copy(
+        # One write, once the outcome is known: the caller learns the execution id only from
+        # this answer, so nobody can look for the record earlier, and a run whose Lambda dies
+        # is still covered by the idempotency record (in progress until it expires).
+        running = execution.model_copy(update={"status": "running", "attempts": 1, "started_at": execution.created_at})
+        outcome = self._attempt(spec, running, params)
+        status: Status = "succeeded" if outcome.ok else "failed"
+        finished = running.model_copy(
             update={
-                "status": "running",
-                "attempts": 1,
-                "started_at": execution.created_at,
-                "lease_until": int(now + spec.timeout_s + ATTEMPT_LEASE_MARGIN_S) + 1,
+                "status": status,
+                "finished_at": utc_now_iso(),
+                "result": outcome.result if outcome.ok else None,
+                "error": None if outcome.ok else _error_of(outcome),
             }
         )
-        self._store.create(running)
-        outcome = self._attempt(spec, running, params)
+        self._store.create(finished)
+        self._publish_executed(finished, status)
         if outcome.ok:
-            self._finish(running, "succeeded", outcome)
             return Submission(
                 200,
                 {
@@ -211,7 +214,6 @@ class ExecutionService:
                     "result": outcome.result,
                 },
             )
-        self._finish(running, "failed", outcome)
         problem = _problem_of(outcome, execution.execution_id)
         if not outcome.started:
             raise problem  # refused before any effect: not an outcome to store for replay
