@@ -37,7 +37,16 @@ from cmdgate.http import header, http_response, json_response, prefers_async, pr
 from cmdgate.idempotency import IdempotencyKeyMissing, parse_idempotency_key, request_fingerprint
 from cmdgate.pagination import decode_cursor, encode_cursor, parse_limit
 from cmdgate.ratelimit import RateLimited
-from cmdgate.wiring import api_key_store, execution_service, health_checks, idempotent_requests, rate_limiter
+from cmdgate.state.http import MERGE_PATCH, etag, none_match_hits, parse_preconditions, state_headers
+from cmdgate.state.model import Register
+from cmdgate.wiring import (
+    api_key_store,
+    execution_service,
+    health_checks,
+    idempotent_requests,
+    rate_limiter,
+    state_service,
+)
 
 logger = Logger()
 tracer = Tracer()
@@ -217,6 +226,126 @@ def get_admin_health() -> Response[str]:
     require_admin(_principal())
     report = health_report(run_checks(health_checks(), get_settings().health_check_timeout_s), detailed=True)
     return json_response(503 if report["status"] == "unhealthy" else 200, report)
+
+
+def _state_authorized(key: str, access: str) -> None:
+    principal = Principal.from_authorizer_context(app.current_event.request_context.authorizer.raw_event)
+    if principal is None:
+        raise errors.Unauthorized("No authenticated principal.")
+    if not principal.can(f"state.{access}:{key}"):
+        raise errors.Forbidden(f"Not permitted to {access} state {key!r}.")
+
+
+def _state_body(max_bytes: int) -> Any:
+    body = app.current_event.body
+    if body is None or not body.strip():
+        raise errors.InvalidJson("The request body must be a JSON value.")
+    if len(body.encode("utf-8")) > max_bytes:
+        raise errors.PayloadTooLarge(f"The request body is over {max_bytes} bytes.")
+    try:
+        return json.loads(body)
+    except ValueError:
+        raise errors.InvalidJson("The request body is not valid JSON.") from None
+
+
+def _state_value(status: int, register: Register) -> Response[str]:
+    return Response(
+        status_code=status, content_type="application/json", body=register.value_json, headers=state_headers(register)
+    )
+
+
+def _remaining_s() -> float:
+    return float(app.lambda_context.get_remaining_time_in_millis()) / 1000
+
+
+@app.get("/v1/state/<key>", tags=["state"], responses=responses({200: ("The value", None)}, 400, 404))
+def get_state(key: str) -> Response[str]:
+    """A key's value (the representation is the value; version and sync progress travel in headers)."""
+    _state_authorized(key, "read")
+    event, service = app.current_event, state_service()
+    version = (event.query_string_parameters or {}).get("version")
+    if version is not None:
+        if not version.isdigit() or not 0 < int(version) < 10**12:
+            raise errors.BadRequest("version must be a positive integer.")
+        entry = service.get_version(key, int(version))
+        return json_response(200, entry.value, {"ETag": etag(entry.version), "State-Version": str(entry.version)})
+    register = service.get(key)
+    if none_match_hits(header(event.headers, "If-None-Match"), register.version):
+        return Response(status_code=304, body="", headers=state_headers(register))
+    return _state_value(200, register)
+
+
+@app.put(
+    "/v1/state/<key>",
+    tags=["state"],
+    responses=responses({200: ("Replaced", None), 201: ("Created", None)}, 400, 404, 412, 413, 428),
+)
+def put_state(key: str) -> Response[str]:
+    """Create (If-None-Match: *) or replace (If-Match) a key's value."""
+    _state_authorized(key, "write")
+    headers = app.current_event.headers
+    conditions = parse_preconditions(header(headers, "If-Match"), header(headers, "If-None-Match"))
+    value = _state_body(get_settings().max_state_body_bytes)
+    register, created = state_service(_remaining_s).put(key, value, conditions)
+    return _state_value(201 if created else 200, register)
+
+
+@app.patch(
+    "/v1/state/<key>",
+    tags=["state"],
+    responses=responses({200: ("Patched", None)}, 400, 404, 409, 412, 413, 415, 422, 503),
+)
+def patch_state(key: str) -> Response[str]:
+    """Apply an RFC 7396 merge patch under the key's lock."""
+    _state_authorized(key, "write")
+    headers = app.current_event.headers
+    content_type = (header(headers, "Content-Type") or "").split(";", 1)[0].strip().lower()
+    if content_type != MERGE_PATCH:
+        raise errors.UnsupportedMediaType(f"PATCH takes {MERGE_PATCH}.", headers={"Accept-Patch": MERGE_PATCH})
+    conditions = parse_preconditions(header(headers, "If-Match"), None)
+    patch = _state_body(get_settings().max_state_body_bytes)
+    return _state_value(200, state_service(_remaining_s).patch(key, patch, conditions))
+
+
+@app.delete("/v1/state/<key>", tags=["state"], responses=responses({204: ("Deleted", None)}, 400, 412, 428))
+def delete_state(key: str) -> Response[str]:
+    """Delete a key (If-Match required); its gist keeps the history."""
+    _state_authorized(key, "write")
+    headers = app.current_event.headers
+    register = state_service(_remaining_s).delete(key, parse_preconditions(header(headers, "If-Match"), None))
+    return Response(status_code=204, body="", headers={"State-Version": str(register.version)})
+
+
+@app.get(
+    "/v1/state/<key>/history", tags=["state"], responses=responses({200: ("Versions, newest first", None)}, 400, 404)
+)
+def get_state_history(key: str) -> Response[str]:
+    """Retained versions with the gist revision each reached."""
+    _state_authorized(key, "read")
+    params = app.current_event.query_string_parameters or {}
+    entries, last = state_service().history(
+        key, parse_limit(params.get("limit")), decode_cursor(params.get("cursor"), frozenset({"sk"}))
+    )
+    body = {
+        "versions": [{"version": e.version, "updated_at": e.updated_at, "revision": e.revision} for e in entries],
+        "next_cursor": encode_cursor(last),
+    }
+    return json_response(200, body)
+
+
+@app.post(
+    "/v1/state/<key>/restore",
+    tags=["state"],
+    responses=responses({200: ("Restored as a new version", None)}, 400, 404, 412, 422),
+)
+def restore_state(key: str) -> Response[str]:
+    """Write version N's value as a new version."""
+    _state_authorized(key, "write")
+    body = _state_body(1024)
+    version = body.get("version") if isinstance(body, dict) else None
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise errors.ValidationFailed([{"loc": ["body", "version"], "msg": "a positive integer"}])
+    return _state_value(200, state_service(_remaining_s).restore(key, version))
 
 
 @app.exception_handler(errors.ProblemError)

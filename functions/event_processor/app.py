@@ -1,4 +1,4 @@
-"""Event processor: folds `command.executed` events into per-command stats, exactly once."""
+"""Event processor: counts `command.executed` events per command, exactly once; acknowledges other types."""
 
 from __future__ import annotations
 
@@ -23,6 +23,10 @@ processor = BatchProcessor(event_type=EventType.SQS)
 @tracer.capture_method
 def record_handler(record: SQSRecord) -> None:
     event = parse_event(record.body)
+    if event["type"] != "command.executed":
+        # state.changed and future types have no consumer here yet: acknowledged, not dead-lettered.
+        logger.debug("event type without a handler", extra={"type": event["type"]})
+        return
     if command_stats().record(event, now=int(time.time())):
         metrics.add_metric(name=f"Executions_{event['status']}", unit="Count", value=1)
     else:

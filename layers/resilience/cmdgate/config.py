@@ -23,6 +23,10 @@ class Settings(BaseSettings):
     events_queue_url: str = ""
     events_dlq_url: str = ""
     alerts_topic_arn: str = ""
+    state_sync_queue_url: str = ""
+    state_gist_mode: str = "write_behind"
+    state_retention_days: int = Field(default=7, ge=1)
+    max_state_body_bytes: int = Field(default=256 * 1024, ge=1)
     command_packs: str = "builtin"
     jwt_issuers: str = ""  # JSON list of cmdgate.auth.jwt_tokens.JwtIssuer
     default_rate_limit_quota: int = Field(default=120, ge=1)  # for principals without their own policy

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
@@ -12,8 +13,11 @@ from cmdgate.config import get_settings
 from cmdgate.executions import ExecutionService, ExecutionStore, MessageQueue
 from cmdgate.health import Check
 from cmdgate.idempotency import IdempotentRequests
+from cmdgate.locks import DynamoDBLockStore, LockManager
 from cmdgate.ratelimit import AdaptiveLimiter, DynamoDBRateLimitStore, RateLimitPolicy, TokenBucket
 from cmdgate.ratelimit.requests import RequestRateLimiter
+from cmdgate.state.service import FifoSyncQueue, StateService
+from cmdgate.state.store import StateStore
 from cmdgate.stats import CommandStats
 
 if TYPE_CHECKING:
@@ -81,6 +85,24 @@ def rate_limiter() -> RequestRateLimiter:
         AdaptiveLimiter(store) if settings.adaptive_rate_limit else None,
         RateLimitPolicy(settings.default_rate_limit_quota, settings.default_rate_limit_window_s),
     )
+
+
+@lru_cache(maxsize=1)
+def _state_parts() -> tuple[StateStore, LockManager, FifoSyncQueue, MessageQueue | None]:
+    settings = get_settings()
+    dynamodb, sqs = aws.client("dynamodb"), aws.client("sqs")
+    return (
+        StateStore(dynamodb, settings.state_table, retention_s=settings.state_retention_days * 86400),
+        LockManager(DynamoDBLockStore(dynamodb, settings.control_table)),
+        FifoSyncQueue(sqs, settings.state_sync_queue_url),
+        MessageQueue(sqs, settings.events_queue_url) if settings.events_queue_url else None,
+    )
+
+
+def state_service(remaining_s: Callable[[], float] | None = None) -> StateService:
+    """The state service; `remaining_s` caps lock leases by the invocation's remaining time."""
+    store, locks, sync, events = _state_parts()
+    return StateService(store, locks, sync, events, remaining_s=remaining_s)
 
 
 @lru_cache(maxsize=1)

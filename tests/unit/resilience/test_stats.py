@@ -92,8 +92,9 @@ def test_parse_event() -> None:
         "type": "command.executed",
         "execution_id": "e1",
     }
-    for body in ('{"type": "other"}', "[]", '"command.executed"', "{}"):
-        with pytest.raises(ValueError, match=r"not a command\.executed event"):
+    assert parse_event('{"type": "state.changed"}') == {"type": "state.changed"}
+    for body in ("[]", '"command.executed"', "{}", '{"type": 5}'):
+        with pytest.raises(ValueError, match=r"not an event"):
             parse_event(body)
     with pytest.raises(ValueError):
         parse_event("not json")

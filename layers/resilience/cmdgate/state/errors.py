@@ -1,0 +1,29 @@
+"""Problems of the state API (RFC 9457 via cmdgate.errors)."""
+
+from __future__ import annotations
+
+from cmdgate import errors
+
+
+class InvalidStateKey(errors.ProblemError):
+    status, code, title = 400, "INVALID_STATE_KEY", "Invalid state key"
+
+
+class StateNotFound(errors.NotFound):
+    code, title = "STATE_NOT_FOUND", "Unknown state key"
+
+
+class VersionNotRetained(errors.NotFound):
+    code, title = "VERSION_NOT_RETAINED", "Version not retained"
+
+
+class PreconditionFailed(errors.ProblemError):
+    status, code, title = 412, "PRECONDITION_FAILED", "Precondition failed"
+
+
+class PreconditionRequired(errors.ProblemError):
+    status, code, title = 428, "PRECONDITION_REQUIRED", "Precondition required"
+
+
+class StateTooLarge(errors.ProblemError):
+    status, code, title = 422, "STATE_TOO_LARGE", "State value too large"

@@ -1,0 +1,227 @@
+"""The state API's logic: conditional reads and writes, merge patches under a fenced lease, history,
+restore, and the hand-off to gist sync (write-behind through SQS FIFO, or write-through)."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from aws_lambda_powertools import Logger
+
+from cmdgate.locks import LockManager
+from cmdgate.state.errors import (
+    PreconditionFailed,
+    PreconditionRequired,
+    StateNotFound,
+    StateTooLarge,
+    VersionNotRetained,
+)
+from cmdgate.state.merge_patch import apply_merge_patch
+from cmdgate.state.model import Register, VersionEntry, canonical, digest_of, validate_key
+from cmdgate.state.store import StateStore, WriteConflict
+
+logger = Logger(child=True)
+MAX_VALUE_BYTES = 256 * 1024
+
+
+class SyncScheduler(Protocol):
+    """Gets a written version to the gist: queues it (write-behind) or writes it now (write-through)."""
+
+    def schedule(self, key: str, version: int) -> None: ...
+
+
+class EventSink(Protocol):
+    """Where `state.changed` events go (the events queue)."""
+
+    def send(self, message: dict[str, Any]) -> str: ...
+
+
+@dataclass(frozen=True)
+class Preconditions:
+    """The conditional headers of a request, parsed."""
+
+    if_match: int | None = None  # `If-Match: "<version>"`
+    if_match_any: bool = False  # `If-Match: *`
+    if_none_match_any: bool = False  # `If-None-Match: *`
+
+
+class FifoSyncQueue:
+    """Write-behind: one message per version, grouped by key and deduplicated on key + version."""
+
+    def __init__(self, sqs: Any, queue_url: str) -> None:
+        self._sqs = sqs
+        self._queue_url = queue_url
+
+    def schedule(self, key: str, version: int) -> None:
+        """Queue the sync of `version` of `key`."""
+        dedup = hashlib.sha256(f"{key}#{version}".encode()).hexdigest()
+        self._sqs.send_message(
+            QueueUrl=self._queue_url,
+            MessageBody=json.dumps({"key": key, "version": version}),
+            MessageGroupId=hashlib.sha256(key.encode()).hexdigest()[:64],
+            MessageDeduplicationId=dedup,
+        )
+
+
+class StateService:
+    """Versioned JSON values; DynamoDB is the source of truth, each key's gist its backup."""
+
+    def __init__(
+        self,
+        store: StateStore,
+        locks: LockManager,
+        sync: SyncScheduler,
+        events: EventSink | None = None,
+        *,
+        max_value_bytes: int = MAX_VALUE_BYTES,
+        lock_wait_s: float = 10.0,
+        remaining_s: Callable[[], float] | None = None,
+    ) -> None:
+        self._store = store
+        self._locks = locks
+        self._sync = sync
+        self._events = events
+        self._max_value_bytes = max_value_bytes
+        self._lock_wait_s = lock_wait_s
+        self._remaining_s = remaining_s
+
+    def get(self, key: str) -> Register:
+        """The current value of a key (404 if unknown or deleted)."""
+        register = self._store.register(validate_key(key))
+        if register is None or register.deleted:
+            raise StateNotFound(f"No state {key!r}.")
+        return register
+
+    def get_version(self, key: str, version: int) -> VersionEntry:
+        """A past version, while it is retained."""
+        entry = self._store.version(validate_key(key), version)
+        if entry is None or entry.deleted:
+            raise VersionNotRetained(f"Version {version} of {key!r} is not retained.")
+        return entry
+
+    def history(
+        self, key: str, limit: int, start: dict[str, Any] | None
+    ) -> tuple[list[VersionEntry], dict[str, Any] | None]:
+        """Retained versions, newest first."""
+        validate_key(key)
+        if self._store.register(key) is None:
+            raise StateNotFound(f"No state {key!r}.")
+        return self._store.history(key, limit, start)
+
+    def put(self, key: str, value: Any, conditions: Preconditions) -> tuple[Register, bool]:
+        """Create (If-None-Match: *) or replace (If-Match); returns the register and whether it was created."""
+        validate_key(key)
+        value_json = self._checked(value)
+        if not (conditions.if_none_match_any or conditions.if_match is not None or conditions.if_match_any):
+            raise PreconditionRequired('PUT needs If-None-Match: * (create) or If-Match: "<version>" (replace).')
+        read = self._store.register(key)
+        exists = read is not None and not read.deleted
+        if conditions.if_none_match_any and exists:
+            raise PreconditionFailed(f"State {key!r} already exists.")
+        if (conditions.if_match is not None or conditions.if_match_any) and not exists:
+            raise PreconditionFailed(f"State {key!r} does not exist.")
+        if conditions.if_match is not None and read is not None and read.version != conditions.if_match:
+            raise PreconditionFailed(f"State {key!r} is at version {read.version}.")
+        return self._commit(key, read, value_json, value), not exists
+
+    def ensure(self, key: str, initial: Any) -> None:
+        """Create the key with `initial` unless it exists (losing a creation race is fine)."""
+        read = self._store.register(validate_key(key))
+        if read is not None and not read.deleted:
+            return
+        with contextlib.suppress(PreconditionFailed):  # another writer created it first
+            self._commit(key, read, self._checked(initial), initial)
+
+    def patch(self, key: str, patch: Any, conditions: Preconditions) -> Register:
+        """Apply an RFC 7396 merge patch under the key's lease; concurrent patches never lose an update."""
+        validate_key(key)
+        return self.update(key, lambda current: apply_merge_patch(current, patch), conditions)
+
+    def update(self, key: str, change: Callable[[Any], Any], conditions: Preconditions | None = None) -> Register:
+        """Read-modify-write under the key's lease, committed only under its fencing token."""
+        validate_key(key)
+        lease = self._locks.acquire(
+            f"state#{key}", uuid.uuid4().hex, remaining_s=self._remaining_s, wait_s=self._lock_wait_s
+        )
+        try:
+            read = self._store.register(key)
+            if read is None or read.deleted:
+                raise StateNotFound(f"No state {key!r}.")
+            if conditions is not None and conditions.if_match is not None and read.version != conditions.if_match:
+                raise PreconditionFailed(f"State {key!r} is at version {read.version}.")
+            value = change(read.value)
+            return self._commit(key, read, self._checked(value, status_422=True), value, fence=lease.fence)
+        finally:
+            self._locks.release(lease)
+
+    def delete(self, key: str, conditions: Preconditions) -> Register:
+        """Delete (If-Match required); the version number keeps growing and the gist keeps the history."""
+        validate_key(key)
+        if conditions.if_match is None and not conditions.if_match_any:
+            raise PreconditionRequired('DELETE needs If-Match: "<version>".')
+        read = self._store.register(key)
+        if read is None or read.deleted:
+            raise PreconditionFailed(f"State {key!r} does not exist.")
+        if conditions.if_match is not None and read.version != conditions.if_match:
+            raise PreconditionFailed(f"State {key!r} is at version {read.version}.")
+        return self._commit(key, read, "null", None, deleted=True)
+
+    def restore(self, key: str, version: int) -> Register:
+        """Write version `version`'s value as a new version."""
+        entry = self.get_version(key, version)
+        read = self._store.register(key)
+        return self._commit(key, read, entry.value_json, entry.value)
+
+    def _checked(self, value: Any, *, status_422: bool = False) -> str:
+        size = len(canonical(value))
+        if size > self._max_value_bytes:
+            detail = f"The value is {size} bytes; at most {self._max_value_bytes} are allowed."
+            if status_422:
+                raise StateTooLarge(detail)
+            from cmdgate.errors import PayloadTooLarge
+
+            raise PayloadTooLarge(detail)
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+    def _commit(
+        self,
+        key: str,
+        read: Register | None,
+        value_json: str,
+        value: Any,
+        *,
+        deleted: bool = False,
+        fence: int | None = None,
+    ) -> Register:
+        try:
+            register = self._store.commit(key, read, value_json, digest_of(value), deleted=deleted, fence=fence)
+        except WriteConflict:
+            raise PreconditionFailed(f"State {key!r} changed while it was being written.") from None
+        self._after_write(register)
+        return register
+
+    def _after_write(self, register: Register) -> None:
+        try:
+            self._sync.schedule(register.key, register.version)
+        except Exception:
+            # The write is committed; the healer re-syncs any key whose synced_version lags.
+            logger.exception("gist sync not scheduled", extra={"key": register.key, "version": register.version})
+        if self._events is not None:
+            try:
+                self._events.send(
+                    {
+                        "type": "state.changed",
+                        "key": register.key,
+                        "version": register.version,
+                        "deleted": register.deleted,
+                        "at": time.time(),
+                    }
+                )
+            except Exception:
+                logger.exception("state.changed not published", extra={"key": register.key})

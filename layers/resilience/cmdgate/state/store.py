@@ -1,0 +1,237 @@
+"""The version register and version log in the state table, written in one transaction.
+
+Register item: `pk = "key#<key>"`, `sk = "register"`. Version log: same pk, `sk = "v#<12-digit version>"`.
+Every write is a TransactWriteItems of the register update - conditional on the version the writer
+read (and, for fenced writes, on `fence <= token`) - and the new log entry, so a write either
+lands whole or not at all, and no path can clobber another.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from cmdgate.locks import fenced_update
+from cmdgate.state.model import Register, VersionEntry
+
+REGISTER_SK = "register"
+
+
+def _pk(key: str) -> str:
+    return f"key#{key}"
+
+
+def _version_sk(version: int) -> str:
+    return f"v#{version:012d}"
+
+
+class WriteConflict(Exception):
+    """The register changed since it was read (or a newer fence wrote it)."""
+
+
+class StateStore:
+    """Reads and conditional writes of registers and version logs."""
+
+    def __init__(
+        self, client: Any, table: str, *, retention_s: int = 7 * 86400, clock: Callable[[], float] = time.time
+    ) -> None:
+        self._client = client
+        self._table = table
+        self._retention_s = retention_s
+        self._clock = clock
+
+    def register(self, key: str) -> Register | None:
+        """The register of a key (strongly consistent), or None if it was never written."""
+        item = self._client.get_item(
+            TableName=self._table, Key={"pk": {"S": _pk(key)}, "sk": {"S": REGISTER_SK}}, ConsistentRead=True
+        ).get("Item")
+        return _register(key, item) if item else None
+
+    def version(self, key: str, version: int) -> VersionEntry | None:
+        """One logged version, unless it aged out of the retention window."""
+        item = self._client.get_item(
+            TableName=self._table, Key={"pk": {"S": _pk(key)}, "sk": {"S": _version_sk(version)}}, ConsistentRead=True
+        ).get("Item")
+        if not item or self._expired(item):
+            return None
+        return _entry(key, item)
+
+    def history(
+        self, key: str, limit: int, start: dict[str, Any] | None
+    ) -> tuple[list[VersionEntry], dict[str, Any] | None]:
+        """Logged versions, newest first, and where the next page starts."""
+        kwargs: dict[str, Any] = {
+            "TableName": self._table,
+            "KeyConditionExpression": "pk = :pk AND begins_with(sk, :v)",
+            "ExpressionAttributeValues": {":pk": {"S": _pk(key)}, ":v": {"S": "v#"}},
+            "ScanIndexForward": False,
+            "Limit": limit,
+        }
+        if start:
+            kwargs["ExclusiveStartKey"] = {"pk": {"S": _pk(key)}, "sk": {"S": start["sk"]}}
+        response = self._client.query(**kwargs)
+        entries = [_entry(key, item) for item in response.get("Items", []) if not self._expired(item)]
+        last = response.get("LastEvaluatedKey")
+        return entries, ({"sk": last["sk"]["S"]} if last else None)
+
+    def commit(
+        self,
+        key: str,
+        read: Register | None,
+        value_json: str,
+        digest: str,
+        *,
+        deleted: bool = False,
+        fence: int | None = None,
+    ) -> Register:
+        """Write version `read.version + 1` if the register still is what the writer read."""
+        now = self._clock()
+        updated_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now))
+        version = (read.version if read else 0) + 1
+        values: dict[str, Any] = {
+            ":version": {"N": str(version)},
+            ":value": {"S": value_json},
+            ":digest": {"S": digest},
+            ":updated": {"S": updated_at},
+            ":deleted": {"BOOL": deleted},
+        }
+        if read is None:
+            condition = "attribute_not_exists(pk)"
+        else:
+            condition = "version = :read"
+            values[":read"] = {"N": str(read.version)}
+        update: dict[str, Any] = {
+            "TableName": self._table,
+            "Key": {"pk": {"S": _pk(key)}, "sk": {"S": REGISTER_SK}},
+            "UpdateExpression": (
+                "SET version = :version, value_json = :value, digest = :digest, updated_at = :updated, "
+                "deleted = :deleted"
+            ),
+            "ConditionExpression": condition,
+            "ExpressionAttributeValues": values,
+        }
+        if fence is not None:
+            update = fenced_update(update, fence)
+        log_item = {
+            "pk": {"S": _pk(key)},
+            "sk": {"S": _version_sk(version)},
+            "version": {"N": str(version)},
+            "value_json": {"S": value_json},
+            "digest": {"S": digest},
+            "updated_at": {"S": updated_at},
+            "deleted": {"BOOL": deleted},
+            "expires_at": {"N": str(int(now) + self._retention_s)},
+        }
+        try:
+            self._client.transact_write_items(
+                TransactItems=[
+                    {"Update": update},
+                    {
+                        "Put": {
+                            "TableName": self._table,
+                            "Item": log_item,
+                            "ConditionExpression": "attribute_not_exists(sk)",
+                        }
+                    },
+                ]
+            )
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") == "TransactionCanceledException":
+                raise WriteConflict(key) from None
+            raise
+        return Register(
+            key=key,
+            version=version,
+            value_json=value_json,
+            digest=digest,
+            updated_at=updated_at,
+            deleted=deleted,
+            fence=fence if fence is not None else (read.fence if read else None),
+            gist_id=read.gist_id if read else None,
+            synced_version=read.synced_version if read else 0,
+            revision_sha=read.revision_sha if read else None,
+        )
+
+    def mark_synced(self, key: str, version: int, gist_id: str, revision_sha: str) -> None:
+        """Record that `version` is in gist revision `revision_sha` (never moving synced_version back)."""
+        try:
+            self._client.update_item(
+                TableName=self._table,
+                Key={"pk": {"S": _pk(key)}, "sk": {"S": REGISTER_SK}},
+                UpdateExpression="SET synced_version = :v, revision_sha = :sha, gist_id = :gist",
+                ConditionExpression="attribute_not_exists(synced_version) OR synced_version < :v",
+                ExpressionAttributeValues={
+                    ":v": {"N": str(version)},
+                    ":sha": {"S": revision_sha},
+                    ":gist": {"S": gist_id},
+                },
+            )
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+                raise
+        # A version that reached the gist is kept beyond the retention window.
+        try:
+            self._client.update_item(
+                TableName=self._table,
+                Key={"pk": {"S": _pk(key)}, "sk": {"S": _version_sk(version)}},
+                UpdateExpression="SET revision = :sha REMOVE expires_at",
+                ConditionExpression="attribute_exists(sk)",
+                ExpressionAttributeValues={":sha": {"S": revision_sha}},
+            )
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+                raise
+
+    def remember_gist(self, key: str, gist_id: str) -> str:
+        """Attach a newly created gist to a key, unless one is attached already; returns the key's gist."""
+        try:
+            response = self._client.update_item(
+                TableName=self._table,
+                Key={"pk": {"S": _pk(key)}, "sk": {"S": REGISTER_SK}},
+                UpdateExpression="SET gist_id = :gist",
+                ConditionExpression="attribute_exists(pk) AND attribute_not_exists(gist_id)",
+                ExpressionAttributeValues={":gist": {"S": gist_id}},
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+                raise
+            existing = (error.response.get("Item") or {}).get("gist_id", {}).get("S")
+            return str(existing or gist_id)
+        del response
+        return gist_id
+
+    def _expired(self, item: dict[str, Any]) -> bool:
+        # DynamoDB deletes TTL-expired items lazily: an expired entry is gone as far as we are concerned.
+        expires = item.get("expires_at", {}).get("N")
+        return expires is not None and int(expires) <= self._clock()
+
+
+def _register(key: str, item: dict[str, Any]) -> Register:
+    return Register(
+        key=key,
+        version=int(item["version"]["N"]),
+        value_json=item["value_json"]["S"],
+        digest=item["digest"]["S"],
+        updated_at=item["updated_at"]["S"],
+        deleted=bool(item.get("deleted", {}).get("BOOL", False)),
+        fence=int(item["fence"]["N"]) if "fence" in item else None,
+        gist_id=item.get("gist_id", {}).get("S"),
+        synced_version=int(item.get("synced_version", {}).get("N", "0")),
+        revision_sha=item.get("revision_sha", {}).get("S"),
+    )
+
+
+def _entry(key: str, item: dict[str, Any]) -> VersionEntry:
+    return VersionEntry(
+        key=key,
+        version=int(item["version"]["N"]),
+        value_json=item["value_json"]["S"],
+        digest=item["digest"]["S"],
+        updated_at=item["updated_at"]["S"],
+        deleted=bool(item.get("deleted", {}).get("BOOL", False)),
+        revision=item.get("revision", {}).get("S"),
+    )
