@@ -139,7 +139,13 @@ class LocalStack:
         self.moto.start()
         self.gist.start()
         self._session = aws_session(self.moto.url)
-        template = Template(load_template(cfg.root / "template.yaml"), dict(cfg.parameter_overrides))
+        parameters = dict(cfg.parameter_overrides)
+        if not parameters.get("GitHubTokenSecretArn"):
+            # The deployment's token secret, here in moto; the loopback Gist API accepts any token.
+            parameters["GitHubTokenSecretArn"] = self._session.client("secretsmanager").create_secret(
+                Name="cmdgate-local-github-token", SecretString="local-gist-token"
+            )["ARN"]
+        template = Template(load_template(cfg.root / "template.yaml"), parameters)
         provisioner = Provisioner(template, self._session)
         self.resources = provisioner.provision_all()
         overrides = {

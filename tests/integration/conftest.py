@@ -93,6 +93,7 @@ def running_stack(workdir: Path, extra_params: tuple[str, ...] = ()) -> Iterator
         f"MaxReceiveCount={MAX_RECEIVE_COUNT}",
         f"JwtIssuers={JWT_ISSUERS}",
         "HttpRequestAllowedHosts=127.0.0.1",
+        "StateSyncVisibilityTimeoutS=2",
         *extra_params,
     )
     try:

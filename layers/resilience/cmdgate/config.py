@@ -26,6 +26,13 @@ class Settings(BaseSettings):
     state_sync_queue_url: str = ""
     state_gist_mode: str = "write_behind"
     state_retention_days: int = Field(default=7, ge=1)
+    state_gist_encryption: str = "kms"
+    state_kms_key_id: str = ""
+    github_token_secret_arn: str = ""
+    gist_api_url: str = "https://api.github.com"
+    gist_writes_per_minute: int = Field(default=80, ge=1)
+    gist_writes_per_hour: int = Field(default=500, ge=1)
+    gist_min_write_interval_s: float = Field(default=1.0, ge=0)
     max_state_body_bytes: int = Field(default=256 * 1024, ge=1)
     command_packs: str = "builtin"
     jwt_issuers: str = ""  # JSON list of cmdgate.auth.jwt_tokens.JwtIssuer

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
 from cmdgate import aws
 from cmdgate.auth import ApiKeyStore
+from cmdgate.breaker import BreakerConfig, CircuitBreaker, DynamoDBBreakerStore
 from cmdgate.commands import default_registry, load_packs
 from cmdgate.config import get_settings
 from cmdgate.executions import ExecutionService, ExecutionStore, MessageQueue
@@ -18,6 +20,7 @@ from cmdgate.ratelimit import AdaptiveLimiter, DynamoDBRateLimitStore, RateLimit
 from cmdgate.ratelimit.requests import RequestRateLimiter
 from cmdgate.state.service import FifoSyncQueue, StateService
 from cmdgate.state.store import StateStore
+from cmdgate.state.sync import GistSync, GistWriteBudget
 from cmdgate.stats import CommandStats
 
 if TYPE_CHECKING:
@@ -105,6 +108,56 @@ def state_service(remaining_s: Callable[[], float] | None = None) -> StateServic
     return StateService(store, locks, sync, events, remaining_s=remaining_s)
 
 
+GIST_BREAKER = "gist"
+
+
+def gist_breaker() -> CircuitBreaker:
+    """The breaker around the Gist API, shared by every instance through the control table."""
+    return _gist_breaker()
+
+
+@lru_cache(maxsize=1)
+def _gist_breaker() -> CircuitBreaker:
+    settings = get_settings()
+    store = DynamoDBBreakerStore(aws.client("dynamodb"), settings.control_table)
+    return CircuitBreaker(GIST_BREAKER, store, BreakerConfig(min_calls=3, open_s=10, refresh_s=2))
+
+
+@lru_cache(maxsize=1)
+def gist_sync() -> GistSync:
+    """Gist sync for the state_sync function: client, encryption, shared write budget."""
+    import httpx
+    from aws_lambda_powertools.utilities.parameters import get_secret
+
+    from cmdgate.crypto import codec_for
+    from cmdgate.gist import GistClient, GistClientConfig
+
+    settings = get_settings()
+
+    def token() -> str:
+        return str(get_secret(settings.github_token_secret_arn, max_age=settings.secrets_max_age_s))
+
+    client = GistClient(
+        httpx.Client(timeout=httpx.Timeout(10.0, connect=3.0)),
+        token,
+        base_url=settings.gist_api_url,
+        config=GistClientConfig(min_write_interval_s=settings.gist_min_write_interval_s),
+        breaker=gist_breaker(),
+    )
+    if settings.state_gist_encryption == "plaintext":
+        codec = codec_for("plaintext")
+    else:
+        codec = codec_for("kms", aws.client("kms"), settings.state_kms_key_id)
+    bucket = TokenBucket(DynamoDBRateLimitStore(aws.client("dynamodb"), settings.control_table))
+    token_id = hashlib.sha256(settings.github_token_secret_arn.encode()).hexdigest()[:16]
+    budget = GistWriteBudget(
+        bucket,
+        token_id,
+        (RateLimitPolicy(settings.gist_writes_per_minute, 60), RateLimitPolicy(settings.gist_writes_per_hour, 3600)),
+    )
+    return GistSync(_state_parts()[0], client, codec, budget)
+
+
 @lru_cache(maxsize=1)
 def command_stats() -> CommandStats:
     """Per-command counters in the control table."""
@@ -123,4 +176,12 @@ def health_checks() -> list[Check]:
             QueueUrl=settings.executions_queue_url, AttributeNames=["ApproximateNumberOfMessages"]
         )
 
-    return [Check("dynamodb", dynamodb), Check("sqs", sqs)]
+    def gist() -> None:
+        if gist_breaker().state() == "open":
+            raise GistCircuitOpen("the gist circuit is open")
+
+    return [Check("dynamodb", dynamodb), Check("sqs", sqs), Check("gist", gist, critical=False)]
+
+
+class GistCircuitOpen(Exception):
+    """Health: gist sync is paused by its breaker (writes still succeed; sync lags)."""

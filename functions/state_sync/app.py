@@ -1,0 +1,35 @@
+"""State sync: writes each dirty key's newest version to its gist (SQS FIFO, one key per group)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.utilities.batch import SqsFifoPartialProcessor, process_partial_response
+from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from cmdgate.state.sync import parse_sync_message
+from cmdgate.wiring import gist_sync
+
+logger = Logger()
+tracer = Tracer()
+metrics = Metrics()
+# FIFO: after a failure the rest of the batch is returned too, so a key's versions keep their order.
+processor = SqsFifoPartialProcessor()
+
+
+@tracer.capture_method
+def record_handler(record: SQSRecord) -> None:
+    outcome = gist_sync().sync(parse_sync_message(record.body))
+    if outcome.written_version is not None:
+        metrics.add_metric(name="GistWrites", unit="Count", value=1)
+
+
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
+    gist_sync().bind_invocation(context)
+    return process_partial_response(event=event, record_handler=record_handler, processor=processor, context=context)

@@ -1,0 +1,127 @@
+"""Gist sync: each key's newest version written to its own secret gist, within a write budget.
+
+Versions written in between are coalesced (a sync always writes the register's newest version);
+an outage only delays sync - the register keeps every write, `synced_version` lags, and the
+message comes back until the gist answers again.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from aws_lambda_powertools import Logger
+
+from cmdgate import errors
+from cmdgate.crypto import Codec
+from cmdgate.gist import GistClient
+from cmdgate.ratelimit import RateLimitPolicy, TokenBucket
+from cmdgate.state.store import StateStore
+
+logger = Logger(child=True)
+STATE_FILE = "state.json"
+
+
+class GistBudgetExhausted(errors.ProblemError):
+    """The write budget for the GitHub token is used up; sync waits (the message returns later)."""
+
+    status, code, title = 503, "GIST_BUDGET_EXHAUSTED", "Gist write budget exhausted"
+
+
+@dataclass(frozen=True)
+class SyncOutcome:
+    """What a sync did for one key."""
+
+    key: str
+    written_version: int | None  # None: nothing to write (unknown key, or already synced)
+    revision: str | None = None
+
+
+class GistWriteBudget:
+    """GitHub's secondary limits as token buckets shared by every sync instance (80/min, 500/h by default).
+
+    The >= 1 s spacing between writes is kept by the Gist client of the single sync instance
+    (reserved concurrency 1).
+    """
+
+    def __init__(self, bucket: TokenBucket, token_id: str, policies: tuple[RateLimitPolicy, ...]) -> None:
+        self._bucket = bucket
+        self._token_id = token_id
+        self._policies = policies
+
+    def take(self) -> None:
+        """Spend one write, or raise GistBudgetExhausted with the wait in Retry-After."""
+        for policy in self._policies:
+            decision = self._bucket.take(f"gist:{self._token_id}", f"writes-{policy.window_s}s", policy)
+            if not decision.allowed:
+                wait = decision.retry_after_s or 1
+                raise GistBudgetExhausted(
+                    f"The gist write budget ({policy.quota} per {policy.window_s} s) is used up.",
+                    headers={"Retry-After": str(wait)},
+                )
+
+
+class GistSync:
+    """Writes a key's newest version to its gist and records the revision."""
+
+    def __init__(self, store: StateStore, gist: GistClient, codec: Codec, budget: GistWriteBudget | None) -> None:
+        self._store = store
+        self._gist = gist
+        self._codec = codec
+        self._budget = budget
+
+    def bind_invocation(self, context: Any) -> None:
+        """Bound the Gist client's retries and waits by this invocation's remaining time."""
+        self._gist.register_lambda_context(context)
+
+    def sync(self, key: str) -> SyncOutcome:
+        """Bring the key's gist up to the register's version (no-op when it already is)."""
+        register = self._store.register(key)
+        if register is None or register.synced_version >= register.version:
+            return SyncOutcome(key, None)
+        if self._budget is not None:
+            self._budget.take()
+        envelope = self._codec.encrypt(register.value_json.encode("utf-8"), {"cmdgate:state-key": key})
+        document = {
+            "key": key,
+            "version": register.version,
+            "updated_at": register.updated_at,
+            "deleted": register.deleted,
+            "digest": register.digest,
+            "value": envelope,
+        }
+        content = json.dumps(document, indent=2, sort_keys=True)
+        if register.gist_id is None:
+            created = self._gist.create_gist({STATE_FILE: content}, f"cmdgate state: {key}")
+            gist_id = self._store.remember_gist(key, created.id)
+            gist = created if gist_id == created.id else self._gist.update_file(gist_id, STATE_FILE, content)
+        else:
+            gist_id = register.gist_id
+            gist = self._gist.update_file(gist_id, STATE_FILE, content)
+        revision = gist.history[0].version if gist.history else None
+        if revision is None:
+            raise errors.InternalError()
+        self._store.mark_synced(key, register.version, gist_id, revision)
+        logger.info("state synced to gist", extra={"key": key, "version": register.version, "revision": revision})
+        return SyncOutcome(key, register.version, revision)
+
+    def read_version(self, gist_id: str, revision: str, key: str) -> Any:
+        """The value stored in a gist revision (decrypted and checked against its digest)."""
+        from cmdgate.state.model import digest_of
+
+        gist = self._gist.get_revision(gist_id, revision)
+        document = json.loads(self._gist.read_file(gist, STATE_FILE))
+        value = json.loads(self._codec.decrypt(document["value"], {"cmdgate:state-key": key}))
+        if digest_of(value) != document.get("digest"):
+            raise errors.InternalError()
+        return value
+
+
+def parse_sync_message(body: str) -> str:
+    """The key a sync message names."""
+    message = json.loads(body)
+    key = message.get("key") if isinstance(message, dict) else None
+    if not isinstance(key, str) or not key:
+        raise ValueError("sync message without a key")
+    return key

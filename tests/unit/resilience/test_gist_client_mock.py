@@ -1,0 +1,432 @@
+"""The Gist client against httpx.MockTransport: what it sends, and answers the loopback server cannot give."""
+
+from __future__ import annotations
+
+import json
+import threading
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from cmdgate.breaker import BreakerConfig, CircuitBreaker, CircuitOpen, InMemoryBreakerStore
+from cmdgate.gist import (
+    API_VERSION,
+    Gist,
+    GistClient,
+    GistClientConfig,
+    GistError,
+    GistRateLimited,
+    GistRequestRejected,
+    GistUnavailable,
+)
+from cmdgate.gist.limits import classify_limit, retry_after_s
+
+BASE = "https://api.github.test"
+START = 1_700_000_000.0
+Handler = Callable[[httpx.Request], httpx.Response]
+
+
+class FakeTime:
+    def __init__(self) -> None:
+        self.now = START
+        self.sleeps: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
+@pytest.fixture
+def fake() -> FakeTime:
+    return FakeTime()
+
+
+@pytest.fixture
+def token() -> str:
+    return f"ghp_mock_{uuid.uuid4().hex}"
+
+
+class Recorder:
+    """A MockTransport handler: answers from a script (the last entry repeats), records every request."""
+
+    def __init__(self, *answers: httpx.Response | Exception | Handler) -> None:
+        self.answers = list(answers)
+        self.requests: list[httpx.Request] = []
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append(request)
+        answer = self.answers[min(len(self.requests), len(self.answers)) - 1]
+        if isinstance(answer, Exception):
+            raise answer
+        if isinstance(answer, httpx.Response):
+            return answer
+        return answer(request)
+
+
+@pytest.fixture
+def make(fake: FakeTime, token: str) -> Iterator[Callable[..., GistClient]]:
+    clients: list[httpx.Client] = []
+
+    def build(recorder: Recorder, *, headers: dict[str, str] | None = None, **kwargs: Any) -> GistClient:
+        http = httpx.Client(transport=httpx.MockTransport(recorder), headers=headers)
+        clients.append(http)
+        kwargs.setdefault("base_url", BASE)
+        kwargs.setdefault("clock", fake)
+        kwargs.setdefault("wall_clock", fake)
+        kwargs.setdefault("sleep", fake.sleep)
+        return GistClient(http, lambda: token, **kwargs)
+
+    yield build
+    for http in clients:
+        http.close()
+
+
+def gist_json(gist_id: str = "g1", content: str = "v1", *, truncated: bool = False, size: int | None = None) -> Any:
+    return {
+        "id": gist_id,
+        "description": "d",
+        "public": False,
+        "updated_at": "2023-11-14T22:13:20Z",
+        "files": {
+            "state.json": {
+                "filename": "state.json",
+                "size": len(content.encode()) if size is None else size,
+                "truncated": truncated,
+                "content": content,
+                "raw_url": f"{BASE}/raw/{gist_id}/{'a' * 40}/state.json",
+            }
+        },
+        "history": [{"version": "a" * 40, "committed_at": "2023-11-14T22:13:20Z", "change_status": {"total": 1}}],
+    }
+
+
+def ok(body: Any = None, status: int = 200, headers: dict[str, str] | None = None) -> httpx.Response:
+    return httpx.Response(status, json=gist_json() if body is None else body, headers=headers)
+
+
+def error(status: int, message: str, headers: dict[str, str] | None = None) -> httpx.Response:
+    return httpx.Response(status, json={"message": message, "documentation_url": "https://docs"}, headers=headers)
+
+
+# -- what goes on the wire ----------------------------------------------------------
+
+
+def test_every_call_carries_auth_media_type_version_and_user_agent(make: Any, token: str) -> None:
+    def answer(request: httpx.Request) -> httpx.Response:
+        return ok([]) if request.url.path.endswith("/commits") else ok(status=201 if request.method == "POST" else 200)
+
+    recorder = Recorder(answer)
+    client = make(recorder)
+    client.create_gist({"state.json": "v1"}, "d")
+    client.get_gist("g1")
+    client.update_file("g1", "state.json", "v2")
+    client.list_commits("g1")
+    client.get_revision("g1", "a" * 40)
+    assert len(recorder.requests) == 5
+    for request in recorder.requests:
+        assert request.headers["Authorization"] == f"Bearer {token}"
+        assert request.headers["Accept"] == "application/vnd.github+json"
+        assert request.headers["X-GitHub-Api-Version"] == API_VERSION == "2022-11-28"
+        assert request.headers["User-Agent"].startswith("cmdgate-gist-client/")
+
+
+def test_patch_never_carries_conditional_headers_but_get_revalidates(make: Any) -> None:
+    recorder = Recorder(ok(headers={"ETag": '"e1"'}))
+    client = make(recorder, headers={"If-Match": '"from-client-defaults"'})
+    client.get_gist("g1")
+    client.get_gist("g1")
+    client.update_file("g1", "state.json", "v2", description="new")
+
+    first_get, second_get, patch = recorder.requests
+    assert "If-None-Match" not in first_get.headers
+    assert second_get.headers["If-None-Match"] == '"e1"'
+    assert patch.method == "PATCH"
+    for name in ("If-Match", "If-None-Match", "If-Modified-Since", "If-Unmodified-Since"):
+        assert name not in patch.headers
+    assert json.loads(patch.content) == {"files": {"state.json": {"content": "v2"}}, "description": "new"}
+
+
+def test_an_update_forgets_the_cached_etag(make: Any) -> None:
+    recorder = Recorder(ok(headers={"ETag": '"e1"'}))
+    client = make(recorder)
+    client.get_gist("g1")
+    client.update_file("g1", "state.json", "v2")
+    client.get_gist("g1")
+    assert "If-None-Match" not in recorder.requests[-1].headers
+
+
+def test_list_commits_sends_paging(make: Any) -> None:
+    commits = [{"version": "b" * 40, "committed_at": "2023-11-14T22:13:20Z", "change_status": {"additions": 2}}]
+    recorder = Recorder(ok(commits))
+    client = make(recorder)
+    result = client.list_commits("g1", per_page=50, page=2)
+    assert result[0].version == "b" * 40
+    assert result[0].change_status.additions == 2
+    assert recorder.requests[0].url.params["per_page"] == "50"
+    assert recorder.requests[0].url.params["page"] == "2"
+
+
+def test_empty_content_is_refused_before_sending(make: Any) -> None:
+    recorder = Recorder(ok())
+    client = make(recorder)
+    with pytest.raises(ValueError, match="empty"):
+        client.update_file("g1", "state.json", "")  # GitHub would delete the file
+    assert recorder.requests == []
+
+
+def test_read_timeout_is_bounded_by_the_callers_remaining_time(make: Any) -> None:
+    recorder = Recorder(ok())
+    client = make(recorder, remaining_s=lambda: 4.0)
+    client.get_gist("g1")
+    timeout = recorder.requests[0].extensions["timeout"]
+    assert timeout["read"] == pytest.approx(3.5)  # 4 s left minus the 0.5 s safety margin
+    assert timeout["connect"] == pytest.approx(3.0)
+
+
+def test_register_lambda_context_sets_the_deadline(make: Any) -> None:
+    class Context:
+        def get_remaining_time_in_millis(self) -> int:
+            return 400  # under the safety margin: nothing may be sent
+
+    recorder = Recorder(ok())
+    client = make(recorder)
+    client.register_lambda_context(Context())
+    with pytest.raises(GistUnavailable, match="deadline"):
+        client.get_gist("g1")
+    assert recorder.requests == []
+
+
+# -- retries ----------------------------------------------------------------------
+
+
+def test_read_timeouts_are_retried_then_raise_gist_unavailable(make: Any, fake: FakeTime, token: str) -> None:
+    recorder = Recorder(httpx.ReadTimeout("timed out"))
+    client = make(recorder, config=GistClientConfig(max_attempts=4, base_backoff_s=0.5, max_backoff_s=8))
+    with pytest.raises(GistUnavailable) as info:
+        client.get_gist("g1")
+    assert len(recorder.requests) == 4
+    assert len(fake.sleeps) == 3
+    assert all(0 <= s < min(8, 0.5 * 2**n) for n, s in enumerate(fake.sleeps))
+    assert info.value.status_code is None
+    assert "ReadTimeout" in str(info.value)
+    assert info.value.__cause__ is None and info.value.__suppress_context__  # the request is not attached
+    assert token not in str(info.value)
+
+
+def test_connect_errors_are_retried_then_succeed(make: Any, fake: FakeTime) -> None:
+    recorder = Recorder(httpx.ConnectError("refused"), ok())
+    client = make(recorder)
+    assert client.get_gist("g1").id == "g1"
+    assert len(recorder.requests) == 2
+    assert len(fake.sleeps) == 1
+
+
+def test_gist_cannot_be_updated_422_is_retried(make: Any, fake: FakeTime) -> None:
+    recorder = Recorder(error(422, "Gist cannot be updated."), ok())
+    client = make(recorder)
+    assert client.update_file("g1", "state.json", "v2").id == "g1"
+    assert [r.method for r in recorder.requests] == ["PATCH", "PATCH"]
+    # The retried PATCH still waits out the 1 s write spacing after the jittered backoff.
+    assert fake.sleeps[-1] == pytest.approx(1.0 - fake.sleeps[0])
+
+
+def test_other_4xx_are_not_retried(make: Any) -> None:
+    for status, message in [(400, "Problems parsing JSON"), (403, "Resource not accessible"), (422, "Invalid")]:
+        recorder = Recorder(error(status, message))
+        client = make(recorder)
+        with pytest.raises(GistRequestRejected) as info:
+            client.get_gist("g1")
+        assert info.value.status_code == status
+        assert info.value.github_message == message
+        assert len(recorder.requests) == 1
+
+
+def test_retry_budget_stops_retries(make: Any) -> None:
+    from cmdgate.retry import RetryBudget
+
+    recorder = Recorder(error(503, "busy"))
+    budget = RetryBudget(ratio=0, min_per_s=0, max_tokens=1, initial_tokens=1)
+    client = make(recorder, retry_budget=budget)
+    with pytest.raises(GistUnavailable, match="budget"):
+        client.get_gist("g1")
+    assert len(recorder.requests) == 2  # one retry, then the budget is empty
+
+
+# -- rate limits ------------------------------------------------------------------
+
+
+def secondary_403() -> httpx.Response:
+    return error(403, "You have exceeded a secondary rate limit. Please wait a few minutes before you try again.")
+
+
+def test_secondary_limit_without_retry_after_waits_the_floor_then_doubles(make: Any, fake: FakeTime) -> None:
+    recorder = Recorder(secondary_403(), secondary_403(), ok())
+    client = make(recorder, config=GistClientConfig(max_rate_limit_wait_s=300))
+    assert client.update_file("g1", "state.json", "v2").id == "g1"
+    assert fake.sleeps == [pytest.approx(60.0), pytest.approx(120.0)]
+
+
+def test_secondary_limit_past_the_max_wait_raises_instead_of_sleeping(make: Any, fake: FakeTime) -> None:
+    recorder = Recorder(secondary_403(), secondary_403(), ok())
+    client = make(recorder)  # max_rate_limit_wait_s = 60
+    with pytest.raises(GistRateLimited) as info:
+        client.update_file("g1", "state.json", "v2")
+    assert info.value.retry_after_s == pytest.approx(120.0)
+    assert fake.sleeps == [pytest.approx(60.0)]
+    assert info.value.status_code == 403
+    assert "secondary rate limit" in (info.value.github_message or "")
+
+
+def test_secondary_limit_on_a_write_does_not_block_reads(make: Any) -> None:
+    recorder = Recorder(secondary_403(), ok())
+    client = make(recorder, remaining_s=lambda: 10.0)
+    with pytest.raises(GistRateLimited):
+        client.update_file("g1", "state.json", "v2")
+    assert client.get_gist("g1").id == "g1"
+    with pytest.raises(GistRateLimited):
+        client.update_file("g1", "state.json", "v2")  # still blocked: no request
+    assert [r.method for r in recorder.requests] == ["PATCH", "GET"]
+
+
+def test_429_with_an_http_date_retry_after(make: Any, fake: FakeTime) -> None:
+    date = "Tue, 14 Nov 2023 22:13:30 GMT"  # START + 10 s
+    recorder = Recorder(error(429, "slow down", {"Retry-After": date}), ok())
+    client = make(recorder)
+    client.get_gist("g1")
+    assert fake.sleeps == [pytest.approx(10.0)]
+
+
+def test_rate_limit_headers_are_exposed_for_health(make: Any) -> None:
+    headers = {
+        "x-ratelimit-limit": "5000",
+        "x-ratelimit-remaining": "4321",
+        "x-ratelimit-used": "679",
+        "x-ratelimit-reset": str(int(START) + 1800),
+        "x-ratelimit-resource": "core",
+    }
+    client = make(Recorder(ok(headers=headers)))
+    assert client.rate_limit is None
+    client.get_gist("g1")
+    assert client.rate_limit is not None
+    assert (client.rate_limit.remaining, client.rate_limit.limit, client.rate_limit.reset_at) == (
+        4321,
+        5000,
+        START + 1800,
+    )
+
+
+def test_limit_classification_follows_githubs_order() -> None:
+    def classify(status: int, headers: dict[str, str], message: str | None = None, strikes: int = 0) -> Any:
+        return classify_limit(status, headers, message, wall_now=START, secondary_strikes=strikes, secondary_floor_s=60)
+
+    reset = {"x-ratelimit-remaining": "0", "x-ratelimit-reset": str(int(START) + 300)}
+    assert classify(403, reset).wait_s == 300 and classify(403, reset).kind == "primary"
+    assert classify(429, {**reset, "retry-after": "30"}).wait_s == 300  # both: the longer wait
+    assert classify(403, {"retry-after": "30"}).wait_s == 30
+    assert classify(429, {}).wait_s == 60
+    assert classify(403, {}, "You have exceeded a secondary rate limit", strikes=2).wait_s == 240
+    assert classify(403, {"x-ratelimit-remaining": "10"}, "Must have admin rights") is None
+    assert classify(404, reset) is None
+    assert retry_after_s("soon", START) is None
+
+
+# -- truncated files ----------------------------------------------------------------
+
+
+def truncated_gist(size: int, raw_url: str | None = None) -> Gist:
+    body = gist_json(content="x" * 10, truncated=True, size=size)
+    if raw_url is not None:
+        body["files"]["state.json"]["raw_url"] = raw_url
+    return Gist.model_validate(body)
+
+
+def test_raw_read_sends_the_same_auth(make: Any, token: str) -> None:
+    recorder = Recorder(httpx.Response(200, text="y" * 20))
+    client = make(recorder)
+    assert client.read_file(truncated_gist(20), "state.json") == "y" * 20
+    assert recorder.requests[0].headers["Authorization"] == f"Bearer {token}"
+
+
+def test_raw_content_of_the_wrong_size_is_refused(make: Any) -> None:
+    for body in ("y" * 19, "y" * 5000):
+        client = make(Recorder(httpx.Response(200, text=body)))
+        with pytest.raises(GistError, match="bytes"):
+            client.read_file(truncated_gist(20), "state.json")
+
+
+def test_raw_url_on_a_foreign_host_is_not_fetched(make: Any) -> None:
+    recorder = Recorder(httpx.Response(200, text="y" * 20))
+    client = make(recorder)
+    with pytest.raises(GistError, match="outside"):
+        client.read_file(truncated_gist(20, "https://attacker.example/raw/state.json"), "state.json")
+    assert recorder.requests == []
+    assert client.read_file(truncated_gist(20, "https://gist.githubusercontent.com/u/g/raw/a/f"), "state.json")
+
+
+# -- circuit breaker ----------------------------------------------------------------
+
+
+def test_timeouts_open_the_breaker(make: Any, fake: FakeTime) -> None:
+    breaker = CircuitBreaker(
+        "gists", InMemoryBreakerStore(), BreakerConfig(min_calls=3, refresh_s=0, open_s=30), clock=fake
+    )
+    recorder = Recorder(httpx.ReadTimeout("timed out"))
+    client = make(recorder, breaker=breaker, config=GistClientConfig(max_attempts=5))
+    with pytest.raises(CircuitOpen):
+        client.get_gist("g1")
+    assert len(recorder.requests) == 3  # the third failure tripped it; the fourth attempt was refused
+    with pytest.raises(CircuitOpen):
+        client.get_gist("g1")
+    assert len(recorder.requests) == 3
+
+
+# -- secrets and serial writes ------------------------------------------------------
+
+
+def test_a_message_echoing_the_token_is_scrubbed(make: Any, token: str) -> None:
+    client = make(Recorder(error(401, f"Bad credentials for {token}")))
+    with pytest.raises(GistRequestRejected) as info:
+        client.get_gist("g1")
+    assert token not in str(info.value)
+    assert info.value.github_message == "Bad credentials for ***"
+    assert token not in json.dumps(info.value.to_problem())
+
+
+def test_writes_of_one_token_are_serial_across_threads(make: Any) -> None:
+    entered, release = threading.Event(), threading.Event()
+    in_flight: list[int] = []
+    peak = [0]
+    lock = threading.Lock()
+
+    def slow(request: httpx.Request) -> httpx.Response:
+        with lock:
+            in_flight.append(1)
+            peak[0] = max(peak[0], len(in_flight))
+        entered.set()
+        release.wait(5)
+        with lock:
+            in_flight.pop()
+        return ok()
+
+    recorder = Recorder(slow)
+    first, second = make(recorder), make(recorder)
+    threads = [
+        threading.Thread(target=first.update_file, args=("g1", "state.json", "a")),
+        threading.Thread(target=second.update_file, args=("g1", "state.json", "b")),
+    ]
+    threads[0].start()
+    assert entered.wait(5)
+    threads[1].start()
+    threads[1].join(0.2)
+    assert len(recorder.requests) == 1  # the second write waits for the token's lock
+    release.set()
+    for thread in threads:
+        thread.join(5)
+    assert len(recorder.requests) == 2
+    assert peak[0] == 1
