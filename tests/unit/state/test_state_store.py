@@ -1,0 +1,100 @@
+"""The state register's guarded writes: versions, fencing, retention, sync bookkeeping."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import boto3
+import pytest
+
+from cmdgate.locks import DynamoDBLockStore, LockManager
+from cmdgate.state.merge_patch import apply_merge_patch
+from cmdgate.state.model import digest_of
+from cmdgate.state.store import StateStore, WriteConflict
+
+NOW = 1_800_000_000.0
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = NOW
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def parts(table_like: Any) -> tuple[StateStore, LockManager, Clock]:
+    table_like("StateTable")
+    table_like("ControlTable")
+    client = boto3.client("dynamodb", region_name="us-east-1")
+    clock = Clock()
+    store = StateStore(client, "unit-StateTable", retention_s=3600, clock=clock)
+    locks = LockManager(DynamoDBLockStore(client, "unit-ControlTable"), clock=clock)
+    return store, locks, clock
+
+
+def write(store: StateStore, key: str, value: Any, fence: int | None = None) -> Any:
+    return store.commit(key, store.register(key), json.dumps(value), digest_of(value), fence=fence)
+
+
+def test_a_paused_holder_cannot_clobber_the_next_holders_write(parts: tuple[StateStore, LockManager, Clock]) -> None:
+    store, locks, clock = parts
+    write(store, "k", {"n": 0})
+    lease_a = locks.acquire("state#k", "holder-a", lease_s=5)
+    read_by_a = store.register("k")
+    clock.now += 10  # A pauses past its lease (a GC pause, a frozen Lambda)
+    lease_b = locks.acquire("state#k", "holder-b", lease_s=5)
+    assert lease_b.fence > lease_a.fence
+    write(store, "k", {"n": 1}, fence=lease_b.fence)
+    # A wakes up; even presenting the version as it is now, its stale fence is refused.
+    current = store.register("k")
+    assert current is not None and read_by_a is not None
+    with pytest.raises(WriteConflict):
+        store.commit("k", current, json.dumps({"n": 99}), digest_of({"n": 99}), fence=lease_a.fence)
+    # ... and with the version it read, too.
+    with pytest.raises(WriteConflict):
+        store.commit("k", read_by_a, json.dumps({"n": 99}), digest_of({"n": 99}), fence=lease_a.fence)
+    # B's own successive writes pass.
+    write(store, "k", {"n": 2}, fence=lease_b.fence)
+    write(store, "k", {"n": 3}, fence=lease_b.fence)
+    final = store.register("k")
+    assert final is not None and final.value == {"n": 3} and final.version == 4
+
+
+def test_a_stale_read_is_refused_and_nothing_is_half_written(parts: tuple[StateStore, LockManager, Clock]) -> None:
+    store, _, _ = parts
+    write(store, "k", "v1")
+    stale = store.register("k")
+    write(store, "k", "v2")
+    with pytest.raises(WriteConflict):
+        store.commit("k", stale, json.dumps("lost"), digest_of("lost"))
+    assert store.version("k", 3) is None  # the log entry of the refused write does not exist
+    entries, _ = store.history("k", 10, None)
+    assert [e.version for e in entries] == [2, 1]
+
+
+def test_versions_age_out_unless_they_reached_the_gist(parts: tuple[StateStore, LockManager, Clock]) -> None:
+    store, _, clock = parts
+    write(store, "k", "v1")
+    write(store, "k", "v2")
+    store.mark_synced("k", 2, "gist-1", "sha-2")
+    clock.now += 7200  # past the retention window
+    assert store.version("k", 1) is None
+    kept = store.version("k", 2)
+    assert kept is not None and kept.revision == "sha-2"
+    register = store.register("k")
+    assert register is not None and (register.synced_version, register.revision_sha) == (2, "sha-2")
+    store.mark_synced("k", 1, "gist-1", "sha-1")  # an older sync never moves synced_version back
+    register = store.register("k")
+    assert register is not None and register.synced_version == 2
+
+
+def test_merge_patch_follows_rfc_7396() -> None:
+    target = {"a": "b", "c": {"d": "e", "f": "g"}}
+    assert apply_merge_patch(target, {"a": "z", "c": {"f": None}}) == {"a": "z", "c": {"d": "e"}}
+    assert apply_merge_patch({"a": [1]}, {"a": [2, 3]}) == {"a": [2, 3]}
+    assert apply_merge_patch("text", {"a": 1}) == {"a": 1}
+    assert apply_merge_patch({"a": 1}, ["x"]) == ["x"]
+    assert target == {"a": "b", "c": {"d": "e", "f": "g"}}  # inputs untouched
