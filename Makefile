@@ -13,7 +13,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 # sam build needs the runtime's exact python (python3.11) on PATH.
 SAM := PATH="$(CURDIR)/$(SAM_VENV)/bin:$$PATH" $(SAM_VENV)/bin/sam
 
-.PHONY: setup build run test lint typecheck validate unit integration contract invoke bench openapi clean
+.PHONY: setup build run test lint typecheck validate unit integration contract invoke bench bench-state openapi clean
 
 setup: $(VENV)/.installed $(SAM_VENV)/.installed $(RUNTIME_VENV)/.installed
 
@@ -69,7 +69,10 @@ openapi: setup
 	PYTHONPATH=$(PYTHONPATH_DEV) $(VENV)/bin/python -m cmdgate_local.openapi_export
 
 bench: build
-	PYTHONPATH=$(PYTHONPATH_DEV) $(VENV)/bin/python bench/run.py
+	PYTHONPATH=$(PYTHONPATH_DEV) $(VENV)/bin/python -m bench.run
+
+bench-state: build
+	PYTHONPATH=$(PYTHONPATH_DEV) $(VENV)/bin/python -m bench.state_sync $(ARGS)
 
 clean:
 	rm -rf .aws-sam .local-stack .sam-build.log .mypy_cache .ruff_cache .pytest_cache

@@ -126,7 +126,7 @@ def _run_command_records(log_dir: Path, prefix: str) -> list[dict[str, Any]]:
         for line in log.read_text(errors="replace").splitlines():
             if line.startswith("{") and '"aws calls"' in line:
                 record = json.loads(line)
-                if record.get("resource") == "/v1/commands/{name}":
+                if record.get("resource") == "POST /v1/commands/{name}":
                     records.append(record)
     return records
 
@@ -208,11 +208,11 @@ def render(figures: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def write_section(section: str) -> None:
-    """Replace this benchmark's section of docs/benchmarks.md, keeping the others."""
+def write_section(section: str, title: str = SECTION) -> None:
+    """Replace one benchmark's section of docs/benchmarks.md (it starts with `title`), keeping the others."""
     text = RESULTS.read_text() if RESULTS.exists() else "# Benchmarks\n\n"
-    if SECTION in text:
-        head, _, rest = text.partition(SECTION)
+    if title in text:
+        head, _, rest = text.partition(title)
         following = rest.find("\n## ")
         text = head + section + (rest[following + 1 :] if following >= 0 else "")
     else:

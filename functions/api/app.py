@@ -385,6 +385,6 @@ def _report_aws_calls(resource: str, counts: dict[str, int]) -> None:
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     aws.take_call_counts()
     response = app.resolve(event, context)
-    _report_aws_calls(str(event.get("resource")), aws.take_call_counts())
+    _report_aws_calls(f"{event.get('httpMethod')} {event.get('resource')}", aws.take_call_counts())
     request_id = (event.get("requestContext") or {}).get("requestId") or ""
     return with_request_id(response, request_id)

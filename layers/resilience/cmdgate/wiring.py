@@ -15,7 +15,7 @@ from cmdgate.config import get_settings
 from cmdgate.executions import ExecutionService, ExecutionStore, MessageQueue
 from cmdgate.health import Check
 from cmdgate.idempotency import IdempotentRequests
-from cmdgate.locks import DynamoDBLockStore, LockManager
+from cmdgate.locks import DynamoDBLockStore, LockConfig, LockManager
 from cmdgate.ratelimit import AdaptiveLimiter, DynamoDBRateLimitStore, RateLimitPolicy, TokenBucket
 from cmdgate.ratelimit.requests import RequestRateLimiter
 from cmdgate.state.service import FifoSyncQueue, StateService
@@ -96,7 +96,8 @@ def _state_parts() -> tuple[StateStore, LockManager, FifoSyncQueue, MessageQueue
     dynamodb, sqs = aws.client("dynamodb"), aws.client("sqs")
     return (
         StateStore(dynamodb, settings.state_table, retention_s=settings.state_retention_days * 86400),
-        LockManager(DynamoDBLockStore(dynamodb, settings.control_table)),
+        # State leases are short (one read-modify-write), so waiters poll often.
+        LockManager(DynamoDBLockStore(dynamodb, settings.control_table), LockConfig(poll_s=0.05, jitter_s=0.02)),
         FifoSyncQueue(sqs, settings.state_sync_queue_url),
         MessageQueue(sqs, settings.events_queue_url) if settings.events_queue_url else None,
     )
