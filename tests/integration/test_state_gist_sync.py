@@ -77,3 +77,28 @@ def test_gist_outage_delays_sync_loses_nothing_and_drains(stack: Stack) -> None:
     print(f"backlog drained {time.monotonic() - recovered_at:.1f} s after the gist API recovered")
     gist_id = register(stack, key)["gist_id"]["S"]
     assert decrypt(stack, key, gist_document(stack, gist_id)["value"]) == {"n": 5}
+
+
+@pytest.fixture(scope="module")
+def write_through_stack(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    from tests.integration.conftest import running_stack
+
+    with running_stack(tmp_path_factory.mktemp("write-through"), ("StateGistMode=write_through",)) as running:
+        yield running
+
+
+def test_write_through_returns_once_the_gist_revision_exists(write_through_stack: Stack) -> None:
+    stack, key = write_through_stack, f"strict.{uuid.uuid4().hex[:10]}"
+    created = stack.admin.put(f"/v1/state/{key}", json={"n": 1}, headers={"If-None-Match": "*"})
+    assert created.status_code == 201
+    assert created.headers["gist-synced-version"] == "0"  # headers are from the commit; the gist follows
+    assert synced(stack, key) == 1  # but by the time the answer arrived, the revision existed
+    admin(stack, "faults", {"mode": "502", "count": None})
+    try:
+        pending = stack.admin.patch(f"/v1/state/{key}", json={"n": 2}, headers=MERGE)
+        assert pending.status_code == 503
+        assert pending.json()["code"] == "GIST_SYNC_PENDING"
+        assert pending.headers["state-version"] == "2"  # committed, not lost
+    finally:
+        admin(stack, "faults", {"mode": "none"})
+    wait_for(lambda: synced(stack, key) == 2, timeout_s=60, interval_s=0.5)

@@ -20,7 +20,7 @@ from cmdgate.ratelimit import AdaptiveLimiter, DynamoDBRateLimitStore, RateLimit
 from cmdgate.ratelimit.requests import RequestRateLimiter
 from cmdgate.state.service import FifoSyncQueue, StateService
 from cmdgate.state.store import StateStore
-from cmdgate.state.sync import GistSync, GistWriteBudget
+from cmdgate.state.sync import GistSync, GistWriteBudget, WriteThroughSync
 from cmdgate.stats import CommandStats
 
 if TYPE_CHECKING:
@@ -105,7 +105,10 @@ def _state_parts() -> tuple[StateStore, LockManager, FifoSyncQueue, MessageQueue
 
 def state_service(remaining_s: Callable[[], float] | None = None) -> StateService:
     """The state service; `remaining_s` caps lock leases by the invocation's remaining time."""
-    store, locks, sync, events = _state_parts()
+    store, locks, queue, events = _state_parts()
+    sync: FifoSyncQueue | WriteThroughSync = queue
+    if get_settings().state_gist_mode == "write_through":
+        sync = WriteThroughSync(gist_sync, queue)
     return StateService(store, locks, sync, events, remaining_s=remaining_s)
 
 

@@ -369,12 +369,16 @@ class GistClient:
 
     def _attempt(self, request: httpx.Request, gate: TokenGate, *, write: bool, max_bytes: int) -> _Answer:
         if write:
-            # Start-to-start spacing per attempt: a retried write is a write too.
+            # Spaced from the END of the previous write attempt (a retried write is a write too):
+            # GitHub sees arrival times, and a slow previous answer must not shrink the gap.
             wait = gate.write_wait(self._clock(), self.config.min_write_interval_s)
             if wait > 0:
                 self._sleep(wait)
-            gate.record_write(self._clock())
-        response = self._http.send(request, stream=True, follow_redirects=False)
+        try:
+            response = self._http.send(request, stream=True, follow_redirects=False)
+        finally:
+            if write:
+                gate.record_write(self._clock())
         try:
             self._observe_rate_limit(response.headers)
             chunks: list[bytes] = []

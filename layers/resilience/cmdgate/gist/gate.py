@@ -16,7 +16,7 @@ import threading
 
 
 class TokenGate:
-    """One token's write lock, the start of its last write, and how long its calls are blocked."""
+    """One token's write lock, when its last write ended, and how long its calls are blocked."""
 
     def __init__(self) -> None:
         self.write_lock = threading.Lock()  # held for a whole mutating call, retries and waits included

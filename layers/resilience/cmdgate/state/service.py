@@ -14,6 +14,7 @@ from typing import Any, Protocol
 
 from aws_lambda_powertools import Logger
 
+from cmdgate.errors import ProblemError
 from cmdgate.locks import LockManager
 from cmdgate.state.errors import (
     PreconditionFailed,
@@ -207,11 +208,6 @@ class StateService:
         return register
 
     def _after_write(self, register: Register) -> None:
-        try:
-            self._sync.schedule(register.key, register.version)
-        except Exception:
-            # The write is committed; the healer re-syncs any key whose synced_version lags.
-            logger.exception("gist sync not scheduled", extra={"key": register.key, "version": register.version})
         if self._events is not None:
             try:
                 self._events.send(
@@ -225,3 +221,10 @@ class StateService:
                 )
             except Exception:
                 logger.exception("state.changed not published", extra={"key": register.key})
+        try:
+            self._sync.schedule(register.key, register.version)
+        except ProblemError:
+            raise  # write-through: the caller must learn that the gist is behind
+        except Exception:
+            # The write is committed; the healer re-syncs any key whose synced_version lags.
+            logger.exception("gist sync not scheduled", extra={"key": register.key, "version": register.version})

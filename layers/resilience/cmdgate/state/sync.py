@@ -8,6 +8,7 @@ message comes back until the gist answers again.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -116,6 +117,32 @@ class GistSync:
         if digest_of(value) != document.get("digest"):
             raise errors.InternalError()
         return value
+
+
+class GistSyncPending(errors.DependencyUnavailable):
+    """Write-through could not reach the gist: the write is committed, its sync is queued."""
+
+    code, title = "GIST_SYNC_PENDING", "Committed, gist sync pending"
+
+
+class WriteThroughSync:
+    """`STATE_GIST_MODE=write_through`: a write returns only once its gist revision exists."""
+
+    def __init__(self, sync: Callable[[], GistSync], fallback: Any) -> None:
+        self._sync = sync
+        self._fallback = fallback
+
+    def schedule(self, key: str, version: int) -> None:
+        """Sync now; on failure queue the sync (nothing is lost) and answer 503 with the committed version."""
+        try:
+            self._sync().sync(key)
+        except Exception as failure:  # noqa: BLE001 - any failure: queue the sync, tell the caller
+            self._fallback.schedule(key, version)
+            retry_after = getattr(failure, "headers", {}).get("Retry-After", "5")
+            raise GistSyncPending(
+                f"Version {version} of {key!r} is committed; its gist revision is not written yet.",
+                headers={"Retry-After": str(retry_after), "State-Version": str(version)},
+            ) from None
 
 
 def parse_sync_message(body: str) -> str:
