@@ -102,3 +102,34 @@ def test_write_through_returns_once_the_gist_revision_exists(write_through_stack
     finally:
         admin(stack, "faults", {"mode": "none"})
     wait_for(lambda: synced(stack, key) == 2, timeout_s=60, interval_s=0.5)
+
+
+def test_secondary_rate_limit_with_retry_after_only_delays_sync(stack: Stack) -> None:
+    key = f"limited.{uuid.uuid4().hex[:10]}"
+    stack.admin.put(f"/v1/state/{key}", json={"n": 0}, headers={"If-None-Match": "*"})
+    wait_for(lambda: synced(stack, key) == 1, timeout_s=30)
+    injected_before = httpx.get(f"{stack.state['gist_url']}/_admin/stats").json()["faults_injected"]
+    admin(stack, "faults", {"mode": "429", "count": 3, "retry_after": 1})
+    try:
+        assert stack.admin.patch(f"/v1/state/{key}", json={"n": 1}, headers=MERGE).status_code == 200
+        wait_for(lambda: synced(stack, key) == 2, timeout_s=60, interval_s=0.5)
+    finally:
+        admin(stack, "faults", {"mode": "none"})
+    stats = httpx.get(f"{stack.state['gist_url']}/_admin/stats").json()
+    assert stats["faults_injected"] - injected_before == 3  # all three 429s were met, and waited out
+
+
+def test_a_version_gone_from_dynamodb_is_read_back_from_the_gist(stack: Stack) -> None:
+    key = f"archive.{uuid.uuid4().hex[:10]}"
+    stack.admin.put(f"/v1/state/{key}", json={"n": 1}, headers={"If-None-Match": "*"})
+    wait_for(lambda: synced(stack, key) == 1, timeout_s=30)
+    stack.admin.patch(f"/v1/state/{key}", json={"n": 2}, headers=MERGE)
+    wait_for(lambda: synced(stack, key) == 2, timeout_s=30)
+    stack.aws("dynamodb").delete_item(
+        TableName=stack.resource("StateTable"), Key={"pk": {"S": f"key#{key}"}, "sk": {"S": f"v#{1:012d}"}}
+    )
+    response = stack.admin.get(f"/v1/state/{key}", params={"version": 1})
+    assert response.status_code == 200, response.text
+    assert response.json() == {"n": 1}
+    missing = stack.admin.get(f"/v1/state/{key}", params={"version": 7})
+    assert missing.status_code == 404 and missing.json()["code"] == "VERSION_NOT_RETAINED"

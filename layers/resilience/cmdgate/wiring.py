@@ -109,7 +109,7 @@ def state_service(remaining_s: Callable[[], float] | None = None) -> StateServic
     sync: FifoSyncQueue | WriteThroughSync = queue
     if get_settings().state_gist_mode == "write_through":
         sync = WriteThroughSync(gist_sync, queue)
-    return StateService(store, locks, sync, events, remaining_s=remaining_s)
+    return StateService(store, locks, sync, events, remaining_s=remaining_s, archive=gist_sync)
 
 
 GIST_BREAKER = "gist"

@@ -83,6 +83,7 @@ class StateService:
         max_value_bytes: int = MAX_VALUE_BYTES,
         lock_wait_s: float = 10.0,
         remaining_s: Callable[[], float] | None = None,
+        archive: Callable[[], Any] | None = None,
     ) -> None:
         self._store = store
         self._locks = locks
@@ -91,6 +92,7 @@ class StateService:
         self._max_value_bytes = max_value_bytes
         self._lock_wait_s = lock_wait_s
         self._remaining_s = remaining_s
+        self._archive = archive  # GistSync, built only when a version must be read back from the gist
 
     def get(self, key: str) -> Register:
         """The current value of a key (404 if unknown or deleted)."""
@@ -102,9 +104,22 @@ class StateService:
     def get_version(self, key: str, version: int) -> VersionEntry:
         """A past version, while it is retained."""
         entry = self._store.version(validate_key(key), version)
+        if entry is None:
+            entry = self._from_gist(key, version)
         if entry is None or entry.deleted:
             raise VersionNotRetained(f"Version {version} of {key!r} is not retained.")
         return entry
+
+    def _from_gist(self, key: str, version: int) -> VersionEntry | None:
+        """Beyond DynamoDB's log, the gist history: only versions that reached the gist are there."""
+        register = self._store.register(key)
+        if self._archive is None or register is None or register.gist_id is None or version > register.version:
+            return None
+        value = self._archive().find_version(key, register.gist_id, version)
+        if value is None:
+            return None
+        value_json = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+        return VersionEntry(key, version, value_json, digest_of(value), "", deleted=False)
 
     def history(
         self, key: str, limit: int, start: dict[str, Any] | None

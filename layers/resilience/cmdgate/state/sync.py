@@ -18,6 +18,7 @@ from cmdgate import errors
 from cmdgate.crypto import Codec
 from cmdgate.gist import GistClient
 from cmdgate.ratelimit import RateLimitPolicy, TokenBucket
+from cmdgate.state.model import digest_of
 from cmdgate.state.store import StateStore
 
 logger = Logger(child=True)
@@ -103,20 +104,36 @@ class GistSync:
         revision = gist.history[0].version if gist.history else None
         if revision is None:
             raise errors.InternalError()
+        stored = gist.files.get(STATE_FILE)
+        if stored is not None and not stored.truncated and stored.content is not None and stored.content != content:
+            # What GitHub kept is not what we wrote: report it, and do not count the version as synced.
+            logger.error("gist content differs from what was written", extra={"key": key, "revision": revision})
+            raise GistContentMismatch(f"The gist of {key!r} does not hold what was written.")
         self._store.mark_synced(key, register.version, gist_id, revision)
         logger.info("state synced to gist", extra={"key": key, "version": register.version, "revision": revision})
         return SyncOutcome(key, register.version, revision)
 
-    def read_version(self, gist_id: str, revision: str, key: str) -> Any:
-        """The value stored in a gist revision (decrypted and checked against its digest)."""
-        from cmdgate.state.model import digest_of
+    def find_version(self, key: str, gist_id: str, version: int, max_revisions: int = 30) -> Any:
+        """The value of `version` read back from the key's gist history (newest revisions first),
+        decrypted and checked against the digest written with it; None if it is not there."""
+        for commit in self._gist.list_commits(gist_id, per_page=max_revisions):
+            document = json.loads(self._gist.read_file(self._gist.get_revision(gist_id, commit.version), STATE_FILE))
+            found = int(document.get("version", 0))
+            if found < version:
+                return None  # newest first: the version is older than anything retained here
+            if found == version:
+                value = json.loads(self._codec.decrypt(document["value"], {"cmdgate:state-key": key}))
+                if digest_of(value) != document.get("digest"):
+                    logger.error("gist revision fails its digest", extra={"key": key, "revision": commit.version})
+                    raise GistContentMismatch(f"Gist revision {commit.version} of {key!r} fails its digest.")
+                return value
+        return None
 
-        gist = self._gist.get_revision(gist_id, revision)
-        document = json.loads(self._gist.read_file(gist, STATE_FILE))
-        value = json.loads(self._codec.decrypt(document["value"], {"cmdgate:state-key": key}))
-        if digest_of(value) != document.get("digest"):
-            raise errors.InternalError()
-        return value
+
+class GistContentMismatch(errors.ProblemError):
+    """A gist holds something other than what cmdgate wrote (tampering, or a GitHub fault)."""
+
+    status, code, title = 502, "GIST_CONTENT_MISMATCH", "Gist content does not match"
 
 
 class GistSyncPending(errors.DependencyUnavailable):
