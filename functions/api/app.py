@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from functools import lru_cache
 from typing import Annotated, Any
 
@@ -265,7 +266,7 @@ def get_state(key: str) -> Response[str]:
     event, service = app.current_event, state_service()
     version = (event.query_string_parameters or {}).get("version")
     if version is not None:
-        if not version.isdigit() or not 0 < int(version) < 10**12:
+        if not re.fullmatch(r"[0-9]{1,12}", version) or not 0 < int(version) < 10**12:
             raise errors.BadRequest("version must be a positive integer.")
         entry = service.get_version(key, int(version))
         return json_response(200, entry.value, {"ETag": etag(entry.version), "State-Version": str(entry.version)})

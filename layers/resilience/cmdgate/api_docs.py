@@ -153,7 +153,8 @@ def responses(
         documented[status] = {"description": description}
         if model is not None:
             documented[status]["content"] = {"application/json": {"model": model}}
-    for status in ((401, 403, 429, 502) if authenticated else (502,)) + problems:
+    # 404 on every route: a path parameter the router cannot match (e.g. a control character) is "no such route".
+    for status in ((401, 403, 404, 429, 502) if authenticated else (502,)) + problems:
         documented[status] = {
             "description": _PROBLEM_TEXT[status],
             "content": {PROBLEM_CONTENT_TYPE: {"model": Problem}},

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from typing import Any
 
 from cmdgate import errors
@@ -20,7 +21,7 @@ def parse_limit(value: str | None) -> int:
     """The page size: 1..100, default 50."""
     if value is None or value == "":
         return DEFAULT_LIMIT
-    if not value.isdigit() or not 1 <= int(value) <= MAX_LIMIT:
+    if not re.fullmatch(r"[0-9]{1,3}", value) or not 1 <= int(value) <= MAX_LIMIT:  # ASCII digits only
         raise errors.BadRequest(f"limit must be an integer from 1 to {MAX_LIMIT}.")
     return int(value)
 

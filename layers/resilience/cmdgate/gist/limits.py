@@ -12,6 +12,7 @@ GitHub's rules (docs "Rate limits for the REST API"), in the order applied here:
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
@@ -63,7 +64,7 @@ def retry_after_s(value: str | None, wall_now: float) -> float | None:
     if value is None:
         return None
     value = value.strip()
-    if value.isdigit():
+    if re.fullmatch(r"[0-9]{1,10}", value):  # ASCII delta-seconds (str.isdigit() also takes "²")
         return float(value)
     try:
         when = parsedate_to_datetime(value)
