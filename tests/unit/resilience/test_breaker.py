@@ -17,6 +17,7 @@ from cmdgate.breaker import (
     InMemoryBreakerStore,
     open_breakers,
 )
+from tests.unit.aws_helpers import CallLog
 
 TABLE = "unit-ControlTable"  # made by the `table_like` fixture
 
@@ -239,21 +240,6 @@ def dynamodb(table_like: Any) -> Any:
     """The control table, shaped like template.yaml's, in in-process moto (tests/unit/conftest.py)."""
     table_like("ControlTable")
     return boto3.client("dynamodb", region_name="us-east-1")
-
-
-class CallLog:
-    """DynamoDB operations a client makes, seen through botocore's event hooks."""
-
-    def __init__(self, client: Any) -> None:
-        self.operations: list[str] = []
-        client.meta.events.register("before-call.dynamodb", self._record)
-
-    def _record(self, model: Any, **_: Any) -> None:
-        self.operations.append(model.name)
-
-    def take(self) -> list[str]:
-        taken, self.operations = self.operations, []
-        return taken
 
 
 def new_instance(clock: Clock, name: str = "github", **overrides: Any) -> tuple[CircuitBreaker, CallLog]:

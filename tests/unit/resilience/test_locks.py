@@ -25,6 +25,7 @@ from cmdgate.locks import (
     fenced_update,
 )
 from cmdgate.locks.store import dynamodb as dynamodb_store
+from tests.unit.aws_helpers import CallLog, SerializedClient
 
 TABLE = "unit-ControlTable"  # made by the `table_like` fixture (tests/unit/conftest.py)
 T0 = 1_700_000_000.0
@@ -51,43 +52,6 @@ class FakeClock:
         assert seconds >= 0
         self.sleeps.append(seconds)
         self.now += seconds
-
-
-class CallLog:
-    """DynamoDB operations a client makes, seen through botocore's event hooks."""
-
-    def __init__(self, client: Any) -> None:
-        self.operations: list[str] = []
-        client.meta.events.register("before-call.dynamodb.*", self._record)
-
-    def _record(self, model: Any, **_: Any) -> None:
-        self.operations.append(model.name)
-
-    def take(self) -> list[str]:
-        taken, self.operations = self.operations, []
-        return taken
-
-
-class SerializedClient:
-    """Runs each call of a client under one lock.
-
-    moto's in-process DynamoDB is not atomic under threads (it reads, checks the
-    condition and writes without a lock); real DynamoDB serialises writes to one
-    item. This wrapper restores that property for the threaded test.
-    """
-
-    def __init__(self, client: Any) -> None:
-        self._client = client
-        self._lock = threading.Lock()
-
-    def __getattr__(self, name: str) -> Any:
-        method = getattr(self._client, name)
-
-        def call(*args: Any, **kwargs: Any) -> Any:
-            with self._lock:
-                return method(*args, **kwargs)
-
-        return call
 
 
 @pytest.fixture

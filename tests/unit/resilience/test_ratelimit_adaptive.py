@@ -16,6 +16,7 @@ from cmdgate.ratelimit import (
     RateLimitStore,
     TokenBucket,
 )
+from tests.unit.aws_helpers import CallLog
 
 # Most tests count every outcome as it comes; batching has its own test.
 UNBATCHED = AdaptiveConfig(success_batch=1)
@@ -37,21 +38,6 @@ def store(request: pytest.FixtureRequest) -> RateLimitStore:
     if request.param == "memory":
         return InMemoryRateLimitStore()
     return DynamoDBRateLimitStore(request.getfixturevalue("dynamodb"), TABLE)
-
-
-class CallLog:
-    """DynamoDB operations a client makes, seen through botocore's event hooks."""
-
-    def __init__(self, client: Any) -> None:
-        self.operations: list[str] = []
-        client.meta.events.register("before-call.dynamodb.*", self._record)
-
-    def _record(self, model: Any, **_: Any) -> None:
-        self.operations.append(model.name)
-
-    def take(self) -> list[str]:
-        taken, self.operations = self.operations, []
-        return taken
 
 
 def record_all(limiter: AdaptiveLimiter, statuses: list[int], start: float, principal: str = "alice") -> float:
