@@ -133,3 +133,18 @@ def test_a_version_gone_from_dynamodb_is_read_back_from_the_gist(stack: Stack) -
     assert response.json() == {"n": 1}
     missing = stack.admin.get(f"/v1/state/{key}", params={"version": 7})
     assert missing.status_code == 404 and missing.json()["code"] == "VERSION_NOT_RETAINED"
+
+
+def test_a_gist_api_timeout_is_retried_and_sync_completes(stack: Stack) -> None:
+    key = f"slow.{uuid.uuid4().hex[:10]}"
+    stack.admin.put(f"/v1/state/{key}", json={"n": 0}, headers={"If-None-Match": "*"})
+    wait_for(lambda: synced(stack, key) == 1, timeout_s=30)
+    injected_before = httpx.get(f"{stack.state['gist_url']}/_admin/stats").json()["faults_injected"]
+    # One answer slower than the client's 10 s read timeout: the client times out and retries.
+    admin(stack, "faults", {"mode": "timeout", "count": 1, "delay_s": 12})
+    try:
+        assert stack.admin.patch(f"/v1/state/{key}", json={"n": 1}, headers=MERGE).status_code == 200
+        wait_for(lambda: synced(stack, key) == 2, timeout_s=90, interval_s=0.5)
+    finally:
+        admin(stack, "faults", {"mode": "none"})
+    assert httpx.get(f"{stack.state['gist_url']}/_admin/stats").json()["faults_injected"] - injected_before == 1
