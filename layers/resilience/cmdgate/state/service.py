@@ -172,9 +172,12 @@ class StateService:
             if conditions is not None and conditions.if_match is not None and read.version != conditions.if_match:
                 raise PreconditionFailed(f"State {key!r} is at version {read.version}.")
             value = change(read.value)
-            return self._commit(key, read, self._checked(value, status_422=True), value, fence=lease.fence)
+            register = self._write(key, read, self._checked(value, status_422=True), value, fence=lease.fence)
         finally:
             self._locks.release(lease)
+        # Sync hand-off and event after the release: the lease covers only the read-modify-write.
+        self._after_write(register)
+        return register
 
     def delete(self, key: str, conditions: Preconditions) -> Register:
         """Delete (If-Match required); the version number keeps growing and the gist keeps the history."""
@@ -215,12 +218,24 @@ class StateService:
         deleted: bool = False,
         fence: int | None = None,
     ) -> Register:
-        try:
-            register = self._store.commit(key, read, value_json, digest_of(value), deleted=deleted, fence=fence)
-        except WriteConflict:
-            raise PreconditionFailed(f"State {key!r} changed while it was being written.") from None
+        register = self._write(key, read, value_json, value, deleted=deleted, fence=fence)
         self._after_write(register)
         return register
+
+    def _write(
+        self,
+        key: str,
+        read: Register | None,
+        value_json: str,
+        value: Any,
+        *,
+        deleted: bool = False,
+        fence: int | None = None,
+    ) -> Register:
+        try:
+            return self._store.commit(key, read, value_json, digest_of(value), deleted=deleted, fence=fence)
+        except WriteConflict:
+            raise PreconditionFailed(f"State {key!r} changed while it was being written.") from None
 
     def _after_write(self, register: Register) -> None:
         if self._events is not None:
