@@ -38,7 +38,7 @@ from cmdgate.http import header, http_response, json_response, prefers_async, pr
 from cmdgate.idempotency import IdempotencyKeyMissing, parse_idempotency_key, request_fingerprint
 from cmdgate.pagination import decode_cursor, encode_cursor, parse_limit
 from cmdgate.ratelimit import RateLimited
-from cmdgate.state.http import MERGE_PATCH, etag, none_match_hits, parse_preconditions, state_headers
+from cmdgate.state.http import MERGE_PATCH, etag, history_cursor, none_match_hits, parse_preconditions, state_headers
 from cmdgate.state.model import Register
 from cmdgate.wiring import (
     api_key_store,
@@ -93,7 +93,9 @@ def rate_limit(app: APIGatewayRestResolver, next_middleware: NextMiddleware) -> 
         return next_middleware(app)
     limiter = rate_limiter()
     name = (app.current_event.path_parameters or {}).get("name")
-    scope = name if app.current_event.resource == "/v1/commands/{name}" and name else "api"
+    # Only real commands get a bucket of their own: made-up names must not mint fresh quotas.
+    known = app.current_event.resource == "/v1/commands/{name}" and name and execution_service().knows(name)
+    scope = name if known and name else "api"
     try:
         decision = limiter.admit(principal, scope)
     except RateLimited as refused:
@@ -105,6 +107,8 @@ def rate_limit(app: APIGatewayRestResolver, next_middleware: NextMiddleware) -> 
         response = handle_problem(error)
     except RequestValidationError as error:
         response = handle_request_validation(error)
+    except Exception as error:  # noqa: BLE001 - still a 500 problem, with the fields and counted
+        response = handle_unexpected(error)
     response.headers.update(decision.headers())
     limiter.record(principal, response.status_code)
     return response
@@ -244,9 +248,13 @@ def _state_body(max_bytes: int) -> Any:
     if len(body.encode("utf-8")) > max_bytes:
         raise errors.PayloadTooLarge(f"The request body is over {max_bytes} bytes.")
     try:
-        return json.loads(body)
-    except ValueError:
+        return json.loads(body, parse_constant=_refuse_constant)
+    except (ValueError, RecursionError):
         raise errors.InvalidJson("The request body is not valid JSON.") from None
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
 
 
 def _state_value(status: int, register: Register) -> Response[str]:
@@ -324,9 +332,7 @@ def get_state_history(key: str) -> Response[str]:
     """Retained versions with the gist revision each reached."""
     _state_authorized(key, "read")
     params = app.current_event.query_string_parameters or {}
-    entries, last = state_service().history(
-        key, parse_limit(params.get("limit")), decode_cursor(params.get("cursor"), frozenset({"sk"}))
-    )
+    entries, last = state_service().history(key, parse_limit(params.get("limit")), history_cursor(params.get("cursor")))
     body = {
         "versions": [{"version": e.version, "updated_at": e.updated_at, "revision": e.revision} for e in entries],
         "next_cursor": encode_cursor(last),

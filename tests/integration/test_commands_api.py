@@ -242,3 +242,11 @@ def test_result_over_256_kib_fails_the_execution(stack: Stack) -> None:
     execution = stack.admin.get(f"/v1/executions/{problem['execution_id']}").json()
     assert execution["error"]["code"] == "RESULT_TOO_LARGE"
     assert stack.admin.post("/v1/commands/blob", json={"kib": 200}).status_code == 200
+
+
+def test_made_up_command_names_share_one_bucket_and_get_404(stack: Stack) -> None:
+    from tests.integration.test_rate_limits import key_with_limit
+
+    client = stack.client(key_with_limit(stack, 3, 60))
+    statuses = [client.post(f"/v1/commands/made-up-{i}{'x' * 3000}", json={}).status_code for i in range(4)]
+    assert statuses == [404, 404, 404, 429]  # not a fresh quota per invented name, and never a 500

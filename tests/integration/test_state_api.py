@@ -129,3 +129,22 @@ def test_concurrent_counter_increments_are_all_counted(stack: Stack) -> None:
         statuses = list(pool.map(increment, range(32)))
     assert statuses == [200] * 32
     assert stack.admin.get(f"/v1/state/{key}").json() == 32
+
+
+@pytest.mark.parametrize(
+    "body",
+    ['{"a": 9007199254740993}', '{"a": NaN}', '{"a": 1e400}', "[" * 3000 + "]" * 3000],
+    ids=["beyond-2**53", "nan", "overflow", "nested-3000"],
+)
+def test_hostile_values_are_400_not_500(stack: Stack, body: str) -> None:
+    response = stack.admin.put(
+        f"/v1/state/{new_key()}", content=body, headers={"If-None-Match": "*", "Content-Type": "application/json"}
+    )
+    assert_problem(response, 400, "INVALID_JSON")
+
+
+def test_a_forged_history_cursor_is_400(stack: Stack) -> None:
+    key = new_key()
+    stack.admin.put(f"/v1/state/{key}", json=1, headers={"If-None-Match": "*"})
+    forged = "eyJzayI6Inp6eiJ9"  # {"sk":"zzz"}: outside the version log
+    assert_problem(stack.admin.get(f"/v1/state/{key}/history", params={"cursor": forged}), 400, "INVALID_CURSOR")

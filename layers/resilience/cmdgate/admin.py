@@ -55,7 +55,7 @@ def create_key(keys: ApiKeyStore, request: CreateKeyRequest) -> CreatedKey:
 
 def list_keys(keys: ApiKeyStore, limit: int, cursor: str | None) -> dict[str, Any]:
     """One page of keys and the cursor for the next."""
-    records, last = keys.list_page(limit, decode_cursor(cursor, frozenset({"key_hash", "key_id"})))
+    records, last = keys.list_page(limit, decode_cursor(cursor, frozenset({"key_hash"})))
     return {"keys": [r.public_view() for r in records], "next_cursor": encode_cursor(last)}
 
 

@@ -77,7 +77,10 @@ def request_fingerprint(method: str, path: str, body: Any) -> str:
     """SHA-256 of method, path and the RFC 8785 canonical form of the JSON body."""
     digest = hashlib.sha256()
     digest.update(method.upper().encode() + b"\n" + path.encode() + b"\n")
-    digest.update(rfc8785.dumps(body))
+    try:
+        digest.update(rfc8785.dumps(body))
+    except ValueError:  # numbers outside I-JSON have no canonical form
+        raise errors.InvalidJson("Numbers must fit IEEE 754 doubles exactly (RFC 8785 / I-JSON).") from None
     return digest.hexdigest()
 
 

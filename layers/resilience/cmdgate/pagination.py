@@ -43,7 +43,7 @@ def decode_cursor(cursor: str | None, allowed_keys: frozenset[str]) -> dict[str,
         raise InvalidCursor("The cursor is not one this API issued.") from None
     if (
         not isinstance(raw, dict)
-        or set(raw) - allowed_keys
+        or set(raw) != allowed_keys
         or not raw
         or not all(isinstance(v, str) and len(v) <= 1024 for v in raw.values())
     ):

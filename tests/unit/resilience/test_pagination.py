@@ -51,13 +51,17 @@ def test_parse_limit_refuses(value: str) -> None:
         parse_limit(value)
 
 
+def test_a_partial_key_is_not_a_cursor() -> None:
+    with pytest.raises(InvalidCursor):
+        decode_cursor(encode_cursor({"sk": "x"}), KEYS)
+
+
 @pytest.mark.parametrize(
     "last_key",
     [
         {"pk": "key#k", "sk": "v#000000000042"},
-        {"sk": "x"},
-        {"pk": "caf\u00e9 \u2603 /+=?&"},  # non-ASCII and URL-significant characters
-        {"pk": "a" * 1024},
+        {"pk": "caf\u00e9 \u2603 /+=?&", "sk": "x"},  # non-ASCII and URL-significant characters
+        {"pk": "a" * 1024, "sk": "b"},
     ],
 )
 def test_cursor_round_trips_and_is_url_safe(last_key: dict[str, str]) -> None:

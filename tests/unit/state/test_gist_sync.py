@@ -171,8 +171,8 @@ def test_find_version_reads_past_versions_back_and_detects_tampering(env: Env) -
     register = env.store.register("k")
     assert register is not None and register.gist_id is not None
     gist_id = register.gist_id
-    assert sync.find_version("k", gist_id, 2) == {"second": [1, 2]}
-    assert sync.find_version("k", gist_id, 1) == "first"
+    assert sync.find_version("k", gist_id, 2) == ({"second": [1, 2]}, False)
+    assert sync.find_version("k", gist_id, 1) == ("first", False)
     assert sync.find_version("k", gist_id, 9) is None
     assert sync.find_version("k", gist_id, 1, max_revisions=2) is None  # beyond the revisions read
 

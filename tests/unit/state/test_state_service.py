@@ -64,7 +64,7 @@ class Archive:
 
     def find_version(self, key: str, gist_id: str, version: int) -> Any:
         self.calls.append((key, gist_id, version))
-        return self.values.get(version)
+        return (self.values[version], False) if version in self.values else None
 
 
 class Env:

@@ -87,6 +87,10 @@ class ExecutionService:
         page = allowed[:limit]
         return [spec.describe() for spec in page], page[-1].name if len(allowed) > limit else None
 
+    def knows(self, name: str) -> bool:
+        """True if a command of that name is registered."""
+        return self._registry.get(name) is not None
+
     def resolve_command(self, principal: Principal, name: str) -> CommandSpec:
         """The command, if the principal may run it (403 before 404, so the catalogue does not leak)."""
         spec = self._registry.get(name)
@@ -202,8 +206,17 @@ class ExecutionService:
                 "error": None if outcome.ok else _error_of(outcome),
             }
         )
-        self._store.create(finished)
-        self._publish_executed(finished, status)
+        try:
+            self._store.create(finished)
+        except Exception:
+            # The command ran: its answer must still be given (and stored for replay), or a retry
+            # would run it again. Only the record is lost; the log line keeps the outcome.
+            logger.exception(
+                "execution record not written",
+                extra={"execution_id": finished.execution_id, "status": status, "command": spec.name},
+            )
+        else:
+            self._publish_executed(finished, status)
         if outcome.ok:
             return Submission(
                 200,
@@ -284,12 +297,16 @@ def parse_json_object(body: str | None) -> dict[str, Any]:
     if body is None or not body.strip():
         return {}
     try:
-        value = json.loads(body)
-    except ValueError:
+        value = json.loads(body, parse_constant=_refuse_constant)
+    except (ValueError, RecursionError):
         raise errors.InvalidJson("The request body is not valid JSON.") from None
     if not isinstance(value, dict):
         raise errors.InvalidJson("The request body must be a JSON object.")
     return value
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
 
 
 def _looks_like_id(execution_id: str) -> bool:

@@ -5,8 +5,10 @@ from __future__ import annotations
 import re
 from datetime import datetime
 from email.utils import format_datetime
+from typing import Any
 
 from cmdgate import errors
+from cmdgate.pagination import InvalidCursor, decode_cursor
 from cmdgate.state.model import Register
 from cmdgate.state.service import Preconditions
 
@@ -54,3 +56,11 @@ def state_headers(register: Register) -> dict[str, str]:
         "State-Version": str(register.version),
         "Gist-Synced-Version": str(register.synced_version),
     }
+
+
+def history_cursor(cursor: str | None) -> dict[str, Any] | None:
+    """A history cursor: it may only point at a version-log entry (`v#` + 12 digits)."""
+    start = decode_cursor(cursor, frozenset({"sk"}))
+    if start is not None and not re.fullmatch(r"v#[0-9]{12}", start["sk"]):
+        raise InvalidCursor("The cursor is not one this API issued.")
+    return start

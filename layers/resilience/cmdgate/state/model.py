@@ -10,6 +10,7 @@ from typing import Any
 
 import rfc8785
 
+from cmdgate.errors import InvalidJson
 from cmdgate.state.errors import InvalidStateKey
 
 KEY_PATTERN = re.compile(r"[a-z0-9][a-z0-9._:-]{0,127}")
@@ -24,7 +25,10 @@ def validate_key(key: str) -> str:
 
 def canonical(value: Any) -> bytes:
     """RFC 8785 canonical JSON: the form digests and size limits are computed on."""
-    return bytes(rfc8785.dumps(value))
+    try:
+        return bytes(rfc8785.dumps(value))
+    except ValueError:  # numbers outside I-JSON (e.g. 2**53 + 1, 1e400): not a value we can version
+        raise InvalidJson("Numbers must fit IEEE 754 doubles exactly (RFC 8785 / I-JSON).") from None
 
 
 def digest_of(value: Any) -> str:

@@ -15,7 +15,7 @@ from typing import Any, Protocol
 from aws_lambda_powertools import Logger
 
 from cmdgate.errors import ProblemError
-from cmdgate.locks import LockManager
+from cmdgate.locks import LockLost, LockManager
 from cmdgate.state.errors import (
     PreconditionFailed,
     PreconditionRequired,
@@ -115,11 +115,12 @@ class StateService:
         register = self._store.register(key)
         if self._archive is None or register is None or register.gist_id is None or version > register.version:
             return None
-        value = self._archive().find_version(key, register.gist_id, version)
-        if value is None:
+        found = self._archive().find_version(key, register.gist_id, version)
+        if found is None:
             return None
+        value, deleted = found
         value_json = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
-        return VersionEntry(key, version, value_json, digest_of(value), "", deleted=False)
+        return VersionEntry(key, version, value_json, digest_of(value), "", deleted=deleted)
 
     def history(
         self, key: str, limit: int, start: dict[str, Any] | None
@@ -174,7 +175,12 @@ class StateService:
             value = change(read.value)
             register = self._write(key, read, self._checked(value, status_422=True), value, fence=lease.fence)
         finally:
-            self._locks.release(lease)
+            try:
+                self._locks.release(lease)
+            except LockLost:
+                # The lease ran out and another holder took it; our write (if any) was fenced, so
+                # it is valid, and an error raised above must not be masked by this one.
+                logger.warning("state lease lost before release", extra={"key": key})
         # Sync hand-off and event after the release: the lease covers only the read-modify-write.
         self._after_write(register)
         return register

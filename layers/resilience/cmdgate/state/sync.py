@@ -113,9 +113,10 @@ class GistSync:
         logger.info("state synced to gist", extra={"key": key, "version": register.version, "revision": revision})
         return SyncOutcome(key, register.version, revision)
 
-    def find_version(self, key: str, gist_id: str, version: int, max_revisions: int = 30) -> Any:
-        """The value of `version` read back from the key's gist history (newest revisions first),
-        decrypted and checked against the digest written with it; None if it is not there."""
+    def find_version(self, key: str, gist_id: str, version: int, max_revisions: int = 10) -> tuple[Any, bool] | None:
+        """`(value, deleted)` of `version` read back from the key's gist history (the newest
+        `max_revisions` revisions: it costs GitHub calls inside a request), decrypted and checked
+        against the digest written with it; None if it is not there."""
         for commit in self._gist.list_commits(gist_id, per_page=max_revisions):
             document = json.loads(self._gist.read_file(self._gist.get_revision(gist_id, commit.version), STATE_FILE))
             found = int(document.get("version", 0))
@@ -126,7 +127,7 @@ class GistSync:
                 if digest_of(value) != document.get("digest"):
                     logger.error("gist revision fails its digest", extra={"key": key, "revision": commit.version})
                     raise GistContentMismatch(f"Gist revision {commit.version} of {key!r} fails its digest.")
-                return value
+                return value, bool(document.get("deleted", False))
         return None
 
 

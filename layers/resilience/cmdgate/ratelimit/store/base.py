@@ -13,6 +13,7 @@ separate read to learn why it lost.
 
 from __future__ import annotations
 
+import hashlib
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
@@ -91,4 +92,8 @@ def _escape(part: str) -> str:
     if not part:
         raise ValueError("principal_id and scope must not be empty")
     # '#' separates the parts: escaping it (and '%') keeps ("a#b", "c") and ("a", "b#c") apart.
-    return part.replace("%", "%25").replace("#", "%23")
+    escaped = part.replace("%", "%25").replace("#", "%23")
+    # DynamoDB keys stop at 2048 bytes; a long JWT subject must not make every request a 500.
+    if len(escaped.encode("utf-8")) > 512:
+        return "sha256:" + hashlib.sha256(part.encode("utf-8")).hexdigest()
+    return escaped
