@@ -15,6 +15,7 @@ from aws_lambda_powertools.event_handler.openapi.models import HTTPBearer
 from aws_lambda_powertools.event_handler.openapi.params import Body
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
+from pydantic import BaseModel, ConfigDict, Field
 
 from cmdgate import aws, errors
 from cmdgate.admin import CreatedKey, CreateKeyRequest, create_key, list_keys, require_admin, revoke_key
@@ -219,6 +220,31 @@ def revoke_api_key(key_id: str) -> Response[str]:
     require_admin(_principal())
     revoke_key(api_key_store(), key_id)
     return Response(status_code=204, body="")
+
+
+class RedriveRequest(BaseModel):
+    """Body of `POST /v1/admin/dlq/redrive`: which executions (all dead letters of the first page if absent)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    execution_ids: list[Annotated[str, Field(min_length=1, max_length=64)]] | None = Field(default=None, max_length=100)
+
+
+@app.get("/v1/admin/dlq", tags=["admin"], responses=responses({200: ("Dead-lettered executions", None)}, 400))
+def list_dead_letters() -> Response[str]:
+    """Dead-lettered executions, oldest first, paginated."""
+    require_admin(_principal())
+    params = app.current_event.query_string_parameters or {}
+    start = decode_cursor(params.get("cursor"), frozenset({"execution_id", "status", "created_at"}))
+    executions, last = execution_service().dead_letters(parse_limit(params.get("limit")), start)
+    return json_response(200, {"executions": [e.public_view() for e in executions], "next_cursor": encode_cursor(last)})
+
+
+@app.post("/v1/admin/dlq/redrive", tags=["admin"], responses=responses({200: ("Redriven and skipped ids", None)}, 422))
+def redrive_dead_letters(request: Annotated[RedriveRequest, Body()]) -> Response[str]:
+    """Give each dead-lettered execution exactly one new attempt, even when two redrives race."""
+    require_admin(_principal())
+    return json_response(200, execution_service().redrive(request.execution_ids))
 
 
 @app.get(

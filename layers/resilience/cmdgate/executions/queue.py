@@ -33,3 +33,13 @@ def parse_execution_message(body: str) -> str:
     if not isinstance(execution_id, str) or not execution_id:
         raise PoisonMessage("message has no execution_id")
     return execution_id
+
+
+def attempt_limit(body: str) -> int | None:
+    """The attempt count after which a redriven execution is dead-lettered again (None: SQS decides)."""
+    try:
+        message = json.loads(body)
+    except ValueError:
+        return None
+    limit = message.get("attempt_limit") if isinstance(message, dict) else None
+    return limit if isinstance(limit, int) and not isinstance(limit, bool) and limit > 0 else None

@@ -17,7 +17,7 @@ from cmdgate.auth import Principal
 from cmdgate.auth.routes import command_permission
 from cmdgate.commands import CommandContext, CommandRegistry, CommandSpec
 from cmdgate.executions.model import Execution, ExecutionError, Status, utc_now_iso
-from cmdgate.executions.queue import MessageQueue, PoisonMessage, parse_execution_message
+from cmdgate.executions.queue import MessageQueue, PoisonMessage, attempt_limit, parse_execution_message
 from cmdgate.executions.runner import Outcome, run_attempt
 from cmdgate.executions.store import ExecutionStore
 
@@ -164,11 +164,40 @@ class ExecutionService:
         if not outcome.retryable:
             self._finish(running, "failed", outcome)
             return
+        limit = attempt_limit(body)
+        if limit is not None and running.attempts >= limit:
+            # A redrive gives exactly one new attempt: dead-lettered again, and this message is done.
+            self._finish(running, "dead_lettered", outcome)
+            return
         if receive_count >= self._max_receive_count:
             self._finish(running, "dead_lettered", outcome)
         else:
             self._store.finish(execution_id, running.attempts, "queued", error=_error_of(outcome))
         raise RetryableFailure(f"attempt {running.attempts} of {execution_id} failed: {outcome.code}")
+
+    def dead_letters(self, limit: int, start: dict[str, Any] | None) -> tuple[list[Execution], dict[str, Any] | None]:
+        """Dead-lettered executions (for `GET /v1/admin/dlq`)."""
+        return self._store.dead_letters(limit, start)
+
+    def redrive(self, execution_ids: list[str] | None) -> dict[str, list[str]]:
+        """Give each dead-lettered execution exactly one new attempt (all of the first page when no ids)."""
+        if execution_ids is None:
+            execution_ids = [e.execution_id for e in self._store.dead_letters(100, None)[0]]
+        redriven, skipped = [], []
+        for execution_id in dict.fromkeys(execution_ids):
+            queued = self._store.redrive(execution_id) if _looks_like_id(execution_id) else None
+            if queued is None:
+                skipped.append(execution_id)  # unknown, not dead-lettered, or another redrive won
+                continue
+            try:
+                self._executions_queue.send({"execution_id": execution_id, "attempt_limit": queued.attempts + 1})
+            except Exception:
+                logger.exception("redrive not queued", extra={"execution_id": execution_id})
+                self._store.undo_redrive(execution_id)
+                skipped.append(execution_id)
+                continue
+            redriven.append(execution_id)
+        return {"redriven": redriven, "skipped": skipped}
 
     def _enqueue(self, execution: Execution, *, preference_applied: bool) -> Submission:
         self._store.create(execution)

@@ -97,3 +97,51 @@ class ExecutionStore:
                 return False
             raise
         return True
+
+    def dead_letters(self, limit: int, start: dict[str, Any] | None) -> tuple[list[Execution], dict[str, Any] | None]:
+        """Dead-lettered executions, oldest first (GSI `by_status`), and where the next page starts."""
+        kwargs: dict[str, Any] = {
+            "IndexName": "by_status",
+            "KeyConditionExpression": "#s = :dead",
+            "ExpressionAttributeNames": {"#s": "status"},
+            "ExpressionAttributeValues": {":dead": "dead_lettered"},
+            "Limit": limit,
+        }
+        if start:
+            kwargs["ExclusiveStartKey"] = start
+        response = self._table.query(**kwargs)
+        return [Execution.from_item(item) for item in response.get("Items", [])], response.get("LastEvaluatedKey")
+
+    def redrive(self, execution_id: str) -> Execution | None:
+        """Move a dead-lettered execution back to `queued`; None if it is not dead-lettered (any more).
+
+        The condition makes two racing redrives give one new attempt, not two.
+        """
+        try:
+            response = self._table.update_item(
+                Key={"execution_id": execution_id},
+                UpdateExpression="SET #s = :queued REMOVE lease_until, finished_at",
+                ConditionExpression="#s = :dead",
+                ExpressionAttributeNames={"#s": "status"},
+                ExpressionAttributeValues={":queued": "queued", ":dead": "dead_lettered"},
+                ReturnValues="ALL_NEW",
+            )
+        except ClientError as error:
+            if _is_condition_failure(error):
+                return None
+            raise
+        return Execution.from_item(response["Attributes"])
+
+    def undo_redrive(self, execution_id: str) -> None:
+        """Put a redriven execution back to `dead_lettered` when its message could not be sent."""
+        try:
+            self._table.update_item(
+                Key={"execution_id": execution_id},
+                UpdateExpression="SET #s = :dead",
+                ConditionExpression="#s = :queued",
+                ExpressionAttributeNames={"#s": "status"},
+                ExpressionAttributeValues={":queued": "queued", ":dead": "dead_lettered"},
+            )
+        except ClientError as error:
+            if not _is_condition_failure(error):
+                raise
