@@ -15,10 +15,9 @@ from aws_lambda_powertools.event_handler.openapi.models import HTTPBearer
 from aws_lambda_powertools.event_handler.openapi.params import Body
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from pydantic import BaseModel, ConfigDict, Field
 
 from cmdgate import aws, errors
-from cmdgate.admin import CreatedKey, CreateKeyRequest, create_key, list_keys, require_admin, revoke_key
+from cmdgate.admin import CreatedKey, CreateKeyRequest, RedriveRequest, create_key, list_keys, require_admin, revoke_key
 from cmdgate.api_docs import (
     API_DESCRIPTION,
     API_TITLE,
@@ -220,14 +219,6 @@ def revoke_api_key(key_id: str) -> Response[str]:
     require_admin(_principal())
     revoke_key(api_key_store(), key_id)
     return Response(status_code=204, body="")
-
-
-class RedriveRequest(BaseModel):
-    """Body of `POST /v1/admin/dlq/redrive`: which executions (all dead letters of the first page if absent)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    execution_ids: list[Annotated[str, Field(min_length=1, max_length=64)]] | None = Field(default=None, max_length=100)
 
 
 @app.get("/v1/admin/dlq", tags=["admin"], responses=responses({200: ("Dead-lettered executions", None)}, 400))

@@ -33,6 +33,14 @@ class CreateKeyRequest(BaseModel):
     expires_at: int | None = Field(default=None, ge=0, description="Epoch seconds after which the key stops working.")
 
 
+class RedriveRequest(BaseModel):
+    """Body of `POST /v1/admin/dlq/redrive`: which executions (all dead letters of the first page if absent)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    execution_ids: list[Annotated[str, Field(min_length=1, max_length=64)]] | None = Field(default=None, max_length=100)
+
+
 class CreatedKey(BaseModel):
     """Answer of `POST /v1/admin/keys`: the key is shown only this once."""
 

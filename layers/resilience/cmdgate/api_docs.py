@@ -153,6 +153,9 @@ def responses(
         documented[status] = {"description": description}
         if model is not None:
             documented[status]["content"] = {"application/json": {"model": model}}
+        elif status not in (204, 304):
+            # Any JSON (e.g. a state value): otherwise the generator documents the handler's `str`.
+            documented[status]["content"] = {"application/json": {"schema": {}}}
     # 404 on every route: a path parameter the router cannot match (e.g. a control character) is "no such route".
     for status in ((401, 403, 404, 429, 502) if authenticated else (502,)) + problems:
         documented[status] = {
