@@ -1,4 +1,8 @@
-"""The composition root: builds each service once per execution environment, on first use."""
+"""The composition root: builds each service once per execution environment, on first use.
+
+Imports sit inside the builders: each function pays at cold start only for what it uses (the
+authorizer needs API keys, not Powertools idempotency, the Gist client or cryptography).
+"""
 
 from __future__ import annotations
 
@@ -8,28 +12,28 @@ from functools import lru_cache
 from typing import TYPE_CHECKING
 
 from cmdgate import aws
-from cmdgate.auth import ApiKeyStore
-from cmdgate.breaker import BreakerConfig, CircuitBreaker, DynamoDBBreakerStore
-from cmdgate.commands import default_registry, load_packs
 from cmdgate.config import get_settings
-from cmdgate.executions import ExecutionService, ExecutionStore, MessageQueue
-from cmdgate.health import Check
-from cmdgate.idempotency import IdempotentRequests
-from cmdgate.locks import DynamoDBLockStore, LockConfig, LockManager
-from cmdgate.ratelimit import AdaptiveLimiter, DynamoDBRateLimitStore, RateLimitPolicy, TokenBucket
-from cmdgate.ratelimit.requests import RequestRateLimiter
-from cmdgate.state.service import FifoSyncQueue, StateService
-from cmdgate.state.store import StateStore
-from cmdgate.state.sync import GistSync, GistWriteBudget, WriteThroughSync
-from cmdgate.stats import CommandStats
 
 if TYPE_CHECKING:
+    from cmdgate.auth import ApiKeyStore
     from cmdgate.auth.jwt_tokens import JwtVerifier
+    from cmdgate.breaker import CircuitBreaker
+    from cmdgate.executions import ExecutionService, MessageQueue
+    from cmdgate.health import Check
+    from cmdgate.idempotency import IdempotentRequests
+    from cmdgate.locks import LockManager
+    from cmdgate.ratelimit.requests import RequestRateLimiter
+    from cmdgate.state.service import FifoSyncQueue, StateService
+    from cmdgate.state.store import StateStore
+    from cmdgate.state.sync import GistSync, WriteThroughSync
+    from cmdgate.stats import CommandStats
 
 
 @lru_cache(maxsize=1)
 def api_key_store() -> ApiKeyStore:
     """API keys in the keys table."""
+    from cmdgate.auth import ApiKeyStore
+
     return ApiKeyStore(aws.dynamodb_table(get_settings().keys_table))
 
 
@@ -54,6 +58,9 @@ def jwt_verifier() -> JwtVerifier | None:
 @lru_cache(maxsize=1)
 def execution_service() -> ExecutionService:
     """The execution service with the configured command packs loaded."""
+    from cmdgate.commands import default_registry, load_packs
+    from cmdgate.executions import ExecutionService, ExecutionStore, MessageQueue
+
     settings = get_settings()
     load_packs(settings.enabled_packs)
     sqs = aws.client("sqs")
@@ -73,6 +80,8 @@ def idempotent_requests() -> IdempotentRequests:
     """Idempotency-Key handling backed by the idempotency table (Powertools schema)."""
     from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
 
+    from cmdgate.idempotency import IdempotentRequests
+
     settings = get_settings()
     persistence = DynamoDBPersistenceLayer(table_name=settings.idempotency_table, boto3_client=aws.client("dynamodb"))
     return IdempotentRequests(persistence, expires_after_s=settings.idempotency_ttl_s)
@@ -81,6 +90,9 @@ def idempotent_requests() -> IdempotentRequests:
 @lru_cache(maxsize=1)
 def rate_limiter() -> RequestRateLimiter:
     """Token buckets per (principal, command) and adaptive tightening, in the control table."""
+    from cmdgate.ratelimit import AdaptiveLimiter, DynamoDBRateLimitStore, RateLimitPolicy, TokenBucket
+    from cmdgate.ratelimit.requests import RequestRateLimiter
+
     settings = get_settings()
     store = DynamoDBRateLimitStore(aws.client("dynamodb"), settings.control_table)
     return RequestRateLimiter(
@@ -92,6 +104,11 @@ def rate_limiter() -> RequestRateLimiter:
 
 @lru_cache(maxsize=1)
 def _state_parts() -> tuple[StateStore, LockManager, FifoSyncQueue, MessageQueue | None]:
+    from cmdgate.executions import MessageQueue
+    from cmdgate.locks import DynamoDBLockStore, LockConfig, LockManager
+    from cmdgate.state.service import FifoSyncQueue
+    from cmdgate.state.store import StateStore
+
     settings = get_settings()
     dynamodb, sqs = aws.client("dynamodb"), aws.client("sqs")
     return (
@@ -105,6 +122,9 @@ def _state_parts() -> tuple[StateStore, LockManager, FifoSyncQueue, MessageQueue
 
 def state_service(remaining_s: Callable[[], float] | None = None) -> StateService:
     """The state service; `remaining_s` caps lock leases by the invocation's remaining time."""
+    from cmdgate.state.service import StateService
+    from cmdgate.state.sync import WriteThroughSync
+
     store, locks, queue, events = _state_parts()
     sync: FifoSyncQueue | WriteThroughSync = queue
     if get_settings().state_gist_mode == "write_through":
@@ -122,6 +142,8 @@ def gist_breaker() -> CircuitBreaker:
 
 @lru_cache(maxsize=1)
 def _gist_breaker() -> CircuitBreaker:
+    from cmdgate.breaker import BreakerConfig, CircuitBreaker, DynamoDBBreakerStore
+
     settings = get_settings()
     store = DynamoDBBreakerStore(aws.client("dynamodb"), settings.control_table)
     return CircuitBreaker(GIST_BREAKER, store, BreakerConfig(min_calls=3, open_s=10, refresh_s=2))
@@ -135,6 +157,8 @@ def gist_sync() -> GistSync:
 
     from cmdgate.crypto import codec_for
     from cmdgate.gist import GistClient, GistClientConfig
+    from cmdgate.ratelimit import DynamoDBRateLimitStore, RateLimitPolicy, TokenBucket
+    from cmdgate.state.sync import GistSync, GistWriteBudget
 
     settings = get_settings()
 
@@ -165,11 +189,15 @@ def gist_sync() -> GistSync:
 @lru_cache(maxsize=1)
 def command_stats() -> CommandStats:
     """Per-command counters in the control table."""
+    from cmdgate.stats import CommandStats
+
     return CommandStats(aws.client("dynamodb"), get_settings().control_table)
 
 
 def health_checks() -> list[Check]:
     """The dependencies `/v1/health` probes."""
+    from cmdgate.health import Check
+
     settings = get_settings()
 
     def dynamodb() -> None:
