@@ -34,7 +34,15 @@ from cmdgate.api_docs import (
 from cmdgate.auth import Principal
 from cmdgate.config import get_settings
 from cmdgate.health import health_report, run_checks
-from cmdgate.http import header, http_response, json_response, prefers_async, problem_response, with_request_id
+from cmdgate.http import (
+    header,
+    http_response,
+    json_response,
+    parse_json,
+    prefers_async,
+    problem_response,
+    with_request_id,
+)
 from cmdgate.idempotency import IdempotencyKeyMissing, parse_idempotency_key, request_fingerprint
 from cmdgate.pagination import decode_cursor, encode_cursor, parse_limit
 from cmdgate.ratelimit import RateLimited
@@ -264,14 +272,7 @@ def _state_body(max_bytes: int) -> Any:
         raise errors.InvalidJson("The request body must be a JSON value.")
     if len(body.encode("utf-8")) > max_bytes:
         raise errors.PayloadTooLarge(f"The request body is over {max_bytes} bytes.")
-    try:
-        return json.loads(body, parse_constant=_refuse_constant)
-    except (ValueError, RecursionError):
-        raise errors.InvalidJson("The request body is not valid JSON.") from None
-
-
-def _refuse_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
+    return parse_json(body)
 
 
 def _state_value(status: int, register: Register) -> Response[str]:

@@ -59,8 +59,8 @@ class Stack:
     def resource(self, logical_id: str, attribute: str = "Ref") -> str:
         return str(self.state["resources"][logical_id][attribute])
 
-    def create_key(self, permissions: list[str], name: str = "test") -> str:
-        """Register an API key directly in the keys table (the admin API arrives with its own issue)."""
+    def key_store(self) -> Any:
+        """The ApiKeyStore of this stack's keys table, reached directly through moto."""
         from cmdgate.auth import ApiKeyStore
 
         table = (
@@ -68,8 +68,12 @@ class Stack:
             .resource("dynamodb", endpoint_url=self.state["moto_url"])
             .Table(self.resource("KeysTable"))
         )
-        key, _ = ApiKeyStore(table).create(name, permissions, {"quota": 1000, "window_s": 60})
-        return key
+        return ApiKeyStore(table)
+
+    def create_key(self, permissions: list[str], name: str = "test", rate_limit: dict[str, int] | None = None) -> str:
+        """Register an API key directly in the keys table."""
+        key, _ = self.key_store().create(name, permissions, rate_limit or {"quota": 1000, "window_s": 60})
+        return str(key)
 
 
 def wait_for(predicate: Callable[[], Any], timeout_s: float = 30.0, interval_s: float = 0.2) -> Any:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from cmdgate.auth import ApiKeyStore, BootstrapRefused
+from cmdgate.auth import BootstrapRefused
 from tests.integration.conftest import Stack, wait_for
 from tests.integration.test_commands_api import assert_problem
 
@@ -71,15 +71,8 @@ def test_revoking_an_unknown_key_is_404(stack: Stack) -> None:
 
 
 def test_bootstrap_refuses_once_an_admin_key_exists(stack: Stack) -> None:
-    import boto3
-
-    table = (
-        boto3.session.Session(aws_access_key_id="testing", aws_secret_access_key="testing", region_name="us-east-1")
-        .resource("dynamodb", endpoint_url=stack.state["moto_url"])
-        .Table(stack.resource("KeysTable"))
-    )
     with pytest.raises(BootstrapRefused):
-        ApiKeyStore(table).bootstrap_admin()
+        stack.key_store().bootstrap_admin()
 
 
 def test_admin_health_details(stack: Stack) -> None:

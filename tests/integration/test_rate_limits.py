@@ -8,7 +8,6 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from cmdgate.auth import ApiKeyStore
 from tests.integration.conftest import Stack
 from tests.integration.test_commands_api import assert_problem
 
@@ -16,17 +15,9 @@ pytestmark = pytest.mark.integration
 
 
 def key_with_limit(stack: Stack, quota: int, window_s: int, permissions: list[str] | None = None) -> str:
-    import boto3
-
-    table = (
-        boto3.session.Session(aws_access_key_id="testing", aws_secret_access_key="testing", region_name="us-east-1")
-        .resource("dynamodb", endpoint_url=stack.state["moto_url"])
-        .Table(stack.resource("KeysTable"))
+    return stack.create_key(
+        permissions or ["commands.run:*", "commands.list"], "limited", {"quota": quota, "window_s": window_s}
     )
-    key, _ = ApiKeyStore(table).create(
-        "limited", permissions or ["commands.run:*", "commands.list"], {"quota": quota, "window_s": window_s}
-    )
-    return key
 
 
 def fields(value: str) -> dict[str, str]:

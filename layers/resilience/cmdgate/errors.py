@@ -77,10 +77,6 @@ class ExecutionNotFound(NotFound):
     code, title = "EXECUTION_NOT_FOUND", "Unknown execution"
 
 
-class MethodNotAllowed(ProblemError):
-    status, code, title = 405, "METHOD_NOT_ALLOWED", "Method not allowed"
-
-
 class PayloadTooLarge(ProblemError):
     status, code, title = 413, "PAYLOAD_TOO_LARGE", "Request body too large"
 
@@ -94,10 +90,6 @@ class ValidationFailed(ProblemError):
 
     def __init__(self, errors: list[dict[str, Any]], detail: str | None = None) -> None:
         super().__init__(detail or "The parameters do not match the schema.", extensions={"errors": errors})
-
-
-class ModeNotAllowed(ProblemError):
-    status, code, title = 400, "MODE_NOT_ALLOWED", "Execution mode not allowed"
 
 
 class DependencyUnavailable(ProblemError):

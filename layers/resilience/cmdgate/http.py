@@ -7,7 +7,19 @@ from typing import Any
 
 from aws_lambda_powertools.event_handler import Response
 
-from cmdgate.errors import PROBLEM_CONTENT_TYPE, ProblemError
+from cmdgate.errors import PROBLEM_CONTENT_TYPE, InvalidJson, ProblemError
+
+
+def parse_json(body: str) -> Any:
+    """A request body as JSON, refusing what has no JSON meaning (NaN, Infinity) and runaway nesting (400)."""
+    try:
+        return json.loads(body, parse_constant=_refuse_constant)
+    except (ValueError, RecursionError):
+        raise InvalidJson("The request body is not valid JSON.") from None
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
 
 
 def problem_response(error: ProblemError, request_id: str | None) -> Response[str]:

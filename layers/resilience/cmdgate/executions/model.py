@@ -9,15 +9,9 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 Status = Literal["queued", "running", "succeeded", "failed", "dead_lettered"]
-TERMINAL: frozenset[str] = frozenset({"succeeded", "failed", "dead_lettered"})
-# Which status may follow which; the store's conditional writes enforce it.
-TRANSITIONS: dict[str, frozenset[str]] = {
-    "queued": frozenset({"running"}),
-    "running": frozenset({"succeeded", "failed", "dead_lettered", "queued"}),
-    "dead_lettered": frozenset({"queued"}),  # an admin redrive
-    "succeeded": frozenset(),
-    "failed": frozenset(),
-}
+# Status moves (each one a conditional write in ExecutionStore): queued -> running;
+# running -> succeeded | failed | dead_lettered | queued (a transient failure, retried by SQS);
+# dead_lettered -> queued (an admin redrive). succeeded and failed are final.
 
 
 def utc_now_iso() -> str:

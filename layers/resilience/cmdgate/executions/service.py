@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 import uuid
 from collections.abc import Callable
@@ -20,6 +19,7 @@ from cmdgate.executions.model import Execution, ExecutionError, Status, utc_now_
 from cmdgate.executions.queue import MessageQueue, PoisonMessage, attempt_limit, parse_execution_message
 from cmdgate.executions.runner import Outcome, run_attempt
 from cmdgate.executions.store import ExecutionStore
+from cmdgate.http import parse_json
 
 logger = Logger(child=True)
 # An attempt's lease outlives the command's timeout by this much before another attempt may take over.
@@ -325,17 +325,10 @@ def parse_json_object(body: str | None) -> dict[str, Any]:
     """The request body as a JSON object (an empty body is `{}`)."""
     if body is None or not body.strip():
         return {}
-    try:
-        value = json.loads(body, parse_constant=_refuse_constant)
-    except (ValueError, RecursionError):
-        raise errors.InvalidJson("The request body is not valid JSON.") from None
+    value = parse_json(body)
     if not isinstance(value, dict):
         raise errors.InvalidJson("The request body must be a JSON object.")
     return value
-
-
-def _refuse_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
 
 
 def _looks_like_id(execution_id: str) -> bool:

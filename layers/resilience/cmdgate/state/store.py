@@ -188,7 +188,7 @@ class StateStore:
     def remember_gist(self, key: str, gist_id: str) -> str:
         """Attach a newly created gist to a key, unless one is attached already; returns the key's gist."""
         try:
-            response = self._client.update_item(
+            self._client.update_item(
                 TableName=self._table,
                 Key={"pk": {"S": _pk(key)}, "sk": {"S": REGISTER_SK}},
                 UpdateExpression="SET gist_id = :gist",
@@ -201,7 +201,6 @@ class StateStore:
                 raise
             existing = (error.response.get("Item") or {}).get("gist_id", {}).get("S")
             return str(existing or gist_id)
-        del response
         return gist_id
 
     def _expired(self, item: dict[str, Any]) -> bool:
