@@ -32,6 +32,7 @@ from cmdgate.api_docs import (
     responses,
 )
 from cmdgate.auth import Principal
+from cmdgate.authz import authorize, may
 from cmdgate.config import get_settings
 from cmdgate.health import health_report, run_checks
 from cmdgate.http import (
@@ -48,14 +49,7 @@ from cmdgate.pagination import decode_cursor, encode_cursor, parse_limit
 from cmdgate.ratelimit import RateLimited
 from cmdgate.state.http import MERGE_PATCH, etag, history_cursor, none_match_hits, parse_preconditions, state_headers
 from cmdgate.state.model import Register
-from cmdgate.wiring import (
-    api_key_store,
-    execution_service,
-    health_checks,
-    idempotent_requests,
-    rate_limiter,
-    state_service,
-)
+from cmdgate.wiring import services
 
 logger = Logger()
 tracer = Tracer()
@@ -90,7 +84,9 @@ def _principal() -> Principal:
 )
 def get_health() -> Response[str]:
     """Liveness of the dependencies, without error details."""
-    report = health_report(run_checks(health_checks(), get_settings().health_check_timeout_s), detailed=False)
+    report = health_report(
+        run_checks(services().health_checks(), get_settings().health_check_timeout_s), detailed=False
+    )
     return json_response(503 if report["status"] == "unhealthy" else 200, report)
 
 
@@ -99,10 +95,10 @@ def rate_limit(app: APIGatewayRestResolver, next_middleware: NextMiddleware) -> 
     principal = Principal.from_authorizer_context(app.current_event.request_context.authorizer.raw_event)
     if principal is None:  # the open routes (health, openapi)
         return next_middleware(app)
-    limiter = rate_limiter()
+    limiter = services().rate_limiter
     name = (app.current_event.path_parameters or {}).get("name")
     # Only real commands get a bucket of their own: made-up names must not mint fresh quotas.
-    known = app.current_event.resource == "/v1/commands/{name}" and name and execution_service().knows(name)
+    known = app.current_event.resource == "/v1/commands/{name}" and name and services().executions.knows(name)
     scope = name if known and name else "api"
     try:
         decision = limiter.admit(principal, scope)
@@ -147,7 +143,7 @@ def list_commands() -> Response[str]:
     """The commands the caller may run."""
     params = app.current_event.query_string_parameters or {}
     start = decode_cursor(params.get("cursor"), frozenset({"after"}))
-    commands, last = execution_service().list_commands(
+    commands, last = services().executions.list_commands(
         _principal(), parse_limit(params.get("limit")), start["after"] if start else None
     )
     return json_response(200, {"commands": commands, "next_cursor": encode_cursor({"after": last} if last else None)})
@@ -174,14 +170,14 @@ def run_command(name: str) -> Response[str]:
     body = event.body
     if body is not None and len(body.encode("utf-8")) > settings.max_body_bytes:
         raise errors.PayloadTooLarge(f"The request body is over {settings.max_body_bytes} bytes.")
-    principal, service = _principal(), execution_service()
+    principal, service = _principal(), services().executions
     key = parse_idempotency_key(header(event.headers, "Idempotency-Key"))
     prepared = service.prepare(principal, name, body, prefer_async=prefers_async(header(event.headers, "Prefer")))
     if key is None:
         if prepared.spec.idempotency == "required":
             raise IdempotencyKeyMissing(f"Command {name!r} requires an Idempotency-Key header.")
         return http_response(service.start(principal, prepared).to_http())
-    requests = idempotent_requests()
+    requests = services().idempotent_requests
     requests.register_lambda_context(app.lambda_context)
     stored = requests.run(
         principal.principal_id,
@@ -200,7 +196,7 @@ def run_command(name: str) -> Response[str]:
 )
 def get_execution(execution_id: str) -> Response[str]:
     """An execution the caller created (or any, for admin)."""
-    return json_response(200, execution_service().get(_principal(), execution_id).public_view())
+    return json_response(200, services().executions.get(_principal(), execution_id).public_view())
 
 
 @app.post(
@@ -209,7 +205,7 @@ def get_execution(execution_id: str) -> Response[str]:
 def create_api_key(request: Annotated[CreateKeyRequest, Body()]) -> Response[str]:
     """Issue an API key; the key is in this answer only."""
     require_admin(_principal())
-    created = create_key(api_key_store(), request)
+    created = create_key(services().api_keys, request)
     return json_response(201, created.model_dump(), {"Cache-Control": "no-store"})
 
 
@@ -218,14 +214,14 @@ def list_api_keys() -> Response[str]:
     """Issued keys, paginated with `limit` and `cursor`."""
     require_admin(_principal())
     params = app.current_event.query_string_parameters or {}
-    return json_response(200, list_keys(api_key_store(), parse_limit(params.get("limit")), params.get("cursor")))
+    return json_response(200, list_keys(services().api_keys, parse_limit(params.get("limit")), params.get("cursor")))
 
 
 @app.delete("/v1/admin/keys/<key_id>", tags=["admin"], responses=responses({204: ("Revoked", None)}, 404))
 def revoke_api_key(key_id: str) -> Response[str]:
     """Revoke a key (effective within the authorizer cache TTL)."""
     require_admin(_principal())
-    revoke_key(api_key_store(), key_id)
+    revoke_key(services().api_keys, key_id)
     return Response(status_code=204, body="")
 
 
@@ -235,7 +231,7 @@ def list_dead_letters() -> Response[str]:
     require_admin(_principal())
     params = app.current_event.query_string_parameters or {}
     start = decode_cursor(params.get("cursor"), frozenset({"execution_id", "status", "created_at"}))
-    executions, last = execution_service().dead_letters(parse_limit(params.get("limit")), start)
+    executions, last = services().executions.dead_letters(parse_limit(params.get("limit")), start)
     return json_response(200, {"executions": [e.public_view() for e in executions], "next_cursor": encode_cursor(last)})
 
 
@@ -243,7 +239,7 @@ def list_dead_letters() -> Response[str]:
 def redrive_dead_letters(request: Annotated[RedriveRequest, Body()]) -> Response[str]:
     """Give each dead-lettered execution exactly one new attempt, even when two redrives race."""
     require_admin(_principal())
-    return json_response(200, execution_service().redrive(request.execution_ids))
+    return json_response(200, services().executions.redrive(request.execution_ids))
 
 
 @app.get(
@@ -254,16 +250,12 @@ def redrive_dead_letters(request: Annotated[RedriveRequest, Body()]) -> Response
 def get_admin_health() -> Response[str]:
     """Health with the error class of each failing check."""
     require_admin(_principal())
-    report = health_report(run_checks(health_checks(), get_settings().health_check_timeout_s), detailed=True)
+    report = health_report(run_checks(services().health_checks(), get_settings().health_check_timeout_s), detailed=True)
     return json_response(503 if report["status"] == "unhealthy" else 200, report)
 
 
 def _state_authorized(key: str, access: str) -> None:
-    principal = Principal.from_authorizer_context(app.current_event.request_context.authorizer.raw_event)
-    if principal is None:
-        raise errors.Unauthorized("No authenticated principal.")
-    if not principal.can(f"state.{access}:{key}"):
-        raise errors.Forbidden(f"Not permitted to {access} state {key!r}.")
+    authorize(_principal(), "state.read" if access == "read" else "state.write", key)
 
 
 def _state_body(max_bytes: int) -> Any:
@@ -273,6 +265,13 @@ def _state_body(max_bytes: int) -> Any:
     if len(body.encode("utf-8")) > max_bytes:
         raise errors.PayloadTooLarge(f"The request body is over {max_bytes} bytes.")
     return parse_json(body)
+
+
+def _state_written(status: int, key: str, register: Register) -> Response[str]:
+    # A writer that may not read gets the new version's headers, never the value.
+    if not may(_principal(), "state.read", key):
+        return Response(status_code=204, body="", headers=state_headers(register))
+    return _state_value(status, register)
 
 
 def _state_value(status: int, register: Register) -> Response[str]:
@@ -289,7 +288,7 @@ def _remaining_s() -> float:
 def get_state(key: str) -> Response[str]:
     """A key's value (the representation is the value; version and sync progress travel in headers)."""
     _state_authorized(key, "read")
-    event, service = app.current_event, state_service()
+    event, service = app.current_event, services().state_service()
     version = (event.query_string_parameters or {}).get("version")
     if version is not None:
         if not re.fullmatch(r"[0-9]{1,12}", version) or not 0 < int(version) < 10**12:
@@ -313,7 +312,7 @@ def put_state(key: str) -> Response[str]:
     headers = app.current_event.headers
     conditions = parse_preconditions(header(headers, "If-Match"), header(headers, "If-None-Match"))
     value = _state_body(get_settings().max_state_body_bytes)
-    register, created = state_service(_remaining_s).put(key, value, conditions)
+    register, created = services().state_service(_remaining_s).put(key, value, conditions)
     return _state_value(201 if created else 200, register)
 
 
@@ -331,7 +330,7 @@ def patch_state(key: str) -> Response[str]:
         raise errors.UnsupportedMediaType(f"PATCH takes {MERGE_PATCH}.", headers={"Accept-Patch": MERGE_PATCH})
     conditions = parse_preconditions(header(headers, "If-Match"), None)
     patch = _state_body(get_settings().max_state_body_bytes)
-    return _state_value(200, state_service(_remaining_s).patch(key, patch, conditions))
+    return _state_written(200, key, services().state_service(_remaining_s).patch(key, patch, conditions))
 
 
 @app.delete("/v1/state/<key>", tags=["state"], responses=responses({204: ("Deleted", None)}, 400, 412, 428))
@@ -339,7 +338,9 @@ def delete_state(key: str) -> Response[str]:
     """Delete a key (If-Match required); its gist keeps the history."""
     _state_authorized(key, "write")
     headers = app.current_event.headers
-    register = state_service(_remaining_s).delete(key, parse_preconditions(header(headers, "If-Match"), None))
+    register = (
+        services().state_service(_remaining_s).delete(key, parse_preconditions(header(headers, "If-Match"), None))
+    )
     return Response(status_code=204, body="", headers={"State-Version": str(register.version)})
 
 
@@ -350,7 +351,9 @@ def get_state_history(key: str) -> Response[str]:
     """Retained versions with the gist revision each reached."""
     _state_authorized(key, "read")
     params = app.current_event.query_string_parameters or {}
-    entries, last = state_service().history(key, parse_limit(params.get("limit")), history_cursor(params.get("cursor")))
+    entries, last = (
+        services().state_service().history(key, parse_limit(params.get("limit")), history_cursor(params.get("cursor")))
+    )
     body = {
         "versions": [{"version": e.version, "updated_at": e.updated_at, "revision": e.revision} for e in entries],
         "next_cursor": encode_cursor(last),
@@ -370,7 +373,7 @@ def restore_state(key: str) -> Response[str]:
     version = body.get("version") if isinstance(body, dict) else None
     if not isinstance(version, int) or isinstance(version, bool) or version < 1:
         raise errors.ValidationFailed([{"loc": ["body", "version"], "msg": "a positive integer"}])
-    return _state_value(200, state_service(_remaining_s).restore(key, version))
+    return _state_written(200, key, services().state_service(_remaining_s).restore(key, version))
 
 
 @app.exception_handler(errors.ProblemError)

@@ -8,7 +8,7 @@ from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from cmdgate.auth import AuthenticationFailed, authorize_request
-from cmdgate.wiring import api_key_store, jwt_verifier
+from cmdgate.wiring import services
 
 logger = Logger()
 tracer = Tracer()
@@ -22,7 +22,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     request_id = (event.get("requestContext") or {}).get("requestId")
     logger.set_correlation_id(request_id)
     try:
-        response = authorize_request(event, api_key_store(), jwt_verifier)
+        response = authorize_request(event, services().api_keys, lambda: services().jwt_verifier)
     except AuthenticationFailed as failure:
         logger.info("authentication refused", extra={"reason": str(failure)})
         metrics.add_metric(name="AuthenticationRefused", unit="Count", value=1)

@@ -12,7 +12,7 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from cmdgate.stats import parse_event
-from cmdgate.wiring import command_stats
+from cmdgate.wiring import services
 
 logger = Logger()
 tracer = Tracer()
@@ -27,7 +27,7 @@ def record_handler(record: SQSRecord) -> None:
         # state.changed and future types have no consumer here yet: acknowledged, not dead-lettered.
         logger.debug("event type without a handler", extra={"type": event["type"]})
         return
-    if command_stats().record(event, now=int(time.time())):
+    if services().command_stats.record(event, now=int(time.time())):
         metrics.add_metric(name=f"Executions_{event['status']}", unit="Count", value=1)
     else:
         logger.info("duplicate event skipped", extra={"execution_id": event.get("execution_id")})

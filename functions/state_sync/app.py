@@ -11,7 +11,7 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from cmdgate.state.sync import parse_sync_message
-from cmdgate.wiring import gist_sync
+from cmdgate.wiring import services
 
 logger = Logger()
 tracer = Tracer()
@@ -22,7 +22,7 @@ processor = SqsFifoPartialProcessor()
 
 @tracer.capture_method
 def record_handler(record: SQSRecord) -> None:
-    outcome = gist_sync().sync(parse_sync_message(record.body))
+    outcome = services().gist_sync.sync(parse_sync_message(record.body))
     if outcome.written_version is not None:
         metrics.add_metric(name="GistWrites", unit="Count", value=1)
 
@@ -31,5 +31,5 @@ def record_handler(record: SQSRecord) -> None:
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
-    gist_sync().bind_invocation(context)
+    services().gist_sync.bind_invocation(context)
     return process_partial_response(event=event, record_handler=record_handler, processor=processor, context=context)

@@ -10,7 +10,7 @@ from aws_lambda_powertools.utilities.batch.types import PartialItemFailureRespon
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from cmdgate.wiring import execution_service
+from cmdgate.wiring import services
 
 logger = Logger()
 tracer = Tracer()
@@ -22,7 +22,7 @@ processor = BatchProcessor(event_type=EventType.SQS)
 def record_handler(record: SQSRecord) -> None:
     receive_count = int(record.attributes.approximate_receive_count or "1")
     logger.append_keys(message_id=record.message_id)
-    execution_service().process_message(record.body, receive_count)
+    services().executions.process_message(record.body, receive_count)
 
 
 @logger.inject_lambda_context

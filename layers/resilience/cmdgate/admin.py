@@ -8,6 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from cmdgate import errors
 from cmdgate.auth import ApiKeyStore, Principal
+from cmdgate.authz import authorize
 from cmdgate.pagination import decode_cursor, encode_cursor
 
 Permission = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9._:*-]+$")]
@@ -50,8 +51,7 @@ class CreatedKey(BaseModel):
 
 def require_admin(principal: Principal) -> None:
     """Defence in depth: the authorizer's policy already limits admin routes to admins."""
-    if not principal.is_admin:
-        raise errors.Forbidden("This route needs the admin permission.")
+    authorize(principal, "admin")
 
 
 def create_key(keys: ApiKeyStore, request: CreateKeyRequest) -> CreatedKey:

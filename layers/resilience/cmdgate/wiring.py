@@ -1,23 +1,26 @@
-"""The composition root: builds each service once per execution environment, on first use.
+"""The composition root: `build(settings, clients) -> Services`, once per execution environment.
 
-Imports sit inside the builders: each function pays at cold start only for what it uses (the
-authorizer needs API keys, not Powertools idempotency, the Gist client or cryptography).
+Only the functions' handlers reach it (through `services()`); the layer's modules receive what
+they need as arguments, and commands through their `CommandContext` (`Services` is the
+`CommandServices` lent to them). Every part is built on first use, with its imports inside the
+builder, so each function pays at cold start only for what it uses (the authorizer needs API
+keys, not Powertools idempotency, the Gist client or cryptography).
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
-from functools import lru_cache
-from typing import TYPE_CHECKING
+from functools import cached_property, lru_cache
+from typing import TYPE_CHECKING, Any
 
 from cmdgate import aws
-from cmdgate.config import get_settings
+from cmdgate.config import Settings, get_settings
 
 if TYPE_CHECKING:
     from cmdgate.auth import ApiKeyStore
     from cmdgate.auth.jwt_tokens import JwtVerifier
-    from cmdgate.breaker import CircuitBreaker
+    from cmdgate.breaker import BreakerStore, CircuitBreaker
     from cmdgate.executions import ExecutionService, MessageQueue
     from cmdgate.health import Check
     from cmdgate.idempotency import IdempotentRequests
@@ -25,194 +28,255 @@ if TYPE_CHECKING:
     from cmdgate.ratelimit.requests import RequestRateLimiter
     from cmdgate.state.service import FifoSyncQueue, StateService
     from cmdgate.state.store import StateStore
-    from cmdgate.state.sync import GistSync, WriteThroughSync
+    from cmdgate.state.sync import GistSync
     from cmdgate.stats import CommandStats
-
-
-@lru_cache(maxsize=1)
-def api_key_store() -> ApiKeyStore:
-    """API keys in the keys table."""
-    from cmdgate.auth import ApiKeyStore
-
-    return ApiKeyStore(aws.dynamodb_table(get_settings().keys_table))
-
-
-@lru_cache(maxsize=1)
-def jwt_verifier() -> JwtVerifier | None:
-    """The JWT verifier for the configured issuers, or None when none are (imports PyJWT only then)."""
-    settings = get_settings()
-    if not settings.jwt_issuers.strip():
-        return None
-    import httpx
-    from aws_lambda_powertools.utilities.parameters import get_secret
-
-    from cmdgate.auth.jwt_tokens import JwtVerifier, parse_jwt_issuers
-
-    def secret(arn: str) -> str:
-        return str(get_secret(arn, max_age=settings.secrets_max_age_s))
-
-    http = httpx.Client(timeout=httpx.Timeout(3.0, connect=2.0))
-    return JwtVerifier(parse_jwt_issuers(settings.jwt_issuers), http=http, secret_provider=secret)
-
-
-@lru_cache(maxsize=1)
-def execution_service() -> ExecutionService:
-    """The execution service with the configured command packs loaded."""
-    from cmdgate.commands import default_registry, load_packs
-    from cmdgate.executions import ExecutionService, ExecutionStore, MessageQueue
-
-    settings = get_settings()
-    load_packs(settings.enabled_packs)
-    sqs = aws.client("sqs")
-    return ExecutionService(
-        ExecutionStore(aws.dynamodb_table(settings.executions_table)),
-        MessageQueue(sqs, settings.executions_queue_url),
-        MessageQueue(sqs, settings.events_queue_url) if settings.events_queue_url else None,
-        default_registry,
-        max_result_bytes=settings.max_result_bytes,
-        max_receive_count=settings.max_receive_count,
-        execution_ttl_s=settings.execution_ttl_days * 86400,
-    )
-
-
-@lru_cache(maxsize=1)
-def idempotent_requests() -> IdempotentRequests:
-    """Idempotency-Key handling backed by the idempotency table (Powertools schema)."""
-    from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
-
-    from cmdgate.idempotency import IdempotentRequests
-
-    settings = get_settings()
-    persistence = DynamoDBPersistenceLayer(table_name=settings.idempotency_table, boto3_client=aws.client("dynamodb"))
-    return IdempotentRequests(persistence, expires_after_s=settings.idempotency_ttl_s)
-
-
-@lru_cache(maxsize=1)
-def rate_limiter() -> RequestRateLimiter:
-    """Token buckets per (principal, command) and adaptive tightening, in the control table."""
-    from cmdgate.ratelimit import AdaptiveLimiter, DynamoDBRateLimitStore, RateLimitPolicy, TokenBucket
-    from cmdgate.ratelimit.requests import RequestRateLimiter
-
-    settings = get_settings()
-    store = DynamoDBRateLimitStore(aws.client("dynamodb"), settings.control_table)
-    return RequestRateLimiter(
-        TokenBucket(store),
-        AdaptiveLimiter(store) if settings.adaptive_rate_limit else None,
-        RateLimitPolicy(settings.default_rate_limit_quota, settings.default_rate_limit_window_s),
-    )
-
-
-@lru_cache(maxsize=1)
-def _state_parts() -> tuple[StateStore, LockManager, FifoSyncQueue, MessageQueue | None]:
-    from cmdgate.executions import MessageQueue
-    from cmdgate.locks import DynamoDBLockStore, LockConfig, LockManager
-    from cmdgate.state.service import FifoSyncQueue
-    from cmdgate.state.store import StateStore
-
-    settings = get_settings()
-    dynamodb, sqs = aws.client("dynamodb"), aws.client("sqs")
-    return (
-        StateStore(dynamodb, settings.state_table, retention_s=settings.state_retention_days * 86400),
-        # State leases are short (one read-modify-write), so waiters poll often.
-        LockManager(DynamoDBLockStore(dynamodb, settings.control_table), LockConfig(poll_s=0.05, jitter_s=0.02)),
-        FifoSyncQueue(sqs, settings.state_sync_queue_url),
-        MessageQueue(sqs, settings.events_queue_url) if settings.events_queue_url else None,
-    )
-
-
-def state_service(remaining_s: Callable[[], float] | None = None) -> StateService:
-    """The state service; `remaining_s` caps lock leases by the invocation's remaining time."""
-    from cmdgate.state.service import StateService
-    from cmdgate.state.sync import WriteThroughSync
-
-    store, locks, queue, events = _state_parts()
-    sync: FifoSyncQueue | WriteThroughSync = queue
-    if get_settings().state_gist_mode == "write_through":
-        sync = WriteThroughSync(gist_sync, queue)
-    return StateService(store, locks, sync, events, remaining_s=remaining_s, archive=gist_sync)
-
 
 GIST_BREAKER = "gist"
 
 
-def gist_breaker() -> CircuitBreaker:
-    """The breaker around the Gist API, shared by every instance through the control table."""
-    return _gist_breaker()
+class AwsClients:
+    """boto3 clients and tables (counted, reused); tests pass another object with these two methods."""
+
+    def client(self, service: str) -> Any:
+        """A low-level client for `service`."""
+        return aws.client(service)
+
+    def table(self, name: str) -> Any:
+        """A DynamoDB Table resource."""
+        return aws.dynamodb_table(name)
 
 
-@lru_cache(maxsize=1)
-def _gist_breaker() -> CircuitBreaker:
-    from cmdgate.breaker import BreakerConfig, CircuitBreaker, DynamoDBBreakerStore
+class Services:
+    """Every service of one execution environment, each built on first use."""
 
-    settings = get_settings()
-    store = DynamoDBBreakerStore(aws.client("dynamodb"), settings.control_table)
-    return CircuitBreaker(GIST_BREAKER, store, BreakerConfig(min_calls=3, open_s=10, refresh_s=2))
+    def __init__(self, settings: Settings, clients: AwsClients) -> None:
+        self._settings = settings
+        self.clients = clients
 
+    @property
+    def settings(self) -> Settings:
+        """The typed settings this environment was built from."""
+        return self._settings
 
-@lru_cache(maxsize=1)
-def gist_sync() -> GistSync:
-    """Gist sync for the state_sync function: client, encryption, shared write budget."""
-    import httpx
-    from aws_lambda_powertools.utilities.parameters import get_secret
+    # -- auth ---------------------------------------------------------------
 
-    from cmdgate.crypto import codec_for
-    from cmdgate.gist import GistClient, GistClientConfig
-    from cmdgate.ratelimit import DynamoDBRateLimitStore, RateLimitPolicy, TokenBucket
-    from cmdgate.state.sync import GistSync, GistWriteBudget
+    @cached_property
+    def api_keys(self) -> ApiKeyStore:
+        """API keys in the keys table."""
+        from cmdgate.auth import ApiKeyStore
 
-    settings = get_settings()
+        return ApiKeyStore(self.clients.table(self.settings.keys_table))
 
-    def token() -> str:
-        return str(get_secret(settings.github_token_secret_arn, max_age=settings.secrets_max_age_s))
+    @cached_property
+    def jwt_verifier(self) -> JwtVerifier | None:
+        """The JWT verifier for the configured issuers, or None when none are (imports PyJWT only then)."""
+        if not self.settings.jwt_issuers.strip():
+            return None
+        import httpx
 
-    client = GistClient(
-        httpx.Client(timeout=httpx.Timeout(10.0, connect=3.0)),
-        token,
-        base_url=settings.gist_api_url,
-        config=GistClientConfig(min_write_interval_s=settings.gist_min_write_interval_s),
-        breaker=gist_breaker(),
-    )
-    if settings.state_gist_encryption == "plaintext":
-        codec = codec_for("plaintext")
-    else:
-        codec = codec_for("kms", aws.client("kms"), settings.state_kms_key_id)
-    bucket = TokenBucket(DynamoDBRateLimitStore(aws.client("dynamodb"), settings.control_table))
-    token_id = hashlib.sha256(settings.github_token_secret_arn.encode()).hexdigest()[:16]
-    budget = GistWriteBudget(
-        bucket,
-        token_id,
-        (RateLimitPolicy(settings.gist_writes_per_minute, 60), RateLimitPolicy(settings.gist_writes_per_hour, 3600)),
-    )
-    return GistSync(_state_parts()[0], client, codec, budget)
+        from cmdgate.auth.jwt_tokens import JwtVerifier, parse_jwt_issuers
 
+        http = httpx.Client(timeout=httpx.Timeout(3.0, connect=2.0))
+        return JwtVerifier(parse_jwt_issuers(self.settings.jwt_issuers), http=http, secret_provider=self.secret)
 
-@lru_cache(maxsize=1)
-def command_stats() -> CommandStats:
-    """Per-command counters in the control table."""
-    from cmdgate.stats import CommandStats
+    def secret(self, arn: str) -> str:
+        """A Secrets Manager secret through Powertools Parameters (cached for `secrets_max_age_s`)."""
+        from aws_lambda_powertools.utilities.parameters import get_secret
 
-    return CommandStats(aws.client("dynamodb"), get_settings().control_table)
+        return str(get_secret(arn, max_age=self.settings.secrets_max_age_s))
 
+    # -- commands and executions ---------------------------------------------
 
-def health_checks() -> list[Check]:
-    """The dependencies `/v1/health` probes."""
-    from cmdgate.health import Check
+    @cached_property
+    def executions(self) -> ExecutionService:
+        """The execution service with the configured command packs loaded."""
+        from cmdgate.commands import default_registry, load_packs
+        from cmdgate.executions import ExecutionService, ExecutionStore
 
-    settings = get_settings()
-
-    def dynamodb() -> None:
-        aws.client("dynamodb").get_item(TableName=settings.control_table, Key={"pk": {"S": "health#probe"}})
-
-    def sqs() -> None:
-        aws.client("sqs").get_queue_attributes(
-            QueueUrl=settings.executions_queue_url, AttributeNames=["ApproximateNumberOfMessages"]
+        settings = self.settings
+        load_packs(settings.enabled_packs)
+        return ExecutionService(
+            ExecutionStore(self.clients.table(settings.executions_table)),
+            self._queue(settings.executions_queue_url),
+            self.events_queue,
+            default_registry,
+            services=self,
+            max_result_bytes=settings.max_result_bytes,
+            max_receive_count=settings.max_receive_count,
+            execution_ttl_s=settings.execution_ttl_days * 86400,
         )
 
-    def gist() -> None:
-        if gist_breaker().state() == "open":
-            raise GistCircuitOpen("the gist circuit is open")
+    @cached_property
+    def idempotent_requests(self) -> IdempotentRequests:
+        """Idempotency-Key handling backed by the idempotency table (Powertools schema)."""
+        from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
 
-    return [Check("dynamodb", dynamodb), Check("sqs", sqs), Check("gist", gist, critical=False)]
+        from cmdgate.idempotency import IdempotentRequests
+
+        settings = self.settings
+        persistence = DynamoDBPersistenceLayer(
+            table_name=settings.idempotency_table, boto3_client=self.clients.client("dynamodb")
+        )
+        return IdempotentRequests(persistence, expires_after_s=settings.idempotency_ttl_s)
+
+    @cached_property
+    def rate_limiter(self) -> RequestRateLimiter:
+        """A token bucket per principal (plus commands' own limits) and adaptive tightening."""
+        from cmdgate.ratelimit import AdaptiveLimiter, DynamoDBRateLimitStore, RateLimitPolicy, TokenBucket
+        from cmdgate.ratelimit.requests import RequestRateLimiter
+
+        settings = self.settings
+        store = DynamoDBRateLimitStore(self.clients.client("dynamodb"), settings.control_table)
+        return RequestRateLimiter(
+            TokenBucket(store),
+            AdaptiveLimiter(store) if settings.adaptive_rate_limit else None,
+            RateLimitPolicy(settings.default_rate_limit_quota, settings.default_rate_limit_window_s),
+        )
+
+    @cached_property
+    def command_stats(self) -> CommandStats:
+        """Per-command counters in the control table."""
+        from cmdgate.stats import CommandStats
+
+        return CommandStats(self.clients.client("dynamodb"), self.settings.control_table)
+
+    def breaker_store(self) -> BreakerStore:
+        """Breaker state shared by every instance through the control table (for downstreams' breakers)."""
+        return self._breaker_store
+
+    @cached_property
+    def _breaker_store(self) -> BreakerStore:
+        from cmdgate.breaker import DynamoDBBreakerStore
+
+        return DynamoDBBreakerStore(self.clients.client("dynamodb"), self.settings.control_table)
+
+    # -- state ----------------------------------------------------------------
+
+    def state_service(self, remaining_s: Callable[[], float] | None = None) -> StateService:
+        """The state service; `remaining_s` caps lock leases by the invocation's remaining time."""
+        from cmdgate.state.service import StateService
+        from cmdgate.state.sync import WriteThroughSync
+
+        sync: FifoSyncQueue | WriteThroughSync = self._state_sync_queue
+        if self.settings.state_gist_mode == "write_through":
+            sync = WriteThroughSync(lambda: self.gist_sync, self._state_sync_queue)
+        return StateService(
+            self._state_store,
+            self._state_locks,
+            sync,
+            self.events_queue,
+            remaining_s=remaining_s,
+            archive=lambda: self.gist_sync,
+        )
+
+    @cached_property
+    def _state_store(self) -> StateStore:
+        from cmdgate.state.store import StateStore
+
+        settings = self.settings
+        return StateStore(
+            self.clients.client("dynamodb"), settings.state_table, retention_s=settings.state_retention_days * 86400
+        )
+
+    @cached_property
+    def _state_locks(self) -> LockManager:
+        from cmdgate.locks import DynamoDBLockStore, LockConfig, LockManager
+
+        # State leases are short (one read-modify-write), so waiters poll often.
+        store = DynamoDBLockStore(self.clients.client("dynamodb"), self.settings.control_table)
+        return LockManager(store, LockConfig(poll_s=0.05, jitter_s=0.02))
+
+    @cached_property
+    def _state_sync_queue(self) -> FifoSyncQueue:
+        from cmdgate.state.service import FifoSyncQueue
+
+        return FifoSyncQueue(self.clients.client("sqs"), self.settings.state_sync_queue_url)
+
+    @cached_property
+    def gist_breaker(self) -> CircuitBreaker:
+        """The breaker around the Gist API, shared by every instance through the control table."""
+        from cmdgate.breaker import BreakerConfig, CircuitBreaker
+
+        return CircuitBreaker(GIST_BREAKER, self._breaker_store, BreakerConfig(min_calls=3, open_s=10, refresh_s=2))
+
+    @cached_property
+    def gist_sync(self) -> GistSync:
+        """Gist sync for the state_sync function: client, encryption, shared write budget."""
+        import httpx
+
+        from cmdgate.crypto import codec_for
+        from cmdgate.gist import GistClient, GistClientConfig
+        from cmdgate.ratelimit import DynamoDBRateLimitStore, RateLimitPolicy, TokenBucket
+        from cmdgate.state.sync import GistSync, GistWriteBudget
+
+        settings = self.settings
+        client = GistClient(
+            httpx.Client(timeout=httpx.Timeout(10.0, connect=3.0)),
+            lambda: self.secret(settings.github_token_secret_arn),
+            base_url=settings.gist_api_url,
+            config=GistClientConfig(min_write_interval_s=settings.gist_min_write_interval_s),
+            breaker=self.gist_breaker,
+        )
+        if settings.state_gist_encryption == "plaintext":
+            codec = codec_for("plaintext")
+        else:
+            codec = codec_for("kms", self.clients.client("kms"), settings.state_kms_key_id)
+        bucket = TokenBucket(DynamoDBRateLimitStore(self.clients.client("dynamodb"), settings.control_table))
+        token_id = hashlib.sha256(settings.github_token_secret_arn.encode()).hexdigest()[:16]
+        budget = GistWriteBudget(
+            bucket,
+            token_id,
+            (
+                RateLimitPolicy(settings.gist_writes_per_minute, 60),
+                RateLimitPolicy(settings.gist_writes_per_hour, 3600),
+            ),
+        )
+        return GistSync(self._state_store, client, codec, budget)
+
+    # -- queues and health ------------------------------------------------------
+
+    @cached_property
+    def events_queue(self) -> MessageQueue | None:
+        """The events queue (command.executed, state.changed), when configured."""
+        return self._queue(self.settings.events_queue_url) if self.settings.events_queue_url else None
+
+    def _queue(self, url: str) -> MessageQueue:
+        from cmdgate.executions import MessageQueue
+
+        return MessageQueue(self.clients.client("sqs"), url)
+
+    def health_checks(self) -> list[Check]:
+        """The dependencies `/v1/health` probes."""
+        from cmdgate.health import Check
+
+        settings = self.settings
+
+        def dynamodb() -> None:
+            self.clients.client("dynamodb").get_item(
+                TableName=settings.control_table, Key={"pk": {"S": "health#probe"}}
+            )
+
+        def sqs() -> None:
+            self.clients.client("sqs").get_queue_attributes(
+                QueueUrl=settings.executions_queue_url, AttributeNames=["ApproximateNumberOfMessages"]
+            )
+
+        def gist() -> None:
+            if self.gist_breaker.state() == "open":
+                raise GistCircuitOpen("the gist circuit is open")
+
+        return [Check("dynamodb", dynamodb), Check("sqs", sqs), Check("gist", gist, critical=False)]
+
+
+def build(settings: Settings, clients: AwsClients | None = None) -> Services:
+    """The composition root of one execution environment."""
+    return Services(settings, clients or AwsClients())
+
+
+@lru_cache(maxsize=1)
+def services() -> Services:
+    """This environment's services, from its settings (the handlers' one entry point)."""
+    return build(get_settings())
 
 
 class GistCircuitOpen(Exception):

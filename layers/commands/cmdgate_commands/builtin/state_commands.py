@@ -1,6 +1,8 @@
 """Commands over versioned state: `state.get`, `state.merge`, `counter.increment`.
 
-Running one of them is the permission (`commands.run:<name>`); they reach any key.
+Each declares the param that names its key, so running it needs `commands.run:<name>` and
+the same `state.read:<key>` / `state.write:<key>` the state routes need (they all answer the
+value, so the writers need read too). The state service comes from the command's context.
 """
 
 from __future__ import annotations
@@ -9,9 +11,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from cmdgate import errors
 from cmdgate.commands import CommandContext, command
 from cmdgate.state.service import Preconditions
-from cmdgate.wiring import state_service
 
 StateKey = Field(pattern=r"^[a-z0-9][a-z0-9._:-]{0,127}$")
 
@@ -34,40 +36,59 @@ class MergeParams(BaseModel):
 class IncrementParams(BaseModel):
     """A counter and the amount to add."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
     key: str = StateKey
     by: int = Field(default=1, ge=-(10**12), le=10**12)
 
 
-@command("state.get", description="Read a state key's value and version.", params=GetParams, timeout_s=10)
+class NotACounter(errors.ProblemError):
+    """The key holds something other than an integer: nothing is written."""
+
+    status, code, title = 409, "STATE_NOT_A_COUNTER", "State value is not a counter"
+
+
+@command(
+    "state.get",
+    description="Read a state key's value and version.",
+    params=GetParams,
+    timeout_s=10,
+    state_keys={"key": ("read",)},
+)
 def state_get(params: GetParams, context: CommandContext) -> dict[str, Any]:
     """The value and its version."""
-    register = state_service(context.remaining_s).get(params.key)
+    register = context.state().get(params.key)
     return {"key": params.key, "version": register.version, "value": register.value}
 
 
 @command(
-    "state.merge", description="Merge-patch a state key (RFC 7396) under its lock.", params=MergeParams, timeout_s=15
+    "state.merge",
+    description="Merge-patch a state key (RFC 7396) under its lock.",
+    params=MergeParams,
+    timeout_s=15,
+    state_keys={"key": ("read", "write")},
 )
 def state_merge(params: MergeParams, context: CommandContext) -> dict[str, Any]:
     """Apply the patch; returns the new version and value."""
-    register = state_service(context.remaining_s).patch(params.key, params.patch, Preconditions())
+    register = context.state().patch(params.key, params.patch, Preconditions())
     return {"key": params.key, "version": register.version, "value": register.value}
 
 
 @command(
     "counter.increment",
-    description="Add `by` to the number at state key `key` (created at 0), under its lock.",
+    description="Add `by` to the integer at state key `key` (created at 0), under its lock.",
     params=IncrementParams,
     timeout_s=15,
+    state_keys={"key": ("read", "write")},
 )
 def counter_increment(params: IncrementParams, context: CommandContext) -> dict[str, Any]:
-    """The counter's new value; concurrent increments never lose one."""
-    service = state_service(context.remaining_s)
+    """The counter's new value; concurrent increments never lose one; a non-integer is left untouched (409)."""
+    service = context.state()
     service.ensure(params.key, 0)
 
     def add(current: Any) -> Any:
-        return (current if isinstance(current, int) and not isinstance(current, bool) else 0) + params.by
+        if not isinstance(current, int) or isinstance(current, bool):
+            raise NotACounter(f"State {params.key!r} holds {type(current).__name__}, not an integer.")
+        return current + params.by
 
     register = service.update(params.key, add)
     return {"key": params.key, "version": register.version, "value": register.value}

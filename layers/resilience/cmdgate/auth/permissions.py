@@ -9,6 +9,8 @@ from functools import lru_cache
 from typing import Any
 
 ADMIN = "admin"
+# Actions whose permission names a resource (`<action>:<resource>`); the others are the action alone.
+SCOPED_ACTIONS: frozenset[str] = frozenset({"commands.run", "state.read", "state.write"})
 
 
 @lru_cache(maxsize=1024)

@@ -4,13 +4,20 @@ from __future__ import annotations
 
 import importlib
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict
 
-from cmdgate.auth.routes import command_permission
+from cmdgate.authz import StateAccess, command_permission
+from cmdgate.ratelimit.policy import RateLimitPolicy
+
+if TYPE_CHECKING:
+    from cmdgate.breaker import BreakerStore
+    from cmdgate.config import Settings
+    from cmdgate.state.service import StateService
 
 Mode = Literal["sync", "async"]
 IdempotencyPolicy = Literal["required", "optional"]
@@ -23,18 +30,48 @@ class NoParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class CommandServices(Protocol):
+    """What the composition root lends to commands; each part is built on first use."""
+
+    @property
+    def settings(self) -> Settings: ...
+
+    def state_service(self, remaining_s: Callable[[], float] | None = None) -> StateService: ...
+
+    def breaker_store(self) -> BreakerStore: ...
+
+
+class NoServices:
+    """For contexts built without a composition root (unit tests of pure commands): every use fails."""
+
+    @property
+    def settings(self) -> Settings:
+        raise RuntimeError("this command context has no services")
+
+    def state_service(self, remaining_s: Callable[[], float] | None = None) -> StateService:
+        raise RuntimeError("this command context has no services")
+
+    def breaker_store(self) -> BreakerStore:
+        raise RuntimeError("this command context has no services")
+
+
 @dataclass
 class CommandContext:
-    """What a running command may know about its execution."""
+    """What a running command may know about its execution, and the services it may use."""
 
     execution_id: str
     principal_id: str
     attempt: int
     deadline: float  # time.monotonic() value
+    services: CommandServices = field(default_factory=NoServices)
 
     def remaining_s(self) -> float:
         """Seconds left before the command's timeout."""
         return max(0.0, self.deadline - time.monotonic())
+
+    def state(self) -> StateService:
+        """The state service, its lock leases capped by this command's remaining time."""
+        return self.services.state_service(self.remaining_s)
 
 
 CommandHandler = Callable[[Any, CommandContext], Any]
@@ -55,6 +92,10 @@ class CommandSpec:
     timeout_s: float = 10.0
     pre_hooks: tuple[Hook, ...] = field(default=())
     post_hooks: tuple[Hook, ...] = field(default=())
+    # Params naming state keys, and what the command does with each (cmdgate.authz checks them).
+    state_keys: Mapping[str, tuple[StateAccess, ...]] = field(default_factory=lambda: MappingProxyType({}))
+    # A limit of the command's own, on top of the caller's (both apply).
+    rate_limit: RateLimitPolicy | None = None
 
     def describe(self) -> dict[str, Any]:
         """The public description shown by `GET /v1/commands`."""
@@ -66,6 +107,12 @@ class CommandSpec:
             "idempotency": self.idempotency,
             "modes": list(self.modes),
             "timeout_s": self.timeout_s,
+            "state_keys": {name: list(accesses) for name, accesses in self.state_keys.items()},
+            **(
+                {"rate_limit": {"quota": self.rate_limit.quota, "window_s": self.rate_limit.window_s}}
+                if self.rate_limit
+                else {}
+            ),
         }
 
 
@@ -81,6 +128,9 @@ class CommandRegistry:
             raise ValueError(f"command {spec.name!r} is already registered")
         if "sync" in spec.modes and spec.timeout_s > MAX_SYNC_TIMEOUT_S:
             raise ValueError(f"command {spec.name!r}: a sync timeout is at most {MAX_SYNC_TIMEOUT_S} s")
+        for field_name, accesses in spec.state_keys.items():
+            if field_name not in spec.params_model.model_fields or not accesses:
+                raise ValueError(f"command {spec.name!r}: state key param {field_name!r} is not a declared param")
         self._commands[spec.name] = spec
 
     def get(self, name: str) -> CommandSpec | None:
@@ -106,9 +156,16 @@ def command(
     timeout_s: float = 10.0,
     pre_hooks: Iterable[Hook] = (),
     post_hooks: Iterable[Hook] = (),
+    state_keys: Mapping[str, Iterable[StateAccess]] | None = None,
+    rate_limit: tuple[int, int] | None = None,
     registry: CommandRegistry | None = None,
 ) -> Callable[[CommandHandler], CommandHandler]:
-    """Declare a command: `@command("echo", description=..., params=EchoParams)`."""
+    """Declare a command: `@command("echo", description=..., params=EchoParams)`.
+
+    `state_keys={"key": ("read", "write")}` says param `key` names a state key the command reads
+    and writes (callers need `state.read:`/`state.write:` on it); `rate_limit=(quota, window_s)`
+    adds a limit of the command's own on top of each caller's.
+    """
 
     def decorate(handler: CommandHandler) -> CommandHandler:
         (registry or default_registry).register(
@@ -123,6 +180,8 @@ def command(
                 timeout_s=timeout_s,
                 pre_hooks=tuple(pre_hooks),
                 post_hooks=tuple(post_hooks),
+                state_keys=MappingProxyType({k: tuple(v) for k, v in (state_keys or {}).items()}),
+                rate_limit=RateLimitPolicy(rate_limit[0], rate_limit[1], f"command.{name}") if rate_limit else None,
             )
         )
         return handler

@@ -44,6 +44,8 @@ class Execution(BaseModel):
     finished_at: str | None = None
     expires_at: int = 0
     lease_until: int | None = None  # epoch seconds; while in the future, the running attempt owns the record
+    # The principal's permission patterns when the run was authorized: the worker checks them again.
+    permissions: tuple[str, ...] = ()
 
     def public_view(self) -> dict[str, Any]:
         """The `GET /v1/executions/{id}` representation."""
@@ -74,6 +76,7 @@ class Execution(BaseModel):
             "attempts": self.attempts,
             "created_at": self.created_at,
             "expires_at": self.expires_at,
+            "permissions": list(self.permissions),
         }
         if self.started_at:
             item["started_at"] = self.started_at
@@ -111,4 +114,5 @@ class Execution(BaseModel):
             finished_at=item.get("finished_at"),
             expires_at=int(item.get("expires_at", 0)),
             lease_until=int(item["lease_until"]) if item.get("lease_until") is not None else None,
+            permissions=tuple(str(p) for p in item.get("permissions") or ()),
         )

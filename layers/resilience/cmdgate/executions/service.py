@@ -13,8 +13,8 @@ from pydantic import BaseModel, ValidationError
 
 from cmdgate import errors
 from cmdgate.auth import Principal
-from cmdgate.auth.routes import command_permission
-from cmdgate.commands import CommandContext, CommandRegistry, CommandSpec
+from cmdgate.authz import authorize, authorize_command, may
+from cmdgate.commands import CommandContext, CommandRegistry, CommandServices, CommandSpec, NoServices
 from cmdgate.executions.model import Execution, ExecutionError, Status, utc_now_iso
 from cmdgate.executions.queue import MessageQueue, PoisonMessage, attempt_limit, parse_execution_message
 from cmdgate.executions.runner import Outcome, run_attempt
@@ -65,6 +65,7 @@ class ExecutionService:
         events_queue: MessageQueue | None,
         registry: CommandRegistry,
         *,
+        services: CommandServices | None = None,
         max_result_bytes: int = 256 * 1024,
         max_receive_count: int = 3,
         execution_ttl_s: int = 30 * 86400,
@@ -74,6 +75,7 @@ class ExecutionService:
         self._executions_queue = executions_queue
         self._events_queue = events_queue
         self._registry = registry
+        self._services: CommandServices = services or NoServices()
         self._max_result_bytes = max_result_bytes
         self._max_receive_count = max_receive_count
         self._execution_ttl_s = execution_ttl_s
@@ -94,8 +96,8 @@ class ExecutionService:
     def resolve_command(self, principal: Principal, name: str) -> CommandSpec:
         """The command, if the principal may run it (403 before 404, so the catalogue does not leak)."""
         spec = self._registry.get(name)
-        if not principal.can(spec.permission if spec else command_permission(name)):
-            raise errors.Forbidden(f"Not permitted to run command {name!r}.")
+        if spec is None or not principal.can(spec.permission):
+            authorize(principal, "commands.run", name)
         if spec is None:
             raise errors.CommandNotFound(f"No command named {name!r}.")
         return spec
@@ -105,13 +107,14 @@ class ExecutionService:
         return self.start(principal, self.prepare(principal, name, body, prefer_async))
 
     def prepare(self, principal: Principal, name: str, body: str | None, prefer_async: bool) -> PreparedRun:
-        """Every check made before a command starts (403, 404, 400, 422); raises ProblemError."""
+        """Every check made before a command starts or is queued (403, 404, 400, 422); raises ProblemError."""
         spec = self.resolve_command(principal, name)
         raw = parse_json_object(body)
         try:
             params = spec.params_model.model_validate(raw)
         except ValidationError as exc:
             raise errors.ValidationFailed(errors.validation_errors_from_pydantic(exc.errors())) from None
+        authorize_command(principal, spec, params)  # the state keys its params name
         run_async = (prefer_async and "async" in spec.modes) or "sync" not in spec.modes
         return PreparedRun(spec, params, raw, run_async, preference_applied=prefer_async and run_async)
 
@@ -127,6 +130,7 @@ class ExecutionService:
             params=params.model_dump(mode="json"),
             created_at=utc_now_iso(),
             expires_at=int(self._clock()) + self._execution_ttl_s,
+            permissions=principal.permissions,
         )
         if run_async:
             return self._enqueue(execution, preference_applied=prepared.preference_applied)
@@ -135,7 +139,7 @@ class ExecutionService:
     def get(self, principal: Principal, execution_id: str) -> Execution:
         """An execution its creator (or admin) may see; anyone else gets 404."""
         execution = self._store.get(execution_id) if _looks_like_id(execution_id) else None
-        if execution is None or not (principal.is_admin or execution.principal_id == principal.principal_id):
+        if execution is None or not may(principal, "executions.read", execution.principal_id):
             raise errors.ExecutionNotFound(f"No execution {execution_id!r}.")
         return execution
 
@@ -157,6 +161,13 @@ class ExecutionService:
             logger.info("execution already finished; message acknowledged", extra={"execution_id": execution_id})
             return
         params = spec.params_model.model_validate(running.params)
+        try:
+            # Again, with the permissions the run was authorized with: an async run can do no more
+            # than a sync one (and a record without them - written before they were kept - nothing).
+            authorize_command(Principal(running.principal_id, running.permissions), spec, params)
+        except errors.ProblemError as refused:
+            self._finish(running, "failed", _refusal_outcome(refused))
+            return
         outcome = self._attempt(spec, running, params)
         if outcome.ok:
             self._finish(running, "succeeded", outcome)
@@ -269,6 +280,7 @@ class ExecutionService:
             principal_id=execution.principal_id,
             attempt=execution.attempts,
             deadline=time.monotonic() + spec.timeout_s,
+            services=self._services,
         )
         started = time.monotonic()
         outcome = run_attempt(spec, params, context, self._max_result_bytes)
@@ -333,6 +345,10 @@ def parse_json_object(body: str | None) -> dict[str, Any]:
 
 def _looks_like_id(execution_id: str) -> bool:
     return 0 < len(execution_id) <= 64 and execution_id.isalnum()
+
+
+def _refusal_outcome(refused: errors.ProblemError) -> Outcome:
+    return Outcome(False, status=refused.status, code=refused.code, detail=refused.detail)
 
 
 def _error_of(outcome: Outcome) -> ExecutionError:
