@@ -91,17 +91,17 @@ def get_health() -> Response[str]:
 
 
 def rate_limit(app: APIGatewayRestResolver, next_middleware: NextMiddleware) -> Response[str]:
-    """Every authenticated request takes from its (principal, command) bucket and carries the RateLimit fields."""
+    """Every authenticated request takes from its principal's bucket (and a command's own) and carries the fields."""
     principal = Principal.from_authorizer_context(app.current_event.request_context.authorizer.raw_event)
     if principal is None:  # the open routes (health, openapi)
         return next_middleware(app)
     limiter = services().rate_limiter
     name = (app.current_event.path_parameters or {}).get("name")
-    # Only real commands get a bucket of their own: made-up names must not mint fresh quotas.
-    known = app.current_event.resource == "/v1/commands/{name}" and name and services().executions.knows(name)
-    scope = name if known and name else "api"
+    # Only a real command that declares a limit adds a bucket: made-up names mint nothing.
+    is_run = app.current_event.resource == "/v1/commands/{name}"
+    own = services().executions.own_rate_limit(name) if is_run and name else None
     try:
-        decision = limiter.admit(principal, scope)
+        decision = limiter.admit(principal, own)
     except RateLimited as refused:
         limiter.record(principal, refused.status)
         return problem_response(refused, _request_id())

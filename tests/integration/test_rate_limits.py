@@ -1,4 +1,4 @@
-"""Per-caller rate limits (token bucket per principal and command) through the local stack."""
+"""Per-caller rate limits (one token bucket per principal, plus a command's own) through the local stack."""
 
 from __future__ import annotations
 
@@ -47,8 +47,32 @@ def test_over_the_quota_is_429_problem_with_retry_after(stack: Stack) -> None:
     limit = fields(refused.headers["ratelimit"])
     assert limit["r"] == "0"
     assert int(refused.headers["retry-after"]) >= int(limit["t"]) >= 1
-    # Buckets are per command: another command still has its own quota.
-    assert client.post("/v1/commands/sleep", json={"seconds": 0}).status_code == 200
+    # The bucket is the principal's: another command, or another route, gets no fresh quota.
+    assert_problem(client.post("/v1/commands/sleep", json={"seconds": 0}), 429, "RATE_LIMITED")
+    assert_problem(client.get("/v1/commands"), 429, "RATE_LIMITED")
+
+
+def test_a_quota_bounds_all_commands_of_a_key_together(stack: Stack) -> None:
+    client = stack.client(key_with_limit(stack, 5, 60))
+    commands = ["echo", "sleep", "state.get", "count", "blob", "fail"]
+    statuses = [client.post(f"/v1/commands/{name}", json={}).status_code for name in commands for _ in range(5)]
+    # 30 requests over six commands: 5 admitted in all (whatever each answered), the rest refused.
+    assert len([s for s in statuses if s != 429]) == 5
+    assert statuses.count(429) == 25
+
+
+def test_a_command_limit_applies_on_top_of_the_callers(stack: Stack) -> None:
+    client = stack.client(key_with_limit(stack, 10, 60))
+    answers = [client.post("/v1/commands/limited", json={"n": n}) for n in range(3)]
+    assert [a.status_code for a in answers] == [200, 200, 429]
+    assert answers[0].headers["ratelimit-policy"] == '"default";q=10;w=60, "command.limited";q=2;w=60'
+    assert answers[0].headers["ratelimit"].startswith('"command.limited";r=1;')
+    refused = assert_problem(answers[2], 429, "RATE_LIMITED")
+    assert refused["violated-policies"] == ["command.limited"]
+    # The refusal spent nothing of the caller's quota: 10 - 2 requests remain for the rest.
+    echo = client.post("/v1/commands/echo", json={})
+    assert echo.status_code == 200
+    assert echo.headers["ratelimit"].startswith('"default";r=7;')
 
 
 def test_replays_count_against_the_quota(stack: Stack) -> None:

@@ -20,6 +20,7 @@ from cmdgate.ratelimit import (
     RateLimitStore,
     TokenBucket,
 )
+from cmdgate.ratelimit.store import TatWrite
 from tests.unit.aws_helpers import CallLog, SerializedClient
 
 TABLE = "unit-ControlTable"  # made by the `table_like` fixture (tests/unit/conftest.py)
@@ -348,18 +349,66 @@ def test_a_wrong_first_guess_costs_a_second_update_item(counted):
 # -- the storage seam's contract (both adapters) -------------------------------------------
 
 
-def test_advance_only_moves_a_tat_between_now_and_the_limit(store):
-    kwargs = {"interval_us": 10, "max_tat_us": 1_050, "expires_at": 100}
-    assert store.advance("p", "s", now_us=1_000, **kwargs) == (False, None)  # no bucket yet
-    assert store.restart("p", "s", now_us=900, interval_us=10, expires_at=100) == (True, 910)
-    assert store.advance("p", "s", now_us=1_000, **kwargs) == (False, 910)  # stale: must not bank credit
-    assert store.restart("p", "s", now_us=1_000, interval_us=10, expires_at=100) == (True, 1_010)
-    assert store.advance("p", "s", now_us=1_000, **kwargs) == (True, 1_020)
-    assert store.advance("p", "s", now_us=1_000, interval_us=10, max_tat_us=1_019, expires_at=100) == (False, 1_020)
-    assert store.advance("p", "s", now_us=1_020, interval_us=10, max_tat_us=1_020, expires_at=100) == (True, 1_030)
+def busy(now_us: int, max_tat_us: int, slot: str = "", interval_us: int = 10) -> TatWrite:
+    return TatWrite(slot, True, now_us, interval_us, max_tat_us)
 
 
-def test_restart_refuses_a_bucket_that_is_not_behind_the_clock(store):
-    assert store.restart("p", "s", now_us=1_000, interval_us=10, expires_at=100) == (True, 1_010)
-    assert store.restart("p", "s", now_us=1_010, interval_us=10, expires_at=100) == (False, 1_010)
-    assert store.restart("p", "s", now_us=1_011, interval_us=10, expires_at=100) == (True, 1_021)
+def idle(now_us: int, slot: str = "", interval_us: int = 10) -> TatWrite:
+    return TatWrite(slot, False, now_us, interval_us, 0)
+
+
+def test_busy_write_only_moves_a_tat_between_now_and_the_limit(store):
+    assert store.take("p", "s", [busy(1_000, 1_050)], expires_at=100) == (False, {"": None})  # no bucket yet
+    assert store.take("p", "s", [idle(900)], expires_at=100) == (True, {"": 910})
+    assert store.take("p", "s", [busy(1_000, 1_050)], expires_at=100) == (False, {"": 910})  # stale: no banked credit
+    assert store.take("p", "s", [idle(1_000)], expires_at=100) == (True, {"": 1_010})
+    assert store.take("p", "s", [busy(1_000, 1_050)], expires_at=100) == (True, {"": 1_020})
+    assert store.take("p", "s", [busy(1_000, 1_019)], expires_at=100) == (False, {"": 1_020})
+    assert store.take("p", "s", [busy(1_020, 1_020)], expires_at=100) == (True, {"": 1_030})
+
+
+def test_idle_write_refuses_a_bucket_that_is_not_behind_the_clock(store):
+    assert store.take("p", "s", [idle(1_000)], expires_at=100) == (True, {"": 1_010})
+    assert store.take("p", "s", [idle(1_010)], expires_at=100) == (False, {"": 1_010})
+    assert store.take("p", "s", [idle(1_011)], expires_at=100) == (True, {"": 1_021})
+
+
+def test_several_buckets_of_one_item_move_together_or_not_at_all(store):
+    assert store.take("p", "s", [idle(1_000), idle(1_000, "cmd", 100)], expires_at=100) == (
+        True,
+        {"": 1_010, "cmd": 1_100},
+    )
+    # The command's bucket is full (its limit is tighter): the caller's must not move either.
+    refused = store.take("p", "s", [busy(1_000, 1_050), busy(1_000, 1_050, "cmd", 100)], expires_at=100)
+    assert refused == (False, {"": 1_010, "cmd": 1_100})
+    assert store.take("p", "s", [busy(1_000, 1_050)], expires_at=100) == (True, {"": 1_020})
+
+
+# -- several policies at once (a caller's and a command's own) -------------------------------
+
+
+def test_a_command_limit_tighter_than_the_callers_refuses_first_and_is_reported(store):
+    bucket = TokenBucket(store, clock=lambda: T0)
+    caller, own = RateLimitPolicy(10, 60), RateLimitPolicy(2, 60, "command.deploy")
+    verdicts = [bucket.take_all("alice", "api", [("", caller), ("deploy", own)]) for _ in range(3)]
+    assert [v.allowed for v in verdicts] == [True, True, False]
+    first = verdicts[0].headers()
+    assert first["RateLimit-Policy"] == '"default";q=10;w=60, "command.deploy";q=2;w=60'
+    assert first["RateLimit"].startswith('"command.deploy";r=1;')
+    refused = verdicts[2]
+    assert [d.policy.name for d in refused.refused] == ["command.deploy"]
+    assert int(refused.headers()["Retry-After"]) >= 1
+    # The refusal took nothing from the caller's bucket: 8 other requests still fit.
+    others = [bucket.take_all("alice", "api", [("", caller)]).allowed for _ in range(9)]
+    assert others == [True] * 8 + [False]
+
+
+def test_a_callers_quota_bounds_all_its_commands_together(store):
+    bucket = TokenBucket(store, clock=lambda: T0)
+    caller = RateLimitPolicy(5, 60)
+    admitted = [
+        bucket.take_all("alice", "api", [("", caller), *([(name, RateLimitPolicy(100, 60, "c"))] if name else [])])
+        for name in ["a", "b", "", "c", "d", "e", "f"]
+    ]
+    assert [v.allowed for v in admitted] == [True] * 5 + [False] * 2
+    assert admitted[-1].headers()["RateLimit"].startswith('"default";r=0;')

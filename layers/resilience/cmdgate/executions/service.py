@@ -20,6 +20,7 @@ from cmdgate.executions.queue import MessageQueue, PoisonMessage, attempt_limit,
 from cmdgate.executions.runner import Outcome, run_attempt
 from cmdgate.executions.store import ExecutionStore
 from cmdgate.http import parse_json
+from cmdgate.ratelimit.policy import RateLimitPolicy
 
 logger = Logger(child=True)
 # An attempt's lease outlives the command's timeout by this much before another attempt may take over.
@@ -89,9 +90,10 @@ class ExecutionService:
         page = allowed[:limit]
         return [spec.describe() for spec in page], page[-1].name if len(allowed) > limit else None
 
-    def knows(self, name: str) -> bool:
-        """True if a command of that name is registered."""
-        return self._registry.get(name) is not None
+    def own_rate_limit(self, name: str) -> tuple[str, RateLimitPolicy] | None:
+        """(bucket slot, policy) of a command that declares a limit of its own, for the rate limiter."""
+        spec = self._registry.get(name)
+        return (spec.name, spec.rate_limit) if spec is not None and spec.rate_limit is not None else None
 
     def resolve_command(self, principal: Principal, name: str) -> CommandSpec:
         """The command, if the principal may run it (403 before 404, so the catalogue does not leak)."""

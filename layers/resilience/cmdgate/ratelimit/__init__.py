@@ -4,10 +4,10 @@
     bucket, adaptive = TokenBucket(store), AdaptiveLimiter(store)
 
     policy = adaptive.effective_policy(principal_id, RateLimitPolicy(600, 60))    # usually 0 calls
-    decision = bucket.take(principal_id, command_name, policy)                    # usually 1 UpdateItem
-    if not decision.allowed:
-        raise RateLimited(decision)                                               # 429 + Retry-After
-    ...                                                                           # add decision.headers()
+    verdict = bucket.take_all(principal_id, "api", [("", policy), ("deploy", own)])  # usually 1 UpdateItem
+    if not verdict.allowed:
+        raise RateLimited(verdict)                                                # 429 + Retry-After
+    ...                                                                           # add verdict.headers()
     adaptive.record(principal_id, status_code)                                    # 1 UpdateItem
 
 Call counts per case are in `cmdgate.ratelimit.base` and `cmdgate.ratelimit.adaptive`.
@@ -17,7 +17,7 @@ from cmdgate.ratelimit.adaptive import AdaptiveLimiter
 from cmdgate.ratelimit.base import TokenBucket
 from cmdgate.ratelimit.config import AdaptiveConfig
 from cmdgate.ratelimit.exceptions import QUOTA_EXCEEDED_TYPE, RateLimited
-from cmdgate.ratelimit.policy import RateLimitDecision, RateLimitPolicy
+from cmdgate.ratelimit.policy import RateLimitDecision, RateLimitPolicy, RateLimitVerdict
 from cmdgate.ratelimit.store import DynamoDBRateLimitStore, InMemoryRateLimitStore, OutcomeWindow, RateLimitStore
 
 __all__ = [
@@ -30,6 +30,7 @@ __all__ = [
     "RateLimitDecision",
     "RateLimitPolicy",
     "RateLimitStore",
+    "RateLimitVerdict",
     "RateLimited",
     "TokenBucket",
 ]

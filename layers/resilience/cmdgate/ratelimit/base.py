@@ -28,6 +28,12 @@ the past, or never seen) guesses idle. DynamoDB calls per `take()`:
   saw it (its first request to a hot bucket) or saw it idle and
   another instance has taken since ................................... 2
 
+Several buckets can be taken at once (`take_all`): a caller's own bucket and
+a command's tighter one live in one item (`tat`, `tat#<slot>`), and one
+UpdateItem carries every bucket's branch under all their conditions, so the
+request is admitted by all or by none, and a misprediction of any branch
+costs one more write as above (the failed write returns every TAT).
+
 Concurrent writers serialise on the item: each write is atomic and
 conditional, so no interleaving admits more than the bound. The clock is the
 caller's; instances whose clocks disagree by d can exceed the bound by about
@@ -43,11 +49,11 @@ import math
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from cmdgate.ratelimit.policy import RateLimitDecision, RateLimitPolicy
-from cmdgate.ratelimit.store.base import RateLimitStore
+from cmdgate.ratelimit.policy import RateLimitDecision, RateLimitPolicy, RateLimitVerdict
+from cmdgate.ratelimit.store.base import RateLimitStore, TatWrite
 
 US = 1_000_000
 EXPIRY_MARGIN_S = 60  # TTL is checked against AWS's clock, not ours: keep buckets a minute past their TAT
@@ -79,51 +85,75 @@ class TokenBucket:
         self._clock = clock  # wall clock: every instance compares TATs against it
         self._max_hints = max_hints
         # Last TAT seen per bucket: only picks which write to try first, never decides.
-        self._hints: OrderedDict[tuple[str, str], int] = OrderedDict()
+        self._hints: OrderedDict[tuple[str, str, str], int] = OrderedDict()
         self._lock = threading.Lock()
+        # Store writes made, and how many were retries after a mispredicted branch (for benchmarks).
+        self.attempts = 0
+        self.second_attempts = 0
 
     def take(
         self, principal_id: str, scope: str, policy: RateLimitPolicy, now: float | None = None
     ) -> RateLimitDecision:
         """Count one request against the (principal, scope) bucket; the decision says whether it may run."""
-        now_us = round((self._clock() if now is None else now) * US)
-        gcra = _Gcra.of(policy)
-        max_tat = now_us + gcra.burst_us - gcra.interval_us  # the latest TAT that still admits one more
-        bucket = (principal_id, scope)
-        hint = self._hint(bucket)
-        busy = hint is not None and hint >= now_us
-        for _ in range(MAX_ATTEMPTS):
-            if busy:
-                expires_at = _expiry(now_us + gcra.burst_us)
-                applied, tat = self.store.advance(
-                    principal_id,
-                    scope,
-                    now_us=now_us,
-                    interval_us=gcra.interval_us,
-                    max_tat_us=max_tat,
-                    expires_at=expires_at,
-                )
-            else:
-                expires_at = _expiry(now_us + gcra.interval_us)
-                applied, tat = self.store.restart(
-                    principal_id, scope, now_us=now_us, interval_us=gcra.interval_us, expires_at=expires_at
-                )
-            if tat is not None:
-                self._remember(bucket, tat)
-            if applied and tat is not None:
-                return _allowed(policy, gcra, now_us, tat)
-            if tat is not None and tat > max_tat:
-                return _refused(policy, gcra, now_us, tat)
-            # Wrong branch: the failed write showed the bucket idle (or gone), or busy with room left.
-            busy = tat is not None and tat >= now_us
-        # Only reachable when instance clocks disagree enough to keep flipping the branch.
-        return RateLimitDecision(False, policy, 0, 1, 1)
+        return self.take_all(principal_id, scope, [("", policy)], now).decisions[0]
 
-    def _hint(self, bucket: tuple[str, str]) -> int | None:
+    def take_all(
+        self,
+        principal_id: str,
+        scope: str,
+        limits: Sequence[tuple[str, RateLimitPolicy]],
+        now: float | None = None,
+    ) -> RateLimitVerdict:
+        """Count one request against several buckets of one item at once (all or none, one write).
+
+        `limits` are (slot, policy) pairs: slot "" is the item's first bucket. A request is admitted
+        only if every bucket has room, and then takes from each.
+        """
+        if not limits or len({slot for slot, _ in limits}) != len(limits):
+            raise ValueError("take_all needs distinct slots")
+        now_us = round((self._clock() if now is None else now) * US)
+        gcras = [_Gcra.of(policy) for _, policy in limits]
+        max_tats = [now_us + g.burst_us - g.interval_us for g in gcras]  # the latest TAT that still admits one
+        busy = []
+        for slot, _ in limits:
+            hint = self._hint((principal_id, scope, slot))
+            busy.append(hint is not None and hint >= now_us)
+        for _ in range(MAX_ATTEMPTS):
+            writes = [
+                TatWrite(slot, busy[n], now_us, gcras[n].interval_us, max_tats[n]) for n, (slot, _) in enumerate(limits)
+            ]
+            # The item outlives its latest possible TAT: a busy bucket may reach now + B.
+            expires_at = _expiry(now_us + max(g.burst_us for g in gcras))
+            applied, tats = self.store.take(principal_id, scope, writes, expires_at=expires_at)
+            self.attempts += 1
+            for slot, tat in tats.items():
+                if tat is not None:
+                    self._remember((principal_id, scope, slot), tat)
+            if applied:
+                return RateLimitVerdict.of(
+                    [_allowed(policy, gcras[n], now_us, tats[slot] or 0) for n, (slot, policy) in enumerate(limits)]
+                )
+            refused = [tats[slot] is not None and (tats[slot] or 0) > max_tats[n] for n, (slot, _) in enumerate(limits)]
+            if any(refused):
+                return RateLimitVerdict.of(
+                    [
+                        _refused(policy, gcras[n], now_us, tats[slot] or 0)
+                        if refused[n]
+                        else _unspent(policy, gcras[n], now_us, tats[slot])
+                        for n, (slot, policy) in enumerate(limits)
+                    ]
+                )
+            # Wrong branch for some bucket: the failed write showed each TAT as it is.
+            busy = [(tats[slot] is not None and (tats[slot] or 0) >= now_us) for slot, _ in limits]
+            self.second_attempts += 1
+        # Only reachable when instance clocks disagree enough to keep flipping the branch.
+        return RateLimitVerdict.of([RateLimitDecision(False, policy, 0, 1, 1) for _, policy in limits])
+
+    def _hint(self, bucket: tuple[str, str, str]) -> int | None:
         with self._lock:
             return self._hints.get(bucket)
 
-    def _remember(self, bucket: tuple[str, str], tat: int) -> None:
+    def _remember(self, bucket: tuple[str, str, str], tat: int) -> None:
         with self._lock:
             self._hints[bucket] = tat
             self._hints.move_to_end(bucket)
@@ -136,6 +166,13 @@ def _allowed(policy: RateLimitPolicy, gcra: _Gcra, now_us: int, tat: int) -> Rat
     # With room left, t is when the bucket is full again; with none, when the next request fits.
     full_in, next_in = tat - now_us, tat - (now_us + gcra.burst_us - gcra.interval_us)
     return RateLimitDecision(True, policy, remaining, _ceil_s(full_in if remaining > 0 else next_in))
+
+
+def _unspent(policy: RateLimitPolicy, gcra: _Gcra, now_us: int, tat: int | None) -> RateLimitDecision:
+    # A bucket with room that did not take (another one refused): reported as it stands.
+    if tat is None or tat < now_us:
+        return RateLimitDecision(True, policy, policy.quota, 0)
+    return _allowed(policy, gcra, now_us, tat)
 
 
 def _refused(policy: RateLimitPolicy, gcra: _Gcra, now_us: int, tat: int) -> RateLimitDecision:

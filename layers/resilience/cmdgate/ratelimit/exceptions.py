@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from cmdgate.errors import ProblemError
-from cmdgate.ratelimit.policy import RateLimitDecision
+from cmdgate.ratelimit.policy import RateLimitDecision, RateLimitVerdict
 
 QUOTA_EXCEEDED_TYPE = "https://iana.org/assignments/http-problem-types#quota-exceeded"
 
@@ -14,13 +14,15 @@ class RateLimited(ProblemError):
     status, code, title = 429, "RATE_LIMITED", "Too many requests"
     type_uri = QUOTA_EXCEEDED_TYPE
 
-    def __init__(self, decision: RateLimitDecision, detail: str | None = None) -> None:
-        if decision.allowed or decision.retry_after_s is None:
-            raise ValueError("RateLimited needs a refused decision")
-        self.decision = decision
-        self.retry_after_s = decision.retry_after_s
+    def __init__(self, verdict: RateLimitVerdict | RateLimitDecision, detail: str | None = None) -> None:
+        if isinstance(verdict, RateLimitDecision):
+            verdict = RateLimitVerdict.of([verdict])
+        if verdict.allowed or verdict.retry_after_s is None:
+            raise ValueError("RateLimited needs a refused verdict")
+        self.verdict = verdict
+        self.retry_after_s = verdict.retry_after_s
         super().__init__(
-            detail or f"The request quota is exhausted; retry after {decision.retry_after_s} s.",
-            headers=decision.headers(),
-            extensions={"violated-policies": [decision.policy.name]},
+            detail or f"The request quota is exhausted; retry after {verdict.retry_after_s} s.",
+            headers=verdict.headers(),
+            extensions={"violated-policies": [d.policy.name for d in verdict.refused]},
         )

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 # A policy name travels as a Structured Field string; keeping it to plain
@@ -75,5 +76,58 @@ class RateLimitDecision:
             "RateLimit": f'"{self.policy.name}";r={self.remaining};t={self.reset_s}',
         }
         if self.retry_after_s is not None:
+            headers["Retry-After"] = str(self.retry_after_s)
+        return headers
+
+
+@dataclass(frozen=True)
+class RateLimitVerdict:
+    """The decisions of every policy one request was counted against (the caller's, a command's own).
+
+    It is admitted only if every policy admits it (and then counts against all of them).
+    `RateLimit-Policy` lists every policy; `RateLimit` reports the one with the least remaining,
+    and `Retry-After` the longest wait of the policies that refused.
+    """
+
+    decisions: tuple[RateLimitDecision, ...]
+
+    def __post_init__(self) -> None:
+        if not self.decisions:
+            raise ValueError("a verdict needs at least one decision")
+
+    @classmethod
+    def of(cls, decisions: Sequence[RateLimitDecision]) -> RateLimitVerdict:
+        """A verdict over `decisions`."""
+        return cls(tuple(decisions))
+
+    @property
+    def allowed(self) -> bool:
+        """True if every policy admits the request."""
+        return all(d.allowed for d in self.decisions)
+
+    @property
+    def refused(self) -> tuple[RateLimitDecision, ...]:
+        """The decisions of the policies that refused."""
+        return tuple(d for d in self.decisions if not d.allowed)
+
+    @property
+    def tightest(self) -> RateLimitDecision:
+        """The decision with the least remaining (ties: the longest reset)."""
+        return min(self.decisions, key=lambda d: (d.remaining, -d.reset_s))
+
+    @property
+    def retry_after_s(self) -> int | None:
+        """When to retry, if refused: the longest wait of the refusing policies."""
+        waits = [d.retry_after_s for d in self.refused if d.retry_after_s is not None]
+        return max(waits) if waits else None
+
+    def headers(self) -> dict[str, str]:
+        """`RateLimit-Policy` (every policy), `RateLimit` (the tightest), `Retry-After` when refused."""
+        tightest = self.tightest
+        headers = {
+            "RateLimit-Policy": ", ".join(d.policy.header() for d in self.decisions),
+            "RateLimit": f'"{tightest.policy.name}";r={tightest.remaining};t={tightest.reset_s}',
+        }
+        if not self.allowed:
             headers["Retry-After"] = str(self.retry_after_s)
         return headers

@@ -6,7 +6,10 @@ from cmdgate.auth import Principal
 from cmdgate.ratelimit.adaptive import AdaptiveLimiter
 from cmdgate.ratelimit.base import TokenBucket
 from cmdgate.ratelimit.exceptions import RateLimited
-from cmdgate.ratelimit.policy import RateLimitDecision, RateLimitPolicy
+from cmdgate.ratelimit.policy import RateLimitPolicy, RateLimitVerdict
+
+# Every request of a principal takes from this one bucket item, whatever it calls.
+PRINCIPAL_SCOPE = "api"
 
 
 class RequestRateLimiter:
@@ -24,15 +27,19 @@ class RequestRateLimiter:
             return RateLimitPolicy(quota, window)
         return self._default
 
-    def admit(self, principal: Principal, scope: str) -> RateLimitDecision:
-        """Take from the (principal, scope) bucket; raise RateLimited (429) when it is empty."""
+    def admit(self, principal: Principal, command: tuple[str, RateLimitPolicy] | None = None) -> RateLimitVerdict:
+        """Take from the principal's bucket, and from `command`'s own (name, policy) too; 429 if either is empty.
+
+        Both buckets live in the principal's item, so this is one conditional write either way.
+        """
         policy = self.policy_of(principal)
         if self._adaptive is not None:
             policy = self._adaptive.effective_policy(principal.principal_id, policy)
-        decision = self._bucket.take(principal.principal_id, scope, policy)
-        if not decision.allowed:
-            raise RateLimited(decision)
-        return decision
+        limits = [("", policy)] + ([command] if command is not None else [])
+        verdict = self._bucket.take_all(principal.principal_id, PRINCIPAL_SCOPE, limits)
+        if not verdict.allowed:
+            raise RateLimited(verdict)
+        return verdict
 
     def record(self, principal: Principal, status_code: int) -> None:
         """Feed the outcome to adaptive tightening (refusals such as 403/422/429 count against it)."""

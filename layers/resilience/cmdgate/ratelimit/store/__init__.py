@@ -1,6 +1,6 @@
 """Where rate-limit state lives: the seam and its adapters."""
 
-from cmdgate.ratelimit.store.base import OutcomeSlot, OutcomeWindow, RateLimitStore, bucket_key, outcomes_key
+from cmdgate.ratelimit.store.base import OutcomeSlot, OutcomeWindow, RateLimitStore, TatWrite, bucket_key, outcomes_key
 from cmdgate.ratelimit.store.dynamodb import DynamoDBRateLimitStore
 from cmdgate.ratelimit.store.memory import InMemoryRateLimitStore
 
@@ -10,6 +10,7 @@ __all__ = [
     "OutcomeSlot",
     "OutcomeWindow",
     "RateLimitStore",
+    "TatWrite",
     "bucket_key",
     "outcomes_key",
 ]

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 
@@ -40,22 +41,39 @@ class OutcomeWindow:
         return slot if slot.window == window else OutcomeSlot(window)
 
 
+@dataclass(frozen=True)
+class TatWrite:
+    """One bucket's half of a take: which GCRA branch to write for the TAT in `slot` of an item.
+
+    busy:  if `now_us <= tat <= max_tat_us`: tat += interval_us
+    idle:  if the TAT is absent or `tat < now_us`: tat = now_us + interval_us
+    """
+
+    slot: str  # "" is the item's first bucket (attribute `tat`); others are `tat#<slot>`
+    busy: bool
+    now_us: int
+    interval_us: int
+    max_tat_us: int
+
+    @property
+    def attribute(self) -> str:
+        """The item attribute holding this bucket's TAT."""
+        return f"tat#{self.slot}" if self.slot else "tat"
+
+
 class RateLimitStore(ABC):
     """Where buckets and outcome windows live, shared by every Lambda instance."""
 
     # -- token buckets (GCRA) -------------------------------------------------
 
     @abstractmethod
-    def advance(
-        self, principal_id: str, scope: str, *, now_us: int, interval_us: int, max_tat_us: int, expires_at: int
-    ) -> tuple[bool, int | None]:
-        """If `now_us <= tat <= max_tat_us`: tat += interval_us. Returns (applied, tat after or as found)."""
+    def take(
+        self, principal_id: str, scope: str, writes: Sequence[TatWrite], *, expires_at: int
+    ) -> tuple[bool, dict[str, int | None]]:
+        """Apply every write if every write's condition holds, else none (one conditional write).
 
-    @abstractmethod
-    def restart(
-        self, principal_id: str, scope: str, *, now_us: int, interval_us: int, expires_at: int
-    ) -> tuple[bool, int | None]:
-        """If the bucket is absent or `tat < now_us`: tat = now_us + interval_us. Same return as `advance`."""
+        Returns (applied, TAT per slot): after the write, or as found when a condition failed.
+        """
 
     # -- outcome windows (adaptive tightening) ----------------------------------
 

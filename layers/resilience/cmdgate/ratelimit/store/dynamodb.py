@@ -1,10 +1,12 @@
 """Buckets and outcome windows in the DynamoDB control table (hash key `pk`, TTL attribute `expires_at`).
 
-One item per bucket, `pk = "rl#<principal>#<scope>"`:
+One item per bucket group, `pk = "rl#<principal>#<scope>"`:
 
-    tat         N  GCRA theoretical arrival time, integer microseconds since the epoch
-    expires_at  N  TTL (epoch seconds): past the TAT plus a margin, when an absent
-                   item and the stored one mean the same thing (a full bucket)
+    tat         N  GCRA theoretical arrival time of the group's first bucket (the
+                   caller's), integer microseconds since the epoch
+    tat#<slot>  N  the same for each further bucket taken with it (a command's own limit)
+    expires_at  N  TTL (epoch seconds): past every TAT plus a margin, when an absent
+                   item and the stored one mean the same thing (full buckets)
 
 One item per principal for adaptive tightening, `pk = "rla#<principal>"`:
 
@@ -20,10 +22,17 @@ losing costs no extra read. `#` and `%` in ids are %-escaped in keys.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from cmdgate.ratelimit.store.base import OutcomeSlot, OutcomeWindow, RateLimitStore, bucket_key, outcomes_key
+from cmdgate.ratelimit.store.base import (
+    OutcomeSlot,
+    OutcomeWindow,
+    RateLimitStore,
+    TatWrite,
+    bucket_key,
+    outcomes_key,
+)
 
 
 class DynamoDBRateLimitStore(RateLimitStore):
@@ -37,36 +46,30 @@ class DynamoDBRateLimitStore(RateLimitStore):
 
     # -- token buckets ------------------------------------------------------
 
-    def advance(
-        self, principal_id: str, scope: str, *, now_us: int, interval_us: int, max_tat_us: int, expires_at: int
-    ) -> tuple[bool, int | None]:
-        """UpdateItem: SET tat = tat + interval IF tat BETWEEN now AND max_tat."""
-        applied, item = self._update(
-            bucket_key(principal_id, scope),
-            "SET #tat = #tat + :interval, #exp = :exp",
-            "#tat BETWEEN :now AND :max",
-            {"#tat": "tat", "#exp": "expires_at"},
-            {
-                ":interval": _n(interval_us),
-                ":exp": _n(expires_at),
-                ":now": _n(now_us),
-                ":max": _n(max_tat_us),
-            },
-        )
-        return applied, _int(item, "tat")
+    def take(
+        self, principal_id: str, scope: str, writes: Sequence[TatWrite], *, expires_at: int
+    ) -> tuple[bool, dict[str, int | None]]:
+        """ONE UpdateItem for every bucket of the group: each branch's SET, under all their conditions.
 
-    def restart(
-        self, principal_id: str, scope: str, *, now_us: int, interval_us: int, expires_at: int
-    ) -> tuple[bool, int | None]:
-        """UpdateItem: SET tat = now + interval IF the bucket is absent or tat < now."""
+        busy: `SET t = t + :i IF t BETWEEN :now AND :max`; idle: `SET t = :now + :i IF t absent OR t < :now`.
+        """
+        sets, conditions = ["#exp = :exp"], []
+        names, values = {"#exp": "expires_at"}, {":exp": _n(expires_at)}
+        for n, write in enumerate(writes):
+            names[f"#t{n}"] = write.attribute
+            values[f":now{n}"] = _n(write.now_us)
+            if write.busy:
+                sets.append(f"#t{n} = #t{n} + :i{n}")
+                conditions.append(f"(#t{n} BETWEEN :now{n} AND :max{n})")
+                values[f":i{n}"], values[f":max{n}"] = _n(write.interval_us), _n(write.max_tat_us)
+            else:
+                sets.append(f"#t{n} = :tat{n}")
+                conditions.append(f"(attribute_not_exists(#t{n}) OR #t{n} < :now{n})")
+                values[f":tat{n}"] = _n(write.now_us + write.interval_us)
         applied, item = self._update(
-            bucket_key(principal_id, scope),
-            "SET #tat = :tat, #exp = :exp",
-            "attribute_not_exists(#tat) OR #tat < :now",
-            {"#tat": "tat", "#exp": "expires_at"},
-            {":tat": _n(now_us + interval_us), ":exp": _n(expires_at), ":now": _n(now_us)},
+            bucket_key(principal_id, scope), "SET " + ", ".join(sets), " AND ".join(conditions), names, values
         )
-        return applied, _int(item, "tat")
+        return applied, {w.slot: _int(item, w.attribute) for w in writes}
 
     # -- outcome windows ----------------------------------------------------
 

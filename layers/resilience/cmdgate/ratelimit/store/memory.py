@@ -3,9 +3,17 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from dataclasses import replace
 
-from cmdgate.ratelimit.store.base import OutcomeSlot, OutcomeWindow, RateLimitStore, bucket_key, outcomes_key
+from cmdgate.ratelimit.store.base import (
+    OutcomeSlot,
+    OutcomeWindow,
+    RateLimitStore,
+    TatWrite,
+    bucket_key,
+    outcomes_key,
+)
 
 
 class InMemoryRateLimitStore(RateLimitStore):
@@ -13,32 +21,31 @@ class InMemoryRateLimitStore(RateLimitStore):
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._tats: dict[str, int] = {}
+        self._tats: dict[tuple[str, str], int] = {}
         self._outcomes: dict[str, OutcomeWindow] = {}
 
-    def advance(
-        self, principal_id: str, scope: str, *, now_us: int, interval_us: int, max_tat_us: int, expires_at: int
-    ) -> tuple[bool, int | None]:
-        """If `now_us <= tat <= max_tat_us`: tat += interval_us."""
+    def take(
+        self, principal_id: str, scope: str, writes: Sequence[TatWrite], *, expires_at: int
+    ) -> tuple[bool, dict[str, int | None]]:
+        """Every write's branch applied if every condition holds, else none."""
         key = bucket_key(principal_id, scope)
         with self._lock:
-            tat = self._tats.get(key)
-            if tat is None or not now_us <= tat <= max_tat_us:
-                return False, tat
-            self._tats[key] = tat + interval_us
-            return True, tat + interval_us
-
-    def restart(
-        self, principal_id: str, scope: str, *, now_us: int, interval_us: int, expires_at: int
-    ) -> tuple[bool, int | None]:
-        """If the bucket is absent or `tat < now_us`: tat = now_us + interval_us."""
-        key = bucket_key(principal_id, scope)
-        with self._lock:
-            tat = self._tats.get(key)
-            if tat is not None and tat >= now_us:
-                return False, tat
-            self._tats[key] = now_us + interval_us
-            return True, now_us + interval_us
+            found = {w.slot: self._tats.get((key, w.slot)) for w in writes}
+            new: dict[str, int | None] = {}
+            for write in writes:
+                tat = found[write.slot]
+                if write.busy:
+                    if tat is None or not write.now_us <= tat <= write.max_tat_us:
+                        return False, found
+                    new[write.slot] = tat + write.interval_us
+                else:
+                    if tat is not None and tat >= write.now_us:
+                        return False, found
+                    new[write.slot] = write.now_us + write.interval_us
+            for slot, tat in new.items():
+                assert tat is not None
+                self._tats[(key, slot)] = tat
+            return True, new
 
     def load_outcomes(self, principal_id: str) -> OutcomeWindow:
         """The principal's outcome record."""
