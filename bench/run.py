@@ -145,6 +145,20 @@ def call_breakdown(log_dir: Path, prefix: str) -> dict[str, float]:
     return {op: round(n / len(records), 2) for op, n in sorted(totals.items())} if records else {}
 
 
+def rate_limit_retries(log_dir: Path, prefix: str) -> tuple[int, int]:
+    """(bucket takes, takes needing a second write) summed over the environments (their last totals)."""
+    takes = retried = 0
+    for log in log_dir.glob(f"{prefix}-*.log"):
+        last: dict[str, Any] | None = None
+        for line in log.read_text(errors="replace").splitlines():
+            if line.startswith("{") and '"rate_limit_takes"' in line:
+                last = json.loads(line)
+        if last is not None:
+            takes += int(last["rate_limit_takes"])
+            retried += int(last["rate_limit_retried_takes"])
+    return takes, retried
+
+
 def runtimes(stack: RunningStack) -> tuple[FunctionRuntime, FunctionRuntime]:
     """The api function and the bare handler, with the running stack's resources."""
     build = ROOT / ".aws-sam" / "build"
@@ -203,6 +217,7 @@ def render(figures: dict[str, Any]) -> str:
         "",
         f"- distribution: {figures['dynamodb_calls']}",
         f"- by operation: {figures['call_breakdown']}",
+        f"- rate-limit takes needing a second UpdateItem (mispredicted GCRA branch): {figures['rate_limit_retries']}",
         "",
     ]
     return "\n".join(lines)
@@ -236,6 +251,8 @@ def main(argv: list[str] | None = None) -> int:
             figures["latency"]["API front -> api function"] = {c: through_api(stack, args.requests, c) for c in (1, 8)}
             figures["dynamodb_calls"] = dynamodb_calls(stack.log_dir, "ApiFunction")
             figures["call_breakdown"] = call_breakdown(stack.log_dir, "ApiFunction")
+            takes, retried = rate_limit_retries(stack.log_dir, "ApiFunction")
+            figures["rate_limit_retries"] = f"{retried} of {takes} ({100 * retried / max(1, takes):.1f} %)"
             api, bare = runtimes(stack)
             direct_logs = workdir / "direct"
             direct_logs.mkdir()

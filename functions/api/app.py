@@ -404,7 +404,17 @@ def _report_aws_calls(resource: str, counts: dict[str, int]) -> None:
     """The round trips this request cost, as a metric (and a log line to read them per request)."""
     dynamodb = sum(n for name, n in counts.items() if name.startswith("dynamodb."))
     metrics.add_metric(name="DynamoDBCallsPerRequest", unit="Count", value=dynamodb)
-    logger.info("aws calls", extra={"resource": resource, "aws_calls": counts, "dynamodb_calls": dynamodb})
+    takes, retried = services().rate_limiter.take_counts()  # this environment's totals so far
+    logger.info(
+        "aws calls",
+        extra={
+            "resource": resource,
+            "aws_calls": counts,
+            "dynamodb_calls": dynamodb,
+            "rate_limit_takes": takes,
+            "rate_limit_retried_takes": retried,
+        },
+    )
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)

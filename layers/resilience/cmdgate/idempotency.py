@@ -20,8 +20,7 @@ from collections.abc import Callable
 from typing import Any
 
 import rfc8785
-from aws_lambda_powertools.utilities.idempotency import IdempotencyConfig
-from aws_lambda_powertools.utilities.idempotency.base import IdempotencyHandler
+from aws_lambda_powertools.utilities.idempotency import IdempotencyConfig, idempotent_function
 from aws_lambda_powertools.utilities.idempotency.exceptions import (
     IdempotencyAlreadyInProgressError,
     IdempotencyValidationError,
@@ -91,7 +90,7 @@ def _mark_replayed(response: Any, idempotent_data: DataRecord) -> Any:
 
 
 def _produce(request: dict[str, Any], produce: Callable[[], HttpResponse]) -> HttpResponse:
-    """The function Powertools wraps; a stable name, since it is part of the persistence config."""
+    """The function Powertools wraps: `request` is the idempotency payload, `produce` makes the answer."""
     return produce()
 
 
@@ -99,13 +98,20 @@ class IdempotentRequests:
     """Runs a request at most once per (principal, key) and replays its stored response."""
 
     def __init__(self, persistence: BasePersistenceLayer, *, expires_after_s: int = 86400) -> None:
-        self._persistence = persistence
         self.config = IdempotencyConfig(
             event_key_jmespath="scoped_key",
             payload_validation_jmespath="fingerprint",
             raise_on_no_idempotency_key=True,
             expires_after_seconds=expires_after_s,
             response_hook=_mark_replayed,
+        )
+        # Powertools' public decorator; the fixed key_prefix keeps stored keys independent of names.
+        self._once = idempotent_function(
+            _produce,
+            data_keyword_argument="request",
+            persistence_store=persistence,
+            config=self.config,
+            key_prefix=KEY_PREFIX,
         )
 
     def register_lambda_context(self, context: LambdaContext) -> None:
@@ -117,17 +123,8 @@ class IdempotentRequests:
     ) -> HttpResponse:
         """The response for this key: produced now, or the stored one (with Idempotent-Replayed)."""
         payload = {"scoped_key": f"{principal_id}\n{key}", "fingerprint": fingerprint}
-        handler = IdempotencyHandler(
-            function=_produce,
-            function_payload=payload,
-            config=self.config,
-            persistence_store=self._persistence,
-            key_prefix=KEY_PREFIX,
-            function_args=(),
-            function_kwargs={"request": payload, "produce": produce},
-        )
         try:
-            response: HttpResponse = handler.handle()
+            response: HttpResponse = self._once(request=payload, produce=produce)
         except IdempotencyValidationError:
             raise IdempotencyKeyReused("This Idempotency-Key was used with a different method, path or body.") from None
         except IdempotencyAlreadyInProgressError:

@@ -87,9 +87,9 @@ class TokenBucket:
         # Last TAT seen per bucket: only picks which write to try first, never decides.
         self._hints: OrderedDict[tuple[str, str, str], int] = OrderedDict()
         self._lock = threading.Lock()
-        # Store writes made, and how many were retries after a mispredicted branch (for benchmarks).
-        self.attempts = 0
-        self.second_attempts = 0
+        # Takes, and how many needed another write after a mispredicted branch (reported per request).
+        self.takes = 0
+        self.retried_takes = 0
 
     def take(
         self, principal_id: str, scope: str, policy: RateLimitPolicy, now: float | None = None
@@ -118,14 +118,16 @@ class TokenBucket:
         for slot, _ in limits:
             hint = self._hint((principal_id, scope, slot))
             busy.append(hint is not None and hint >= now_us)
-        for _ in range(MAX_ATTEMPTS):
+        self.takes += 1
+        for attempt in range(MAX_ATTEMPTS):
+            if attempt == 1:
+                self.retried_takes += 1
             writes = [
                 TatWrite(slot, busy[n], now_us, gcras[n].interval_us, max_tats[n]) for n, (slot, _) in enumerate(limits)
             ]
             # The item outlives its latest possible TAT: a busy bucket may reach now + B.
             expires_at = _expiry(now_us + max(g.burst_us for g in gcras))
             applied, tats = self.store.take(principal_id, scope, writes, expires_at=expires_at)
-            self.attempts += 1
             for slot, tat in tats.items():
                 if tat is not None:
                     self._remember((principal_id, scope, slot), tat)
@@ -145,7 +147,6 @@ class TokenBucket:
                 )
             # Wrong branch for some bucket: the failed write showed each TAT as it is.
             busy = [(tats[slot] is not None and (tats[slot] or 0) >= now_us) for slot, _ in limits]
-            self.second_attempts += 1
         # Only reachable when instance clocks disagree enough to keep flipping the branch.
         return RateLimitVerdict.of([RateLimitDecision(False, policy, 0, 1, 1) for _, policy in limits])
 

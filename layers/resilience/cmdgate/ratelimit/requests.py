@@ -41,6 +41,10 @@ class RequestRateLimiter:
             raise RateLimited(verdict)
         return verdict
 
+    def take_counts(self) -> tuple[int, int]:
+        """(takes, takes that needed a second write) of this environment so far."""
+        return self._bucket.takes, self._bucket.retried_takes
+
     def record(self, principal: Principal, status_code: int) -> None:
         """Feed the outcome to adaptive tightening (refusals such as 403/422/429 count against it)."""
         if self._adaptive is not None:
