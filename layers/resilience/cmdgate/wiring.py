@@ -140,6 +140,10 @@ class Services:
 
         return CommandStats(self.clients.client("dynamodb"), self.settings.control_table)
 
+    def aws_client(self, service: str) -> Any:
+        """A boto3 client for commands that call AWS themselves (counted like every other client)."""
+        return self.clients.client(service)
+
     def breaker_store(self) -> BreakerStore:
         """Breaker state shared by every instance through the control table (for downstreams' breakers)."""
         return self._breaker_store

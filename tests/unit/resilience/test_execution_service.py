@@ -60,6 +60,12 @@ class GreetParams(BaseModel):
     times: int = Field(default=1, ge=1, le=3)
 
 
+class KeyParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    key: str
+
+
 class Harness:
     def __init__(self, table: Any, registry: CommandRegistry, runs: dict[str, int]) -> None:
         self.table = table
@@ -555,3 +561,50 @@ def test_sync_runs_are_written_once_with_their_outcome(h: Harness) -> None:
     record = h.record(submission.body["execution_id"])
     assert (record.status, record.attempts, record.result) == ("succeeded", 1, "ok")
     assert record.finished_at is not None
+
+
+# -- authorization of state keys: before the run or the queue, and again in the worker ------------
+
+
+def with_touch(h: Harness) -> None:
+    @command(
+        "touch",
+        description="Writes the key it names.",
+        params=KeyParams,
+        state_keys={"key": ("write",)},
+        registry=h.registry,
+    )
+    def touch(params: KeyParams, context: CommandContext) -> str:
+        h.runs["touch"] = h.runs.get("touch", 0) + 1
+        return params.key
+
+
+def test_a_state_key_outside_the_callers_scope_is_refused_before_anything_runs_or_is_queued(h: Harness) -> None:
+    with_touch(h)
+    caller = Principal("key:carol", ("commands.run:touch", "state.write:team-a.*"))
+    with pytest.raises(errors.Forbidden, match="team-b"):
+        h.service.submit(caller, "touch", '{"key": "team-b.x"}', prefer_async=True)
+    with pytest.raises(errors.Forbidden):
+        h.service.submit(caller, "touch", '{"key": "team-b.x"}', prefer_async=False)
+    assert h.executions.sent == [] and h.runs == {}
+    assert h.service.submit(caller, "touch", '{"key": "team-a.x"}', prefer_async=False).status_code == 200
+    assert h.runs == {"touch": 1}
+
+
+def test_the_worker_authorizes_again_with_the_permissions_the_record_kept(h: Harness) -> None:
+    with_touch(h)
+    caller = Principal("key:carol", ("commands.run:touch", "state.write:team-a.*"))
+    queued = h.service.submit(caller, "touch", '{"key": "team-a.x"}', prefer_async=True)
+    execution_id = queued.body["execution_id"]
+    assert h.record(execution_id).permissions == caller.permissions
+    # The kept permissions no longer cover the key (a record changed behind the api function's back).
+    h.table.update_item(
+        Key={"execution_id": execution_id},
+        UpdateExpression="SET params_json = :p",
+        ExpressionAttributeValues={":p": '{"key":"team-b.x"}'},
+    )
+    h.service.process_message(h.message_for(execution_id), receive_count=1)
+    record = h.record(execution_id)
+    assert record.status == "failed"
+    assert record.error is not None and record.error.code == "FORBIDDEN"
+    assert h.runs == {}

@@ -6,9 +6,7 @@ import time
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from cmdgate import aws
 from cmdgate.commands import CommandContext, command
-from cmdgate.config import get_settings
 
 
 class CountParams(BaseModel):
@@ -29,8 +27,9 @@ class CountParams(BaseModel):
 )
 def count(params: CountParams, context: CommandContext) -> dict[str, int]:
     """Atomically add one to `count#<key>` in the control table and return the new value."""
-    response = aws.client("dynamodb").update_item(
-        TableName=get_settings().control_table,
+    services = context.services
+    response = services.aws_client("dynamodb").update_item(
+        TableName=services.settings.control_table,
         Key={"pk": {"S": f"count#{params.key}"}},
         UpdateExpression="ADD executions :one",
         ExpressionAttributeValues={":one": {"N": "1"}},

@@ -40,6 +40,8 @@ class CommandServices(Protocol):
 
     def breaker_store(self) -> BreakerStore: ...
 
+    def aws_client(self, service: str) -> Any: ...
+
 
 class NoServices:
     """For contexts built without a composition root (unit tests of pure commands): every use fails."""
@@ -52,6 +54,9 @@ class NoServices:
         raise RuntimeError("this command context has no services")
 
     def breaker_store(self) -> BreakerStore:
+        raise RuntimeError("this command context has no services")
+
+    def aws_client(self, service: str) -> Any:
         raise RuntimeError("this command context has no services")
 
 
