@@ -25,14 +25,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from cmdgate.ratelimit.store.base import (
-    OutcomeSlot,
-    OutcomeWindow,
-    RateLimitStore,
-    TatWrite,
-    bucket_key,
-    outcomes_key,
-)
+from cmdgate.ratelimit.store import base
+from cmdgate.ratelimit.store.base import OutcomeSlot, OutcomeWindow, RateLimitStore, TatWrite
 
 
 class DynamoDBRateLimitStore(RateLimitStore):
@@ -67,7 +61,7 @@ class DynamoDBRateLimitStore(RateLimitStore):
                 conditions.append(f"(attribute_not_exists(#t{n}) OR #t{n} < :now{n})")
                 values[f":tat{n}"] = _n(write.now_us + write.interval_us)
         applied, item = self._update(
-            bucket_key(principal_id, scope), "SET " + ", ".join(sets), " AND ".join(conditions), names, values
+            base.bucket_key(principal_id, scope), "SET " + ", ".join(sets), " AND ".join(conditions), names, values
         )
         return applied, {w.slot: _int(item, w.attribute) for w in writes}
 
@@ -75,7 +69,7 @@ class DynamoDBRateLimitStore(RateLimitStore):
 
     def load_outcomes(self, principal_id: str) -> OutcomeWindow:
         """GetItem (eventually consistent: a read a second stale only delays a tightening by one request)."""
-        response = self._client.get_item(TableName=self._table, Key=_key(outcomes_key(principal_id)))
+        response = self._client.get_item(TableName=self._table, Key=_key(base.outcomes_key(principal_id)))
         return _decode_outcomes(response.get("Item"))
 
     def add_outcome(
@@ -91,13 +85,13 @@ class DynamoDBRateLimitStore(RateLimitStore):
         else:
             update = "ADD #n :requests, #r :refused SET #exp = :exp"
             condition = "#w >= :w"
-        applied, item = self._update(outcomes_key(principal_id), update, condition, names, values, all_new=True)
+        applied, item = self._update(base.outcomes_key(principal_id), update, condition, names, values, all_new=True)
         return applied, _decode_outcomes(item)
 
     def tighten(self, principal_id: str, *, until: float, now: float, expires_at: int) -> tuple[bool, OutcomeWindow]:
         """UpdateItem: SET tightened_until IF no tightening is in force at `now`."""
         applied, item = self._update(
-            outcomes_key(principal_id),
+            base.outcomes_key(principal_id),
             # Never shorten the item's life: another writer may have set a later expiry.
             "SET #until = :until, #exp = if_not_exists(#exp, :exp)",
             "attribute_not_exists(#until) OR #until <= :now",

@@ -6,14 +6,8 @@ import threading
 from collections.abc import Sequence
 from dataclasses import replace
 
-from cmdgate.ratelimit.store.base import (
-    OutcomeSlot,
-    OutcomeWindow,
-    RateLimitStore,
-    TatWrite,
-    bucket_key,
-    outcomes_key,
-)
+from cmdgate.ratelimit.store import base
+from cmdgate.ratelimit.store.base import OutcomeSlot, OutcomeWindow, RateLimitStore, TatWrite
 
 
 class InMemoryRateLimitStore(RateLimitStore):
@@ -28,7 +22,7 @@ class InMemoryRateLimitStore(RateLimitStore):
         self, principal_id: str, scope: str, writes: Sequence[TatWrite], *, expires_at: int
     ) -> tuple[bool, dict[str, int | None]]:
         """Every write's branch applied if every condition holds, else none."""
-        key = bucket_key(principal_id, scope)
+        key = base.bucket_key(principal_id, scope)
         with self._lock:
             found = {w.slot: self._tats.get((key, w.slot)) for w in writes}
             new: dict[str, int | None] = {}
@@ -50,13 +44,13 @@ class InMemoryRateLimitStore(RateLimitStore):
     def load_outcomes(self, principal_id: str) -> OutcomeWindow:
         """The principal's outcome record."""
         with self._lock:
-            return self._outcomes.get(outcomes_key(principal_id), OutcomeWindow())
+            return self._outcomes.get(base.outcomes_key(principal_id), OutcomeWindow())
 
     def add_outcome(
         self, principal_id: str, *, window: int, reset: bool, requests: int, refused: int, expires_at: int
     ) -> tuple[bool, OutcomeWindow]:
         """Count one outcome in sub-window `window`'s slot, if the slot is as `reset` assumes."""
-        key = outcomes_key(principal_id)
+        key = base.outcomes_key(principal_id)
         with self._lock:
             old = self._outcomes.get(key, OutcomeWindow())
             index = window % 2
@@ -74,7 +68,7 @@ class InMemoryRateLimitStore(RateLimitStore):
 
     def tighten(self, principal_id: str, *, until: float, now: float, expires_at: int) -> tuple[bool, OutcomeWindow]:
         """Set `tightened_until` unless a tightening is in force at `now`."""
-        key = outcomes_key(principal_id)
+        key = base.outcomes_key(principal_id)
         with self._lock:
             old = self._outcomes.get(key, OutcomeWindow())
             if old.tightened_until > now:
