@@ -45,7 +45,7 @@ def remove_stale(parent: Path) -> list[Path]:
     removed = []
     for candidate in parent.glob(f"{_PREFIX}*"):
         pid = candidate.name.removeprefix(_PREFIX)
-        if not pid.isdigit() or int(pid) == os.getpid() or _alive(int(pid)):
+        if not pid.isdigit() or int(pid) == os.getpid() or process_alive(int(pid)):
             continue
         log.info("removing %s, left by a stack that is gone", candidate)
         shutil.rmtree(candidate, ignore_errors=True)
@@ -53,7 +53,8 @@ def remove_stale(parent: Path) -> list[Path]:
     return removed
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether a process with this id exists."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

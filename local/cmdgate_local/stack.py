@@ -149,6 +149,7 @@ class LocalStack:
         self._session: boto3.session.Session | None = None
         # This run's copy of the build, which every function runs from.
         self.build_dir: Path | None = None
+        self._wrote_state = False
 
     def start(self) -> None:
         """Bring everything up, in dependency order, and wait until the API answers."""
@@ -221,12 +222,13 @@ class LocalStack:
     def invoke(self, function_id: str, event: dict[str, Any]) -> InvokeResult:
         """Invoke a function on its pool."""
         result = self.pools[function_id].invoke(event)
-        log.debug(
-            "%s env#%d %s %.1f ms",
+        log.info(
+            "%s env#%d %s %.1f ms status=%s",
             function_id,
             result.environment,
             "cold" if result.cold else "warm",
             result.duration_ms,
+            result.status,
         )
         return result
 
@@ -247,6 +249,10 @@ class LocalStack:
             pool.stop()
         self.gist.stop()
         self.moto.stop()
+        if self._wrote_state and self.config.state_file is not None:
+            # A state file outliving its stack would send `make invoke` to dead ports.
+            self.config.state_file.unlink(missing_ok=True)
+            self._wrote_state = False
         if self.build_dir is not None:
             build_snapshot.release(self.build_dir)
             self.build_dir = None
@@ -307,3 +313,4 @@ class LocalStack:
             "functions": {name: rt.environment for name, rt in self.runtimes.items()},
         }
         write_private(self.config.state_file, json.dumps(state, indent=2))
+        self._wrote_state = True

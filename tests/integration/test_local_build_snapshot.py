@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import stat
 from pathlib import Path
 
 import httpx
@@ -26,6 +27,9 @@ def test_a_rebuild_while_the_stack_runs_leaves_auth_and_commands_working(tmp_pat
     root = own_root(tmp_path)
     workdir = tmp_path / "stack"
     with launch(workdir, admin_key=ADMIN_KEY, root=root, pool_size=1) as running:
+        state_file = workdir / "state.json"
+        # It holds the admin key.
+        assert stat.S_IMODE(state_file.stat().st_mode) == 0o600
         snapshot = Path(running.state["build_dir"])
         assert snapshot.parent == workdir
         assert (snapshot / "AuthorizerFunction").is_dir()
@@ -41,3 +45,4 @@ def test_a_rebuild_while_the_stack_runs_leaves_auth_and_commands_working(tmp_pat
             assert good.status_code == 200, good.text
             assert good.json()
     assert not snapshot.exists()
+    assert not state_file.exists()
