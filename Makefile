@@ -69,7 +69,7 @@ openapi: setup
 	PYTHONPATH=$(PYTHONPATH_DEV) $(VENV)/bin/python -m cmdgate_local.openapi_export
 
 bench: build
-	PYTHONPATH=$(PYTHONPATH_DEV) $(VENV)/bin/python -m bench.run
+	PYTHONPATH=$(PYTHONPATH_DEV) $(VENV)/bin/python -m bench.run $(ARGS)
 
 bench-state: build
 	PYTHONPATH=$(PYTHONPATH_DEV) $(VENV)/bin/python -m bench.state_sync $(ARGS)
