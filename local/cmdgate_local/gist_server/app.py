@@ -18,7 +18,7 @@ from werkzeug.wrappers import Request, Response
 
 from cmdgate_local.gist_server import render, validation
 from cmdgate_local.gist_server.admin import admin_response
-from cmdgate_local.gist_server.faults import Fault, FaultInjector, FaultMode
+from cmdgate_local.gist_server.faults import FAULT_MODES, Fault, FaultInjector, FaultMode
 from cmdgate_local.gist_server.limits import Limits, RateLimiter, check_secondary_status
 from cmdgate_local.gist_server.responses import (
     DOC_COMMITS,
@@ -121,7 +121,17 @@ class GistApp:
         methods: Iterable[str] | None = None,
     ) -> Fault:
         """Make the next `count` API requests (all while None) fail as `mode`."""
-        fault = Fault.of(mode, count, retry_after, delay_s, methods)
+        if mode not in FAULT_MODES:
+            raise ValueError(f"unknown fault mode {mode!r}")
+        if count is not None and count < 0:
+            raise ValueError("count must be >= 0 or None")
+        fault = Fault(
+            mode=mode,
+            count=count,
+            retry_after=retry_after,
+            delay_s=delay_s,
+            methods=frozenset(m.upper() for m in methods) if methods is not None else None,
+        )
         with self._lock:
             self._faults.fault = fault
         return fault

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -29,28 +28,6 @@ class Fault:
     delay_s: float = 30.0
     # Only requests with these methods are hit; None hits every API request.
     methods: frozenset[str] | None = None
-
-    @classmethod
-    def of(
-        cls,
-        mode: FaultMode,
-        count: int | None = None,
-        retry_after: int = 60,
-        delay_s: float = 30.0,
-        methods: Iterable[str] | None = None,
-    ) -> Fault:
-        """A checked fault: a known mode, a count >= 0 or None."""
-        if mode not in FAULT_MODES:
-            raise ValueError(f"unknown fault mode {mode!r}")
-        if count is not None and count < 0:
-            raise ValueError("count must be >= 0 or None")
-        return cls(
-            mode=mode,
-            count=count,
-            retry_after=retry_after,
-            delay_s=delay_s,
-            methods=frozenset(m.upper() for m in methods) if methods is not None else None,
-        )
 
     def as_json(self) -> dict[str, object]:
         return {

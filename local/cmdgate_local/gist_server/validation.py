@@ -46,6 +46,11 @@ def _invalid(doc: str, detail: str) -> BadRequest:
     )
 
 
+def _not_a(doc: str, prop: str, value: object, kind: str) -> BadRequest:
+    """GitHub's 422 for a property of the wrong JSON type."""
+    return _invalid(doc, f"For 'properties/{prop}', {json.dumps(value)} is not {kind}.")
+
+
 def _validation_failed(doc: str, code: str, field_name: str = "files") -> BadRequest:
     return BadRequest(
         422,
@@ -104,10 +109,7 @@ def int_arg(request: Request, name: str, default: int) -> int:
 def parse_description(body: Mapping[str, object], doc: str) -> str | None:
     value = body.get("description")
     if value is not None and not isinstance(value, str):
-        raise _invalid(
-            doc,
-            f"For 'properties/description', {json.dumps(value)} is not a string.",
-        )
+        raise _not_a(doc, "description", value, "a string")
     return value
 
 
@@ -138,10 +140,7 @@ def _parse_public(value: object) -> bool:
         return value
     if value in ("true", "false"):
         return value == "true"
-    raise _invalid(
-        DOC_CREATE,
-        f"For 'properties/public', {json.dumps(value)} is not a boolean.",
-    )
+    raise _not_a(DOC_CREATE, "public", value, "a boolean")
 
 
 def _check_filename(name: str, doc: str) -> None:
@@ -151,10 +150,7 @@ def _check_filename(name: str, doc: str) -> None:
 
 def _parse_create_files(value: object) -> dict[str, str]:
     if not isinstance(value, dict):
-        raise _invalid(
-            DOC_CREATE,
-            f"For 'properties/files', {json.dumps(value)} is not an object.",
-        )
+        raise _not_a(DOC_CREATE, "files", value, "an object")
     if not value:
         raise _validation_failed(DOC_CREATE, "missing_field")
     files: dict[str, str] = {}
@@ -166,10 +162,7 @@ def _parse_create_files(value: object) -> dict[str, str]:
             )
         content = spec["content"]
         if not isinstance(content, str):
-            raise _invalid(
-                DOC_CREATE,
-                f"For 'properties/content', {json.dumps(content)} is not a string.",
-            )
+            raise _not_a(DOC_CREATE, "content", content, "a string")
         _check_filename(name, DOC_CREATE)
         if not content:
             raise _validation_failed(DOC_CREATE, "missing_field")
@@ -179,10 +172,7 @@ def _parse_create_files(value: object) -> dict[str, str]:
 
 def _apply_file_changes(current: Mapping[str, str], value: object) -> dict[str, str]:
     if not isinstance(value, dict):
-        raise _invalid(
-            DOC_UPDATE,
-            f"For 'properties/files', {json.dumps(value)} is not an object.",
-        )
+        raise _not_a(DOC_UPDATE, "files", value, "an object")
     files = dict(current)
     for name, spec in value.items():
         if spec is None or (isinstance(spec, dict) and "content" not in spec and spec.get("filename") is None):
@@ -190,24 +180,15 @@ def _apply_file_changes(current: Mapping[str, str], value: object) -> dict[str, 
             files.pop(name, None)
             continue
         if not isinstance(spec, dict):
-            raise _invalid(
-                DOC_UPDATE,
-                f"For 'properties/files/{name}', {json.dumps(spec)} is not an object.",
-            )
+            raise _not_a(DOC_UPDATE, f"files/{name}", spec, "an object")
         content = spec.get("content", files.get(name))
         new_name = spec.get("filename") or name
         if not isinstance(content, str):
             if name not in files:
                 raise _validation_failed(DOC_UPDATE, "missing_field")
-            raise _invalid(
-                DOC_UPDATE,
-                f"For 'properties/content', {json.dumps(content)} is not a string.",
-            )
+            raise _not_a(DOC_UPDATE, "content", content, "a string")
         if not isinstance(new_name, str):
-            raise _invalid(
-                DOC_UPDATE,
-                f"For 'properties/filename', {json.dumps(new_name)} is not a string.",
-            )
+            raise _not_a(DOC_UPDATE, "filename", new_name, "a string")
         _check_filename(new_name, DOC_UPDATE)
         if not content:
             raise _validation_failed(DOC_UPDATE, "missing_field")
