@@ -57,11 +57,14 @@ def failed(result: InvokeResult) -> bool:
 def main(argv: list[str] | None = None) -> int:
     """Invoke once and print the function's response (and its log on a function error or a 5xx)."""
     parser = argparse.ArgumentParser(prog="cmdgate_local.invoke")
-    parser.add_argument("function", help="logical id in template.yaml, e.g. ApiFunction")
-    parser.add_argument("event", type=Path, help="event file, e.g. events/api_run_echo_sync.json")
+    parser.add_argument("function", nargs="?", help="logical id in template.yaml, e.g. ApiFunction")
+    parser.add_argument("event", nargs="?", type=Path, help="event file, e.g. events/api_run_echo_sync.json")
     parser.add_argument("--root", type=Path, default=Path.cwd())
     parser.add_argument("--state-file", type=Path, default=None)
+    parser.add_argument("--check-stack", action="store_true", help="only check that a local stack runs")
     args = parser.parse_args(argv)
+    if not args.check_stack and (args.function is None or args.event is None):
+        parser.error("FUNCTION and EVENT are required")
 
     config = StackConfig(root=args.root.resolve())
     try:
@@ -69,6 +72,8 @@ def main(argv: list[str] | None = None) -> int:
     except NoStack as exc:
         print(exc, file=sys.stderr)
         return 2
+    if args.check_stack:
+        return 0
     functions = Template(load_template(config.root / "template.yaml")).functions()
     if args.function not in functions:
         print(f"unknown function {args.function}; one of: {', '.join(sorted(functions))}", file=sys.stderr)

@@ -112,3 +112,14 @@ def test_verbose_shows_invocations_but_no_library_debug_lines() -> None:
         assert not logging.getLogger(library).isEnabledFor(logging.DEBUG), library
     configure_logging(verbose=False)
     assert not logging.getLogger("cmdgate_local").isEnabledFor(logging.INFO)
+
+
+def test_check_stack_answers_before_any_build(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--check-stack", "--state-file", str(tmp_path / "state.json")]) == 2
+    assert "no local stack is running" in capsys.readouterr().err
+    with socket.socket() as listening:
+        listening.bind(("127.0.0.1", 0))
+        listening.listen()
+        state_file = write_state(tmp_path / "state.json", os.getpid(), listening.getsockname()[1])
+        assert main(["--check-stack", "--state-file", str(state_file)]) == 0
+    assert capsys.readouterr().err == ""
