@@ -39,8 +39,11 @@ build: setup
 run: build
 	PYTHONPATH=$(PYTHONPATH_DEV) $(VENV)/bin/python -m cmdgate_local $(ARGS)
 
-invoke: build
+# Says at once when no stack runs (before building); the running stack has its own copy of the build.
+invoke: setup
 	@test -n "$(FN)" -a -n "$(EVENT)" || (echo "usage: make invoke FN=<LogicalId> EVENT=events/<file>.json"; exit 2)
+	@PYTHONPATH=$(PYTHONPATH_DEV) $(VENV)/bin/python -m cmdgate_local.invoke --check-stack
+	@$(MAKE) --no-print-directory build
 	PYTHONPATH=$(PYTHONPATH_DEV) $(VENV)/bin/python -m cmdgate_local.invoke $(FN) $(EVENT)
 
 lint: setup
@@ -69,7 +72,7 @@ openapi: setup
 	PYTHONPATH=$(PYTHONPATH_DEV) $(VENV)/bin/python -m cmdgate_local.openapi_export
 
 bench: build
-	PYTHONPATH=$(PYTHONPATH_DEV) $(VENV)/bin/python -m bench.run
+	PYTHONPATH=$(PYTHONPATH_DEV) $(VENV)/bin/python -m bench.run $(ARGS)
 
 bench-state: build
 	PYTHONPATH=$(PYTHONPATH_DEV) $(VENV)/bin/python -m bench.state_sync $(ARGS)

@@ -1,6 +1,7 @@
-"""Benchmark of the command path on the local stack; prints figures and writes docs/benchmarks.md.
+"""Benchmark of the command path on the local stack; prints figures (and writes docs/benchmarks.md if asked).
 
-    make bench
+    make bench                                  # print the figures
+    make bench ARGS="--requests 500 --write-docs"   # and replace this benchmark's section of docs/benchmarks.md
 
 Measures a sync idempotent `echo` (a new Idempotency-Key per request):
 - through the API front (authorizer cached, as API Gateway caches it), at 1 and 8 concurrent clients;
@@ -235,10 +236,28 @@ def write_section(section: str, title: str = SECTION) -> None:
     RESULTS.write_text(text.rstrip("\n") + "\n")
 
 
+def add_write_docs(parser: argparse.ArgumentParser) -> None:
+    """The flag that lets a benchmark replace its section of docs/benchmarks.md."""
+    parser.add_argument(
+        "--write-docs",
+        action="store_true",
+        help=f"also replace this benchmark's section of {RESULTS.relative_to(ROOT)} (default: only print)",
+    )
+
+
+def report(section: str, title: str, *, write_docs: bool) -> None:
+    """Print a benchmark's section; write it into docs/benchmarks.md only when asked."""
+    print(section)
+    if write_docs:
+        write_section(section, title)
+        print(f"wrote {RESULTS.relative_to(ROOT)}")
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Run every scenario and write the results."""
+    """Run every scenario and print (or write) the results."""
     parser = argparse.ArgumentParser()
     parser.add_argument("--requests", type=int, default=200, help="requests per scenario")
+    add_write_docs(parser)
     args = parser.parse_args(argv)
     figures: dict[str, Any] = {
         "when": datetime.now(UTC).strftime("%Y-%m-%d"),
@@ -270,10 +289,7 @@ def main(argv: list[str] | None = None) -> int:
     figures["layer_cost"] = {
         c: {p: round(layer[c][p] / bare_rows[c][p], 2) for p in ("p50", "p95", "p99")} for c in (1, 8)
     }
-    section = render(figures)
-    print(section)
-    write_section(section)
-    print(f"wrote {RESULTS.relative_to(ROOT)}")
+    report(render(figures), SECTION, write_docs=args.write_docs)
     return 0
 
 

@@ -1,6 +1,7 @@
-"""Benchmark of versioned state with write-behind gist sync; prints figures and writes docs/benchmarks.md.
+"""Benchmark of versioned state with write-behind gist sync; prints figures (and writes docs/benchmarks.md if asked).
 
-    make bench-state
+    make bench-state                                   # print the figures
+    make bench-state ARGS="--seconds 30 --write-docs"  # and replace this benchmark's section of docs/benchmarks.md
 
 - sustained PATCH rate on one key through the API for `--seconds` (default 60), against the
   default gist budget of 1 write/s (80/min, 500/h); the loopback Gist API's write log proves the
@@ -27,8 +28,8 @@ from typing import Any
 
 import httpx
 
-from bench.run import ADMIN_KEY, RESULTS, percentiles, write_section
-from cmdgate_local.launcher import ROOT, launch
+from bench.run import ADMIN_KEY, add_write_docs, percentiles, report
+from cmdgate_local.launcher import launch
 
 SECTION = "## State: write-behind gist sync"
 MERGE = {"Content-Type": "application/merge-patch+json"}
@@ -112,12 +113,13 @@ def patch_dynamodb_calls(log_dir: Path) -> dict[int, int]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the scenarios and write the results."""
+    """Run the scenarios and print (or write) the results."""
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--clients", type=int, default=4)
     parser.add_argument("--bursts", type=int, default=10)
     parser.add_argument("--burst-size", type=int, default=10)
+    add_write_docs(parser)
     args = parser.parse_args(argv)
     with (
         tempfile.TemporaryDirectory(prefix="cmdgate-bench-state-") as tmp,
@@ -159,10 +161,7 @@ def main(argv: list[str] | None = None) -> int:
         f"- DynamoDB calls per PATCH (distribution): {calls}",
         "",
     ]
-    section = "\n".join(lines)
-    print(section)
-    write_section(section, SECTION)
-    print(f"wrote {RESULTS.relative_to(ROOT)}")
+    report("\n".join(lines), SECTION, write_docs=args.write_docs)
     return 0
 
 

@@ -23,6 +23,16 @@ def _pairs(values: list[str]) -> dict[str, str]:
     return pairs
 
 
+def configure_logging(*, verbose: bool) -> None:
+    """Warnings from everything; with `verbose`, the stack's own lines too (one per invocation).
+
+    Libraries stay at WARNING even when verbose: their DEBUG output (botocore's signed requests
+    included) is noise here and could leak credentials.
+    """
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s", force=True)
+    logging.getLogger("cmdgate_local").setLevel(logging.INFO if verbose else logging.WARNING)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Parse arguments, start, wait for a signal, stop."""
     parser = argparse.ArgumentParser(prog="cmdgate_local", description="cmdgate's local stack (no Docker).")
@@ -35,10 +45,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--state-file", type=Path, default=None)
     parser.add_argument("--log-dir", type=Path, default=None, help="where function logs go")
     parser.add_argument("--no-schedules", action="store_true", help="do not run scheduled functions")
-    parser.add_argument("--verbose", action="store_true")
+    parser.add_argument(
+        "--verbose",
+        action="store_true",
+        help="log every invocation: function, environment, cold/warm, duration, status",
+    )
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, format="%(name)s %(message)s")
-    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    configure_logging(verbose=args.verbose)
 
     root = args.root.resolve()
     params = {"CommandPacks": "builtin,testing", **_pairs(args.param)}

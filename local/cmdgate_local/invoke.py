@@ -5,33 +5,81 @@ from __future__ import annotations
 
 import argparse
 import json
+import socket
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
 
-from cmdgate_local.lambda_runtime import ExecutionEnvironment, FunctionRuntime, rie_binary
+from cmdgate_local.build_snapshot import process_alive
+from cmdgate_local.lambda_runtime import (
+    ExecutionEnvironment,
+    FunctionRuntime,
+    InvocationTimeout,
+    InvokeResult,
+    rie_binary,
+)
 from cmdgate_local.stack import StackConfig
 from cmdgate_local.template import Template, load_template
 
 
+class NoStack(Exception):
+    """No local stack answers where the state file says one runs."""
+
+
+def running_stack_state(state_file: Path) -> dict[str, Any]:
+    """The state of the running local stack; NoStack (with the reason) when there is none."""
+    hint = "start it with `make run`"
+    try:
+        state: dict[str, Any] = json.loads(state_file.read_text())
+    except FileNotFoundError:
+        raise NoStack(f"no local stack is running (no {state_file}): {hint}") from None
+    except (OSError, ValueError) as exc:
+        raise NoStack(f"no local stack is running ({state_file} is unreadable: {exc}): {hint}") from None
+    pid = state.get("pid")
+    if isinstance(pid, int) and not process_alive(pid):
+        raise NoStack(f"no local stack is running (its process {pid} is gone): {hint}")
+    moto = urlsplit(str(state.get("moto_url", "")))
+    try:
+        with socket.create_connection((moto.hostname or "127.0.0.1", moto.port or 80), timeout=1):
+            pass
+    except OSError:
+        raise NoStack(f"the local stack's AWS endpoint {state.get('moto_url')} does not answer: {hint}") from None
+    return state
+
+
+def failed(result: InvokeResult) -> bool:
+    """A function error, or an API answer with a 5xx status."""
+    return result.function_error or result.status.startswith("5")
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Invoke once and print the function's response (and its log on a function error)."""
+    """Invoke once and print the function's response (and its log on a function error or a 5xx)."""
     parser = argparse.ArgumentParser(prog="cmdgate_local.invoke")
-    parser.add_argument("function", help="logical id in template.yaml, e.g. ApiFunction")
-    parser.add_argument("event", type=Path, help="event file, e.g. events/api_run_echo_sync.json")
+    parser.add_argument("function", nargs="?", help="logical id in template.yaml, e.g. ApiFunction")
+    parser.add_argument("event", nargs="?", type=Path, help="event file, e.g. events/api_run_echo_sync.json")
     parser.add_argument("--root", type=Path, default=Path.cwd())
     parser.add_argument("--state-file", type=Path, default=None)
+    parser.add_argument("--check-stack", action="store_true", help="only check that a local stack runs")
     args = parser.parse_args(argv)
+    if not args.check_stack and (args.function is None or args.event is None):
+        parser.error("FUNCTION and EVENT are required")
 
     config = StackConfig(root=args.root.resolve())
-    state_file = args.state_file or config.root / ".local-stack" / "state.json"
-    if not state_file.exists():
-        print(f"no running local stack ({state_file} is missing): start `make run` first", file=sys.stderr)
+    try:
+        state = running_stack_state(args.state_file or config.root / ".local-stack" / "state.json")
+    except NoStack as exc:
+        print(exc, file=sys.stderr)
         return 2
-    state = json.loads(state_file.read_text())
+    if args.check_stack:
+        return 0
     functions = Template(load_template(config.root / "template.yaml")).functions()
     if args.function not in functions:
         print(f"unknown function {args.function}; one of: {', '.join(sorted(functions))}", file=sys.stderr)
+        return 2
+    if not args.event.is_file():
+        print(f"no event file {args.event}; see events/", file=sys.stderr)
         return 2
     spec = functions[args.function]
     runtime = FunctionRuntime(
@@ -47,18 +95,27 @@ def main(argv: list[str] | None = None) -> int:
         env = ExecutionEnvironment(
             runtime, 0, rie_binary(config.sam_site_packages), config.runtime_python, Path(log_dir)
         )
-        env.start()
+        result: InvokeResult | None = None
+        problem = ""
         try:
+            env.start()
             result = env.invoke(args.event.read_bytes())
+        except (InvocationTimeout, RuntimeError) as exc:
+            problem = str(exc)
         finally:
             env.stop()
-        log = (Path(log_dir) / f"{args.function}-0.log").read_text(errors="replace")
+        log_file = Path(log_dir) / f"{args.function}-0.log"
+        log = log_file.read_text(errors="replace") if log_file.exists() else ""
+    if result is None:
+        print(f"{args.function}: {problem}", file=sys.stderr)
+        print(log, file=sys.stderr)
+        return 1
     try:
         print(json.dumps(result.json(), indent=2))
     except ValueError:
         print(result.payload.decode(errors="replace"))
-    print(f"# {args.function}: {result.duration_ms} ms (cold start)", file=sys.stderr)
-    if result.function_error:
+    print(f"# {args.function}: {result.duration_ms} ms (cold start), status {result.status}", file=sys.stderr)
+    if failed(result):
         print(log, file=sys.stderr)
         return 1
     return 0

@@ -57,6 +57,18 @@ class InvokeResult:
         """The payload parsed as JSON."""
         return json.loads(self.payload or b"null")
 
+    @property
+    def status(self) -> str:
+        """ "error" for a function error, else the HTTP statusCode of a proxy answer, else "ok"."""
+        if self.function_error:
+            return "error"
+        try:
+            parsed = self.json()
+        except ValueError:
+            return "ok"
+        code = parsed.get("statusCode") if isinstance(parsed, dict) else None
+        return str(code) if isinstance(code, int) else "ok"
+
 
 class InvocationTimeout(Exception):
     """The emulator did not answer in time."""

@@ -40,9 +40,14 @@ def launch(
     pool_size: int = 3,
     authorizer_ttl_s: float | None = None,
     startup_timeout_s: float = 120.0,
+    root: Path = ROOT,
 ) -> Iterator[RunningStack]:
-    """Run a local stack until the block ends; every child process is stopped after."""
-    if not (ROOT / ".aws-sam" / "build" / "template.yaml").exists():
+    """Run a local stack until the block ends; every child process is stopped after.
+
+    `root` is the tree the stack reads (template.yaml, .aws-sam/build, the venvs); the code of
+    the local stack itself always comes from this repository.
+    """
+    if not (root / ".aws-sam" / "build" / "template.yaml").exists():
         raise RuntimeError("run `make build` first (the local stack runs what sam build produced)")
     state_file, log_dir = workdir / "state.json", workdir / "logs"
     child_env = {
@@ -56,7 +61,7 @@ def launch(
         "-m",
         "cmdgate_local",
         "--root",
-        str(ROOT),
+        str(root),
         "--port",
         str(free_port()),
         "--pool-size",

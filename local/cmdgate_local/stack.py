@@ -17,6 +17,7 @@ from typing import Any
 import boto3
 import httpx
 
+from cmdgate_local import build_snapshot
 from cmdgate_local.apigw import ApiGateway, ApiServer
 from cmdgate_local.gist_server import GistServer
 from cmdgate_local.lambda_runtime import ExecutionEnvironment, FunctionPool, FunctionRuntime, InvokeResult, rie_binary
@@ -53,6 +54,11 @@ class StackConfig:
         return self.root / ".aws-sam" / "build"
 
     @property
+    def snapshot_parent(self) -> Path:
+        """Where this stack keeps its own copy of the build (beside its state file)."""
+        return self.state_file.parent if self.state_file else self.root / ".local-stack"
+
+    @property
     def function_log_dir(self) -> Path:
         """Function logs, one file per execution environment."""
         return self.log_dir or self.root / ".local-stack" / "logs"
@@ -67,6 +73,18 @@ class StackConfig:
         """The aws-sam-cli venv's site-packages (it ships aws-lambda-rie)."""
         version = f"python{sys.version_info.major}.{sys.version_info.minor}"
         return self.root / ".venv-sam" / "lib" / version / "site-packages"
+
+
+def write_private(path: Path, text: str) -> None:
+    """Replace `path` atomically with `text`, readable by its owner only (the state file holds the admin key)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    # The mode given to open() is masked by the umask and ignored for an existing file.
+    os.fchmod(fd, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(text)
+    tmp.replace(path)
 
 
 def aws_session(endpoint_url: str) -> boto3.session.Session:
@@ -129,12 +147,14 @@ class LocalStack:
         self.runtimes: dict[str, FunctionRuntime] = {}
         self._stop = threading.Event()
         self._session: boto3.session.Session | None = None
+        # This run's copy of the build, which every function runs from.
+        self.build_dir: Path | None = None
+        self._wrote_state = False
 
     def start(self) -> None:
         """Bring everything up, in dependency order, and wait until the API answers."""
         cfg = self.config
-        if not (cfg.build_dir / "template.yaml").exists():
-            raise FileNotFoundError(f"{cfg.build_dir} is missing: run `sam build` (make build) first")
+        self.build_dir = build_snapshot.take(cfg.build_dir, cfg.snapshot_parent)
         cfg.function_log_dir.mkdir(parents=True, exist_ok=True)
         self.moto.start()
         self.gist.start()
@@ -157,7 +177,7 @@ class LocalStack:
             "GIST_API_URL": self.gist.url,
             **cfg.environment_overrides,
         }
-        self.runtimes = function_runtimes(template, provisioner, cfg.build_dir, overrides)
+        self.runtimes = function_runtimes(template, provisioner, self.build_dir, overrides)
         rie = rie_binary(cfg.sam_site_packages)
         for name, runtime in self.runtimes.items():
             reserved = template.functions()[name].reserved_concurrency
@@ -202,12 +222,13 @@ class LocalStack:
     def invoke(self, function_id: str, event: dict[str, Any]) -> InvokeResult:
         """Invoke a function on its pool."""
         result = self.pools[function_id].invoke(event)
-        log.debug(
-            "%s env#%d %s %.1f ms",
+        log.info(
+            "%s env#%d %s %.1f ms status=%s",
             function_id,
             result.environment,
             "cold" if result.cold else "warm",
             result.duration_ms,
+            result.status,
         )
         return result
 
@@ -228,6 +249,13 @@ class LocalStack:
             pool.stop()
         self.gist.stop()
         self.moto.stop()
+        if self._wrote_state and self.config.state_file is not None:
+            # A state file outliving its stack would send `make invoke` to dead ports.
+            self.config.state_file.unlink(missing_ok=True)
+            self._wrote_state = False
+        if self.build_dir is not None:
+            build_snapshot.release(self.build_dir)
+            self.build_dir = None
 
     def _seed_admin_key(self) -> None:
         """The deployment's bootstrap path, with the chosen key (CMDGATE_BOOTSTRAP_ADMIN_KEY) or a new one."""
@@ -280,10 +308,9 @@ class LocalStack:
             "gist_url": self.gist.url,
             "admin_key": self.admin_key,
             "pid": os.getpid(),
+            "build_dir": str(self.build_dir),
             "resources": self.resources,
             "functions": {name: rt.environment for name, rt in self.runtimes.items()},
         }
-        self.config.state_file.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.config.state_file.with_suffix(".tmp")
-        tmp.write_text(json.dumps(state, indent=2))
-        tmp.replace(self.config.state_file)
+        write_private(self.config.state_file, json.dumps(state, indent=2))
+        self._wrote_state = True

@@ -1,8 +1,8 @@
 """Contract: the loopback Gist server answers as GitHub's own description says.
 
 Every answer is checked with openapi-core against GitHub's published OpenAPI
-description of the gist endpoints (shared/reference/github-gists-openapi.json,
-a sibling of the repository). Where GitHub really behaves beyond that
+description of the gist endpoints, vendored with its origin and licence in
+local/cmdgate_local/reference/. Where GitHub really behaves beyond that
 description, the behaviour is listed once in UNDOCUMENTED_BEHAVIOURS; the test
 proves each entry is truly undocumented and checks its body against the
 description's `basic-error` schema instead.
@@ -29,7 +29,7 @@ from werkzeug.datastructures import Headers, ImmutableMultiDict
 
 from cmdgate_local.gist_server import GistServer
 
-SPEC_PATH = Path(__file__).resolve().parents[3] / "shared" / "reference" / "github-gists-openapi.json"
+SPEC_PATH = Path(__file__).resolve().parents[2] / "local" / "cmdgate_local" / "reference" / "github-gists-openapi.json"
 # The description's only server; loopback answers are validated as if they came from it.
 GITHUB_API = "https://api.github.com"
 TOKEN = "ghp_contract_test_token"
@@ -195,7 +195,7 @@ class Ctx:
 def spec() -> dict[str, Any]:
     if not SPEC_PATH.is_file():
         pytest.fail(
-            f"GitHub's gist description is missing at {SPEC_PATH}: clone shared/ beside the repository",
+            f"GitHub's gist description is missing at {SPEC_PATH} (see local/cmdgate_local/reference/README.md)",
             pytrace=False,
         )
     loaded: dict[str, Any] = json.loads(SPEC_PATH.read_text(encoding="utf-8"))

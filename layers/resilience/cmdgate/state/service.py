@@ -262,5 +262,5 @@ class StateService:
         except ProblemError:
             raise  # write-through: the caller must learn that the gist is behind
         except Exception:
-            # The write is committed; the healer re-syncs any key whose synced_version lags.
+            # The write is committed; the key syncs with its next write (no re-sync of lagging keys yet).
             logger.exception("gist sync not scheduled", extra={"key": register.key, "version": register.version})
