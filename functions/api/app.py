@@ -32,6 +32,7 @@ from cmdgate.api_docs import (
     responses,
 )
 from cmdgate.auth import Principal
+from cmdgate.body import refuse_bad_body
 from cmdgate.config import get_settings
 from cmdgate.health import health_report, run_checks
 from cmdgate.http import (
@@ -46,7 +47,7 @@ from cmdgate.http import (
 from cmdgate.idempotency import IdempotencyKeyMissing, parse_idempotency_key, request_fingerprint
 from cmdgate.pagination import decode_cursor, encode_cursor, parse_limit
 from cmdgate.ratelimit import RateLimited
-from cmdgate.state.http import MERGE_PATCH, etag, history_cursor, none_match_hits, parse_preconditions, state_headers
+from cmdgate.state.http import etag, history_cursor, none_match_hits, parse_preconditions, state_headers
 from cmdgate.state.model import Register
 from cmdgate.wiring import (
     api_key_store,
@@ -60,7 +61,7 @@ from cmdgate.wiring import (
 logger = Logger()
 tracer = Tracer()
 metrics = Metrics()
-app = APIGatewayRestResolver(enable_validation=True)
+app = APIGatewayRestResolver(enable_validation=True, json_body_deserializer=parse_json)
 app.configure_openapi(
     title=API_TITLE,
     version=API_VERSION,
@@ -162,6 +163,7 @@ def list_commands() -> Response[str]:
         404,
         409,
         413,
+        415,
         422,
         500,
         503,
@@ -172,22 +174,20 @@ def run_command(name: str) -> Response[str]:
     """Run a command sync, or queue it when `Prefer: respond-async`; Idempotency-Key makes it run once."""
     event, settings = app.current_event, get_settings()
     body = event.body
-    if body is not None and len(body.encode("utf-8")) > settings.max_body_bytes:
-        raise errors.PayloadTooLarge(f"The request body is over {settings.max_body_bytes} bytes.")
     principal, service = _principal(), execution_service()
     key = parse_idempotency_key(header(event.headers, "Idempotency-Key"))
     prepared = service.prepare(principal, name, body, prefer_async=prefers_async(header(event.headers, "Prefer")))
     if key is None:
         if prepared.spec.idempotency == "required":
             raise IdempotencyKeyMissing(f"Command {name!r} requires an Idempotency-Key header.")
-        return http_response(service.start(principal, prepared).to_http())
+        return http_response(service.start(principal, prepared).to_http(_request_id()))
     requests = idempotent_requests()
     requests.register_lambda_context(app.lambda_context)
     stored = requests.run(
         principal.principal_id,
         key,
         request_fingerprint(event.http_method, event.path, prepared.raw_params),
-        lambda: service.start(principal, prepared).to_http(),
+        lambda: service.start(principal, prepared).to_http(_request_id()),
         retry_after_s=settings.idempotency_retry_after_s,
     )
     return http_response(stored)
@@ -204,7 +204,9 @@ def get_execution(execution_id: str) -> Response[str]:
 
 
 @app.post(
-    "/v1/admin/keys", tags=["admin"], responses=responses({201: ("The new key, shown once", CreatedKey)}, 413, 422)
+    "/v1/admin/keys",
+    tags=["admin"],
+    responses=responses({201: ("The new key, shown once", CreatedKey)}, 400, 413, 415, 422),
 )
 def create_api_key(request: Annotated[CreateKeyRequest, Body()]) -> Response[str]:
     """Issue an API key; the key is in this answer only."""
@@ -239,7 +241,11 @@ def list_dead_letters() -> Response[str]:
     return json_response(200, {"executions": [e.public_view() for e in executions], "next_cursor": encode_cursor(last)})
 
 
-@app.post("/v1/admin/dlq/redrive", tags=["admin"], responses=responses({200: ("Redriven and skipped ids", None)}, 422))
+@app.post(
+    "/v1/admin/dlq/redrive",
+    tags=["admin"],
+    responses=responses({200: ("Redriven and skipped ids", None)}, 400, 413, 415, 422),
+)
 def redrive_dead_letters(request: Annotated[RedriveRequest, Body()]) -> Response[str]:
     """Give each dead-lettered execution exactly one new attempt, even when two redrives race."""
     require_admin(_principal())
@@ -305,7 +311,7 @@ def get_state(key: str) -> Response[str]:
 @app.put(
     "/v1/state/<key>",
     tags=["state"],
-    responses=responses({200: ("Replaced", None), 201: ("Created", None)}, 400, 404, 412, 413, 428),
+    responses=responses({200: ("Replaced", None), 201: ("Created", None)}, 400, 404, 412, 413, 415, 428),
 )
 def put_state(key: str) -> Response[str]:
     """Create (If-None-Match: *) or replace (If-Match) a key's value."""
@@ -326,9 +332,6 @@ def patch_state(key: str) -> Response[str]:
     """Apply an RFC 7396 merge patch under the key's lock."""
     _state_authorized(key, "write")
     headers = app.current_event.headers
-    content_type = (header(headers, "Content-Type") or "").split(";", 1)[0].strip().lower()
-    if content_type != MERGE_PATCH:
-        raise errors.UnsupportedMediaType(f"PATCH takes {MERGE_PATCH}.", headers={"Accept-Patch": MERGE_PATCH})
     conditions = parse_preconditions(header(headers, "If-Match"), None)
     patch = _state_body(get_settings().max_state_body_bytes)
     return _state_value(200, state_service(_remaining_s).patch(key, patch, conditions))
@@ -361,7 +364,7 @@ def get_state_history(key: str) -> Response[str]:
 @app.post(
     "/v1/state/<key>/restore",
     tags=["state"],
-    responses=responses({200: ("Restored as a new version", None)}, 400, 404, 412, 422),
+    responses=responses({200: ("Restored as a new version", None)}, 400, 404, 412, 413, 415, 422),
 )
 def restore_state(key: str) -> Response[str]:
     """Write version N's value as a new version."""
@@ -409,7 +412,7 @@ def _report_aws_calls(resource: str, counts: dict[str, int]) -> None:
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     aws.take_call_counts()
-    response = app.resolve(event, context)
+    response = refuse_bad_body(event, get_settings()) or app.resolve(event, context)
     _report_aws_calls(f"{event.get('httpMethod')} {event.get('resource')}", aws.take_call_counts())
     request_id = (event.get("requestContext") or {}).get("requestId") or ""
     return with_request_id(response, request_id)
