@@ -50,6 +50,8 @@ class IJsonViolation(ValueError):
 
 
 def _check_nesting(body: str) -> None:
+    if body.count("[") + body.count("{") <= MAX_NESTING:  # cannot nest deeper: skip the scan
+        return
     depth = 0
     for token in _NESTING_TOKENS.finditer(body):
         char = token.group()
