@@ -33,7 +33,7 @@ from cmdgate.api_docs import (
 )
 from cmdgate.auth import Principal
 from cmdgate.authz import authorize, may
-from cmdgate.config import get_settings
+from cmdgate.body import refuse_bad_body
 from cmdgate.health import health_report, run_checks
 from cmdgate.http import (
     header,
@@ -47,14 +47,14 @@ from cmdgate.http import (
 from cmdgate.idempotency import IdempotencyKeyMissing, parse_idempotency_key, request_fingerprint
 from cmdgate.pagination import decode_cursor, encode_cursor, parse_limit
 from cmdgate.ratelimit import RateLimited
-from cmdgate.state.http import MERGE_PATCH, etag, history_cursor, none_match_hits, parse_preconditions, state_headers
+from cmdgate.state.http import etag, history_cursor, none_match_hits, parse_preconditions, state_headers
 from cmdgate.state.model import Register
 from cmdgate.wiring import services
 
 logger = Logger()
 tracer = Tracer()
 metrics = Metrics()
-app = APIGatewayRestResolver(enable_validation=True)
+app = APIGatewayRestResolver(enable_validation=True, json_body_deserializer=parse_json)
 app.configure_openapi(
     title=API_TITLE,
     version=API_VERSION,
@@ -85,7 +85,7 @@ def _principal() -> Principal:
 def get_health() -> Response[str]:
     """Liveness of the dependencies, without error details."""
     report = health_report(
-        run_checks(services().health_checks(), get_settings().health_check_timeout_s), detailed=False
+        run_checks(services().health_checks(), services().settings.health_check_timeout_s), detailed=False
     )
     return json_response(503 if report["status"] == "unhealthy" else 200, report)
 
@@ -158,6 +158,7 @@ def list_commands() -> Response[str]:
         404,
         409,
         413,
+        415,
         422,
         500,
         503,
@@ -166,24 +167,22 @@ def list_commands() -> Response[str]:
 )
 def run_command(name: str) -> Response[str]:
     """Run a command sync, or queue it when `Prefer: respond-async`; Idempotency-Key makes it run once."""
-    event, settings = app.current_event, get_settings()
+    event, settings = app.current_event, services().settings
     body = event.body
-    if body is not None and len(body.encode("utf-8")) > settings.max_body_bytes:
-        raise errors.PayloadTooLarge(f"The request body is over {settings.max_body_bytes} bytes.")
     principal, service = _principal(), services().executions
     key = parse_idempotency_key(header(event.headers, "Idempotency-Key"))
     prepared = service.prepare(principal, name, body, prefer_async=prefers_async(header(event.headers, "Prefer")))
     if key is None:
         if prepared.spec.idempotency == "required":
             raise IdempotencyKeyMissing(f"Command {name!r} requires an Idempotency-Key header.")
-        return http_response(service.start(principal, prepared).to_http())
+        return http_response(service.start(principal, prepared).to_http(_request_id()))
     requests = services().idempotent_requests
     requests.register_lambda_context(app.lambda_context)
     stored = requests.run(
         principal.principal_id,
         key,
         request_fingerprint(event.http_method, event.path, prepared.raw_params),
-        lambda: service.start(principal, prepared).to_http(),
+        lambda: service.start(principal, prepared).to_http(_request_id()),
         retry_after_s=settings.idempotency_retry_after_s,
     )
     return http_response(stored)
@@ -200,7 +199,9 @@ def get_execution(execution_id: str) -> Response[str]:
 
 
 @app.post(
-    "/v1/admin/keys", tags=["admin"], responses=responses({201: ("The new key, shown once", CreatedKey)}, 413, 422)
+    "/v1/admin/keys",
+    tags=["admin"],
+    responses=responses({201: ("The new key, shown once", CreatedKey)}, 400, 413, 415, 422),
 )
 def create_api_key(request: Annotated[CreateKeyRequest, Body()]) -> Response[str]:
     """Issue an API key; the key is in this answer only."""
@@ -235,7 +236,11 @@ def list_dead_letters() -> Response[str]:
     return json_response(200, {"executions": [e.public_view() for e in executions], "next_cursor": encode_cursor(last)})
 
 
-@app.post("/v1/admin/dlq/redrive", tags=["admin"], responses=responses({200: ("Redriven and skipped ids", None)}, 422))
+@app.post(
+    "/v1/admin/dlq/redrive",
+    tags=["admin"],
+    responses=responses({200: ("Redriven and skipped ids", None)}, 400, 413, 415, 422),
+)
 def redrive_dead_letters(request: Annotated[RedriveRequest, Body()]) -> Response[str]:
     """Give each dead-lettered execution exactly one new attempt, even when two redrives race."""
     require_admin(_principal())
@@ -250,7 +255,9 @@ def redrive_dead_letters(request: Annotated[RedriveRequest, Body()]) -> Response
 def get_admin_health() -> Response[str]:
     """Health with the error class of each failing check."""
     require_admin(_principal())
-    report = health_report(run_checks(services().health_checks(), get_settings().health_check_timeout_s), detailed=True)
+    report = health_report(
+        run_checks(services().health_checks(), services().settings.health_check_timeout_s), detailed=True
+    )
     return json_response(503 if report["status"] == "unhealthy" else 200, report)
 
 
@@ -304,14 +311,14 @@ def get_state(key: str) -> Response[str]:
 @app.put(
     "/v1/state/<key>",
     tags=["state"],
-    responses=responses({200: ("Replaced", None), 201: ("Created", None)}, 400, 404, 412, 413, 428),
+    responses=responses({200: ("Replaced", None), 201: ("Created", None)}, 400, 404, 412, 413, 415, 428),
 )
 def put_state(key: str) -> Response[str]:
     """Create (If-None-Match: *) or replace (If-Match) a key's value."""
     _state_authorized(key, "write")
     headers = app.current_event.headers
     conditions = parse_preconditions(header(headers, "If-Match"), header(headers, "If-None-Match"))
-    value = _state_body(get_settings().max_state_body_bytes)
+    value = _state_body(services().settings.max_state_body_bytes)
     register, created = services().state_service(_remaining_s).put(key, value, conditions)
     return _state_value(201 if created else 200, register)
 
@@ -325,11 +332,8 @@ def patch_state(key: str) -> Response[str]:
     """Apply an RFC 7396 merge patch under the key's lock."""
     _state_authorized(key, "write")
     headers = app.current_event.headers
-    content_type = (header(headers, "Content-Type") or "").split(";", 1)[0].strip().lower()
-    if content_type != MERGE_PATCH:
-        raise errors.UnsupportedMediaType(f"PATCH takes {MERGE_PATCH}.", headers={"Accept-Patch": MERGE_PATCH})
     conditions = parse_preconditions(header(headers, "If-Match"), None)
-    patch = _state_body(get_settings().max_state_body_bytes)
+    patch = _state_body(services().settings.max_state_body_bytes)
     return _state_written(200, key, services().state_service(_remaining_s).patch(key, patch, conditions))
 
 
@@ -364,7 +368,7 @@ def get_state_history(key: str) -> Response[str]:
 @app.post(
     "/v1/state/<key>/restore",
     tags=["state"],
-    responses=responses({200: ("Restored as a new version", None)}, 400, 404, 412, 422),
+    responses=responses({200: ("Restored as a new version", None)}, 400, 404, 412, 413, 415, 422),
 )
 def restore_state(key: str) -> Response[str]:
     """Write version N's value as a new version."""
@@ -422,7 +426,7 @@ def _report_aws_calls(resource: str, counts: dict[str, int]) -> None:
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     aws.take_call_counts()
-    response = app.resolve(event, context)
+    response = refuse_bad_body(event, services().settings) or app.resolve(event, context)
     _report_aws_calls(f"{event.get('httpMethod')} {event.get('resource')}", aws.take_call_counts())
     request_id = (event.get("requestContext") or {}).get("requestId") or ""
     return with_request_id(response, request_id)

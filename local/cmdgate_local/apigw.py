@@ -22,7 +22,7 @@ from typing import Any
 from werkzeug.serving import BaseWSGIServer, make_server
 from werkzeug.wrappers import Request, Response
 
-from cmdgate_local.lambda_runtime import InvocationTimeout, InvokeResult, Throttled
+from cmdgate_local.lambda_runtime import InvocationTimeout, InvokeResult, PayloadTooLarge, Throttled
 from cmdgate_local.template import ACCOUNT_ID, REGION, ApiRoute
 
 API_ID = "local"
@@ -139,6 +139,10 @@ class ApiGateway:
             return self._gateway_response("INTEGRATION_TIMEOUT", context, "Endpoint request timed out")
         except Throttled:
             return self._gateway_response("THROTTLED", context, "Too Many Requests")
+        except PayloadTooLarge:
+            # Between Lambda's 6 MB and API Gateway's 10 MB, REST APIs are reported to answer
+            # 413 {"message": "Request Too Long"}: the REQUEST_TOO_LARGE gateway response.
+            return self._gateway_response("REQUEST_TOO_LARGE", context, "Request Too Long")
         if time.monotonic() - started > INTEGRATION_TIMEOUT_S:
             return self._gateway_response("INTEGRATION_TIMEOUT", context, "Endpoint request timed out")
         return self._proxy_response(result, context)

@@ -22,6 +22,8 @@ from typing import Any
 import httpx
 
 INVOKE_PATH = "/2015-03-31/functions/function/invocations"
+# Lambda's synchronous Invoke takes at most this much event JSON (RequestEntityTooLargeException beyond).
+MAX_INVOKE_PAYLOAD_BYTES = 6 * 1024 * 1024
 
 
 def free_port() -> int:
@@ -76,6 +78,10 @@ class InvocationTimeout(Exception):
 
 class Throttled(Exception):
     """Every environment stayed busy: Lambda would throttle."""
+
+
+class PayloadTooLarge(Exception):
+    """The event is over Lambda's invoke limit: Lambda refuses it before any environment sees it."""
 
 
 @dataclass(frozen=True)
@@ -226,12 +232,15 @@ class FunctionPool:
 
     def invoke(self, event: Any) -> InvokeResult:
         """Invoke with a JSON event on the next idle environment."""
+        payload = json.dumps(event).encode("utf-8")
+        if len(payload) > MAX_INVOKE_PAYLOAD_BYTES:
+            raise PayloadTooLarge(f"{len(payload)} bytes of event for {self.name}")
         try:
             env = self._idle.get(timeout=self._throttle_after_s)
         except queue.Empty as exc:
             raise Throttled(self.name) from exc
         try:
-            result = env.invoke(json.dumps(event).encode("utf-8"))
+            result = env.invoke(payload)
         finally:
             self._idle.put(env)
         with self._lock:

@@ -17,7 +17,7 @@ Permission = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[A-Za
 class RateLimitSpec(BaseModel):
     """A key's rate-limit policy: `quota` requests per `window_s` seconds."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     quota: int = Field(ge=1, le=1_000_000)
     window_s: int = Field(ge=1, le=86_400)
@@ -26,7 +26,7 @@ class RateLimitSpec(BaseModel):
 class CreateKeyRequest(BaseModel):
     """Body of `POST /v1/admin/keys`."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     name: str = Field(min_length=1, max_length=128)
     permissions: list[Permission] = Field(min_length=1, max_length=100)
@@ -37,7 +37,7 @@ class CreateKeyRequest(BaseModel):
 class RedriveRequest(BaseModel):
     """Body of `POST /v1/admin/dlq/redrive`: which executions (all dead letters of the first page if absent)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     execution_ids: list[Annotated[str, Field(min_length=1, max_length=64)]] | None = Field(default=None, max_length=100)
 

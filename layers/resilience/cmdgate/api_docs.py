@@ -133,7 +133,7 @@ _PROBLEM_TEXT = {
     409: "A request with this Idempotency-Key is still running",
     412: "Precondition failed (If-Match / If-None-Match)",
     413: "Request body too large",
-    415: "Unsupported media type (PATCH takes application/merge-patch+json)",
+    415: "Unsupported media type (JSON bodies are application/json; a state PATCH is application/merge-patch+json)",
     422: "Parameters fail validation, or Idempotency-Key reused with another request",
     428: "Precondition required (If-Match or If-None-Match)",
     429: "Over the rate limit",

@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# The template's AllowedValues for these parameters; a typo is a ValidationError when the settings are read.
+GistMode = Literal["write_behind", "write_through"]
+GistEncryption = Literal["kms", "plaintext"]
 
 
 class Settings(BaseSettings):
@@ -24,9 +29,9 @@ class Settings(BaseSettings):
     events_dlq_url: str = ""
     alerts_topic_arn: str = ""
     state_sync_queue_url: str = ""
-    state_gist_mode: str = "write_behind"
+    state_gist_mode: GistMode = "write_behind"
     state_retention_days: int = Field(default=7, ge=1)
-    state_gist_encryption: str = "kms"
+    state_gist_encryption: GistEncryption = "kms"
     state_kms_key_id: str = ""
     github_token_secret_arn: str = ""
     gist_api_url: str = "https://api.github.com"

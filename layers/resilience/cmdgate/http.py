@@ -3,23 +3,89 @@
 from __future__ import annotations
 
 import json
+import math
+import re
 from typing import Any
 
 from aws_lambda_powertools.event_handler import Response
 
 from cmdgate.errors import PROBLEM_CONTENT_TYPE, InvalidJson, ProblemError
 
+# I-JSON (RFC 7493): integers beyond this are not exact in an IEEE 754 double, so other parsers disagree.
+MAX_EXACT_INTEGER = 2**53 - 1
+# Deeper bodies are refused before parsing: nothing we take needs more, and deep values would
+# exhaust the recursion limit later (when dumped or validated) instead of here.
+MAX_NESTING = 64
+_NESTING_TOKENS = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{}]')
+
 
 def parse_json(body: str) -> Any:
-    """A request body as JSON, refusing what has no JSON meaning (NaN, Infinity) and runaway nesting (400)."""
+    """A request body as I-JSON (RFC 7493), else InvalidJson (400).
+
+    Refused: what is not JSON (NaN, Infinity included); duplicate member names; numbers a double
+    cannot hold (1e400) and integers beyond +-(2**53-1); strings with lone surrogates; nesting
+    deeper than MAX_NESTING.
+    """
+    _check_nesting(body)
     try:
-        return json.loads(body, parse_constant=_refuse_constant)
+        value = json.loads(
+            body,
+            parse_constant=_refuse_constant,
+            parse_float=_double,
+            parse_int=_exact_integer,
+            object_pairs_hook=_unique_members,
+        )
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidJson("The request body is not I-JSON: a string has a lone surrogate.") from None
+    except IJsonViolation as refused:
+        raise InvalidJson(f"The request body is not I-JSON: {refused}.") from None
     except (ValueError, RecursionError):
         raise InvalidJson("The request body is not valid JSON.") from None
+    return value
+
+
+class IJsonViolation(ValueError):
+    """JSON that I-JSON (RFC 7493) does not allow."""
+
+
+def _check_nesting(body: str) -> None:
+    if body.count("[") + body.count("{") <= MAX_NESTING:  # cannot nest deeper: skip the scan
+        return
+    depth = 0
+    for token in _NESTING_TOKENS.finditer(body):
+        char = token.group()
+        if char in "[{":
+            depth += 1
+            if depth > MAX_NESTING:
+                raise InvalidJson(f"The request body nests deeper than {MAX_NESTING} levels.")
+        elif char in "]}":
+            depth -= 1
 
 
 def _refuse_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
+
+
+def _double(text: str) -> float:
+    value = float(text)
+    if math.isinf(value):
+        raise IJsonViolation(f"the number {text[:32]} is beyond an IEEE 754 double")
+    return value
+
+
+def _exact_integer(text: str) -> int:
+    value = int(text)
+    if abs(value) > MAX_EXACT_INTEGER:
+        raise IJsonViolation(f"integers must be within +-(2**53-1), got {text[:32]}; send larger ones as strings")
+    return value
+
+
+def _unique_members(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    members = dict(pairs)
+    if len(members) != len(pairs):
+        raise IJsonViolation("an object has duplicate member names")
+    return members
 
 
 def problem_response(error: ProblemError, request_id: str | None) -> Response[str]:

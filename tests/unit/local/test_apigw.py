@@ -12,7 +12,7 @@ from werkzeug.test import Client, TestResponse
 from cmdgate.auth.permissions import Principal
 from cmdgate.auth.policy import allow_policy
 from cmdgate_local.apigw import MAX_PAYLOAD_BYTES, ApiGateway
-from cmdgate_local.lambda_runtime import InvocationTimeout, InvokeResult, Throttled
+from cmdgate_local.lambda_runtime import InvocationTimeout, InvokeResult, PayloadTooLarge, Throttled
 from cmdgate_local.template import ACCOUNT_ID, REGION, Template
 
 STAGE = "prod"
@@ -291,6 +291,18 @@ def test_a_request_over_the_payload_limit_is_413(gw: Gateway) -> None:
     assert response.status_code == 413
     assert problem(response)["code"] == "PAYLOAD_TOO_LARGE"
     assert gw.fake.calls == []
+
+
+def test_an_event_over_lambdas_invoke_limit_is_413(gw: Gateway) -> None:
+    # Between Lambda's 6 MB and API Gateway's 10 MB: Lambda refuses the invoke, the client gets 413.
+    def too_large(event: dict[str, Any]) -> InvokeResult:
+        raise PayloadTooLarge("ApiFunction")
+
+    gw.fake.api = too_large
+    response = gw.call("POST", "/v1/commands/echo", "admin-token", data=b"{}")
+    assert response.status_code == 413
+    assert problem(response)["code"] == "PAYLOAD_TOO_LARGE"
+    assert response.headers["x-amzn-ErrorType"] == "REQUEST_TOO_LARGE"
 
 
 def test_an_authorizer_that_crashes_is_a_5xx_not_a_401(gw: Gateway) -> None:

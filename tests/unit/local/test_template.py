@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -157,3 +158,23 @@ def test_stage_schedules_and_gateway_responses(template_data: dict[str, Any]) ->
         responses
     )
     assert responses["UNAUTHORIZED"]["ResponseParameters"]["Headers"]["WWW-Authenticate"] == "'Bearer'"
+
+
+@pytest.mark.parametrize(
+    ("response_type", "status"),
+    [
+        ("REQUEST_TOO_LARGE", 413),  # over 10 MB, and (reported) between Lambda's 6 MB and 10 MB
+        ("BAD_GATEWAY", 502),
+        ("API_CONFIGURATION_ERROR", 500),
+        ("INTEGRATION_FAILURE", 504),
+        ("DEFAULT_5XX", 502),
+    ],
+)
+def test_the_gateway_answers_to_an_oversized_body_are_problems(
+    template_data: dict[str, Any], response_type: str, status: int
+) -> None:
+    spec = Template(template_data).gateway_responses()[response_type]
+    assert int(spec["StatusCode"]) == status
+    assert spec["ResponseParameters"]["Headers"]["Content-Type"] == "'application/problem+json'"
+    problem = json.loads(spec["ResponseTemplates"]["application/json"].replace("$context.requestId", "r"))
+    assert (problem["status"], problem["request_id"]) == (status, "r")

@@ -153,6 +153,7 @@ def test_sync_success(h: Harness) -> None:
         "result": {"greeting": "hello ada hello ada", "attempt": 1},
     }
     assert submission.headers == {}
+    assert submission.to_http("req-1")["body"] == submission.body  # only problems carry request_id
     record = h.record(execution_id)
     assert (record.status, record.mode, record.attempts, record.principal_id) == ("succeeded", "sync", 1, "key:alice")
     assert record.params == {"name": "ada", "times": 2}
@@ -183,6 +184,8 @@ def test_sync_command_error_is_answered_with_its_status_and_recorded(h: Harness)
     http = submission.to_http()
     assert http["status"] == 409
     assert http["headers"]["Content-Type"] == "application/problem+json"
+    assert "request_id" not in http["body"]
+    assert submission.to_http("req-1")["body"] == {**submission.body, "request_id": "req-1"}
     record = h.record(execution_id)
     assert record.status == "failed"
     assert record.lease_until is None

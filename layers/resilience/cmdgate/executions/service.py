@@ -36,12 +36,17 @@ class Submission:
     headers: dict[str, str] = field(default_factory=dict)
     content_type: str = "application/json"
 
-    def to_http(self) -> dict[str, Any]:
-        """A JSON-serialisable response: status, headers (Content-Type included) and body."""
+    def to_http(self, request_id: str | None = None) -> dict[str, Any]:
+        """A JSON-serialisable response: status, headers (Content-Type included) and body.
+
+        A problem carries `request_id` like every other problem; what is stored for replay keeps
+        the id of the request that ran the command (a replay's own id is in its X-Request-Id).
+        """
+        problem = self.content_type == errors.PROBLEM_CONTENT_TYPE and request_id
         return {
             "status": self.status_code,
             "headers": {"Content-Type": self.content_type, **self.headers},
-            "body": self.body,
+            "body": {**self.body, "request_id": request_id} if problem else self.body,
         }
 
 

@@ -27,3 +27,7 @@ class PreconditionRequired(errors.ProblemError):
 
 class StateTooLarge(errors.ProblemError):
     status, code, title = 422, "STATE_TOO_LARGE", "State value too large"
+
+
+class StateThrottled(errors.DependencyUnavailable):
+    code, title = "STATE_THROTTLED", "State writes are throttled"

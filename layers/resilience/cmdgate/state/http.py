@@ -13,7 +13,6 @@ from cmdgate.state.model import Register
 from cmdgate.state.service import Preconditions
 
 _ETAG = re.compile(r'"(\d{1,18})"')
-MERGE_PATCH = "application/merge-patch+json"
 
 
 def parse_preconditions(if_match: str | None, if_none_match: str | None) -> Preconditions:

@@ -8,6 +8,8 @@ lands whole or not at all, and no path can clobber another.
 
 from __future__ import annotations
 
+import random
+import re
 import time
 from collections.abc import Callable
 from typing import Any
@@ -15,9 +17,19 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from cmdgate.locks import fenced_update
+from cmdgate.retry import Retrier, RetryPolicy
+from cmdgate.state.errors import StateThrottled
 from cmdgate.state.model import Register, VersionEntry
 
 REGISTER_SK = "register"
+# Cancellation reasons that say "not now" rather than "not this version": retried, then 503.
+THROTTLING_REASONS = frozenset({"ThrottlingError", "ProvisionedThroughputExceeded", "RequestLimitExceeded"})
+TRANSIENT_REASONS = THROTTLING_REASONS | {"TransactionConflict"}
+# Throttling outside a transaction, once botocore's own retries are spent.
+THROTTLING_CODES = frozenset({"ThrottlingException", "ProvisionedThroughputExceededException", "RequestLimitExceeded"})
+# A commit is one short transaction: a few quick retries, then the caller is told to come back.
+COMMIT_RETRY = RetryPolicy(max_attempts=3, base_s=0.05, cap_s=0.4, min_attempt_s=0.2, safety_margin_s=0.0)
+THROTTLED_RETRY_AFTER_S = 1
 
 
 def _pk(key: str) -> str:
@@ -36,12 +48,20 @@ class StateStore:
     """Reads and conditional writes of registers and version logs."""
 
     def __init__(
-        self, client: Any, table: str, *, retention_s: int = 7 * 86400, clock: Callable[[], float] = time.time
+        self,
+        client: Any,
+        table: str,
+        *,
+        retention_s: int = 7 * 86400,
+        clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], None] = time.sleep,
+        rand: Callable[[], float] = random.random,
     ) -> None:
         self._client = client
         self._table = table
         self._retention_s = retention_s
         self._clock = clock
+        self._retrier = Retrier(COMMIT_RETRY, is_retryable=_transient_cancellation, sleep=sleep, random=rand)
 
     def register(self, key: str) -> Register | None:
         """The register of a key (strongly consistent), or None if it was never written."""
@@ -125,21 +145,21 @@ class StateStore:
             "deleted": {"BOOL": deleted},
             "expires_at": {"N": str(int(now) + self._retention_s)},
         }
+        items = [
+            {"Update": update},
+            {"Put": {"TableName": self._table, "Item": log_item, "ConditionExpression": "attribute_not_exists(sk)"}},
+        ]
         try:
-            self._client.transact_write_items(
-                TransactItems=[
-                    {"Update": update},
-                    {
-                        "Put": {
-                            "TableName": self._table,
-                            "Item": log_item,
-                            "ConditionExpression": "attribute_not_exists(sk)",
-                        }
-                    },
-                ]
-            )
+            self._retrier.call(lambda: self._client.transact_write_items(TransactItems=items))
         except ClientError as error:
-            if error.response.get("Error", {}).get("Code") == "TransactionCanceledException":
+            code = error.response.get("Error", {}).get("Code")
+            if _transient_cancellation(error) or code in THROTTLING_CODES:
+                # Throttling or a concurrent transaction is not a version conflict: never a 412/409.
+                raise StateThrottled(
+                    "The state table is busy; try again shortly.",
+                    headers={"Retry-After": str(THROTTLED_RETRY_AFTER_S)},
+                ) from None
+            if code == "TransactionCanceledException":
                 raise WriteConflict(key) from None
             raise
         return Register(
@@ -207,6 +227,25 @@ class StateStore:
         # DynamoDB deletes TTL-expired items lazily: an expired entry is gone as far as we are concerned.
         expires = item.get("expires_at", {}).get("N")
         return expires is not None and int(expires) <= self._clock()
+
+
+def cancellation_reasons(error: ClientError) -> frozenset[str]:
+    """The reason codes of a cancelled transaction (from the modelled field, else the message)."""
+    if error.response.get("Error", {}).get("Code") != "TransactionCanceledException":
+        return frozenset()
+    reasons = error.response.get("CancellationReasons")
+    if isinstance(reasons, list):
+        return frozenset(str(r.get("Code")) for r in reasons if isinstance(r, dict))
+    listed = re.search(r"\[([^\]]*)\]", str(error.response.get("Error", {}).get("Message", "")))
+    return frozenset(c.strip() for c in listed.group(1).split(",")) if listed else frozenset()
+
+
+def _transient_cancellation(outcome: object) -> bool:
+    """A cancellation caused only by throttling or a concurrent transaction (no failed condition)."""
+    if not isinstance(outcome, ClientError):
+        return False
+    reasons = cancellation_reasons(outcome)
+    return bool(reasons & TRANSIENT_REASONS) and "ConditionalCheckFailed" not in reasons
 
 
 def _register(key: str, item: dict[str, Any]) -> Register:
