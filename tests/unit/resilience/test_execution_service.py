@@ -611,3 +611,11 @@ def test_the_worker_authorizes_again_with_the_permissions_the_record_kept(h: Har
     assert record.status == "failed"
     assert record.error is not None and record.error.code == "FORBIDDEN"
     assert h.runs == {}
+
+
+@pytest.mark.parametrize("times", ["true", '"2"', "2.0"])
+def test_params_are_validated_strictly_as_json_for_every_command(h: Harness, times: str) -> None:
+    # GreetParams does not ask for strictness: the service does, so no command accepts true as 1.
+    with pytest.raises(errors.ValidationFailed):
+        h.service.submit(ALICE, "greet", f'{{"times": {times}}}', prefer_async=False)
+    assert h.runs == {}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import json
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -101,6 +102,14 @@ class CommandSpec:
     state_keys: Mapping[str, tuple[StateAccess, ...]] = field(default_factory=lambda: MappingProxyType({}))
     # A limit of the command's own, on top of the caller's (both apply).
     rate_limit: RateLimitPolicy | None = None
+
+    def parse_params(self, raw: Mapping[str, Any]) -> BaseModel:
+        """The params model from a JSON object, validated as JSON strictly: `true` is no integer, `"5"` no number.
+
+        Strict JSON mode keeps what JSON has no type for (a datetime or UUID as a string) and refuses
+        pydantic's lax coercions, for every command alike. Raises pydantic's ValidationError.
+        """
+        return self.params_model.model_validate_json(json.dumps(raw), strict=True)
 
     def describe(self) -> dict[str, Any]:
         """The public description shown by `GET /v1/commands`."""

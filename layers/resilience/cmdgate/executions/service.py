@@ -118,7 +118,7 @@ class ExecutionService:
         spec = self.resolve_command(principal, name)
         raw = parse_json_object(body)
         try:
-            params = spec.params_model.model_validate(raw)
+            params = spec.parse_params(raw)
         except ValidationError as exc:
             raise errors.ValidationFailed(errors.validation_errors_from_pydantic(exc.errors())) from None
         authorize_command(principal, spec, params)  # the state keys its params name
@@ -167,7 +167,7 @@ class ExecutionService:
                 raise AttemptInProgress(f"execution {execution_id} is being run by another attempt")
             logger.info("execution already finished; message acknowledged", extra={"execution_id": execution_id})
             return
-        params = spec.params_model.model_validate(running.params)
+        params = spec.parse_params(running.params)
         try:
             # Again, with the permissions the run was authorized with: an async run can do no more
             # than a sync one (and a record without them - written before they were kept - nothing).
