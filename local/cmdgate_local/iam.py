@@ -108,7 +108,7 @@ def _statement_grant(function_id: str, statement: Mapping[str, Any]) -> Grant:
     resources = statement["Resource"]
     return Grant(
         tuple([actions] if isinstance(actions, str) else actions),
-        tuple(_referenced(r) for r in ([resources] if not isinstance(resources, list) else resources)),
+        tuple(dict.fromkeys(_referenced(r) for r in ([resources] if not isinstance(resources, list) else resources))),
     )
 
 

@@ -113,7 +113,8 @@ class Services:
         """The KMS envelope cipher for async runs' secret params (imports cryptography only when used)."""
         from cmdgate.crypto import EnvelopeCipher
 
-        return EnvelopeCipher(self.clients.client("kms"), self.settings.execution_secrets_key_id)
+        # One envelope per execution, each under its own context: a data key is never reused.
+        return EnvelopeCipher(self.clients.client("kms"), self.settings.execution_secrets_key_id, data_key_reuse_s=0)
 
     @cached_property
     def idempotent_requests(self) -> IdempotentRequests:

@@ -7,7 +7,7 @@ from typing import Any
 
 from cmdgate.commands import CommandContext, CommandError, command
 from cmdgate_commands.builtin.http_request import transport
-from cmdgate_commands.builtin.http_request.fetch import Request, fetch
+from cmdgate_commands.builtin.http_request.fetch import fetch
 from cmdgate_commands.builtin.http_request.params import MAX_TIMEOUT_S, HttpRequestParams
 from cmdgate_commands.builtin.http_request.result import result_of
 
@@ -33,6 +33,5 @@ def http_request(params: HttpRequestParams, context: CommandContext) -> dict[str
     def remaining_s() -> float:
         return deadline - time.monotonic()
 
-    request = Request(params.method, params.url, dict(params.headers), params.json_body)
-    landed = fetch(transport.http_client(), request, settings.http_request_allowed_hosts, store, remaining_s)
+    landed = fetch(transport.http_client(), params, settings.http_request_allowed_hosts, store, remaining_s)
     return result_of(landed, settings.max_result_bytes)

@@ -16,6 +16,7 @@ from cmdgate.hosts import HostAllowlist
 from cmdgate.retry import Retrier, RetryBudget, RetryPolicy
 from cmdgate.ssrf import CheckedUrl, check_url
 from cmdgate_commands.builtin.http_request import breakers, transport
+from cmdgate_commands.builtin.http_request.params import HttpRequestParams
 from cmdgate_commands.builtin.http_request.transport import Fetched, OutOfTime
 
 MAX_REDIRECTS = 5
@@ -40,16 +41,6 @@ class UpstreamUnavailable(DependencyRefused):
 
 
 @dataclass(frozen=True)
-class Request:
-    """What to send first; redirects may change the method, body, headers and URL."""
-
-    method: str
-    url: str
-    headers: dict[str, str]
-    body: Any
-
-
-@dataclass(frozen=True)
 class Landed:
     """The final response, the URL that gave it and how many redirects led there."""
 
@@ -66,13 +57,15 @@ def retry_budget() -> RetryBudget:
 
 def fetch(
     client: httpx.Client,
-    request: Request,
+    request: HttpRequestParams,
     allowed: HostAllowlist,
     store: BreakerStore,
     remaining_s: Callable[[], float],
 ) -> Landed:
-    """Send `request`, following at most MAX_REDIRECTS redirects, each target checked again."""
-    method, url, headers, body = request.method, request.url, dict(request.headers), request.body
+    """Send `request`, following at most MAX_REDIRECTS redirects (which may change the method, body,
+    headers and URL), each target checked again."""
+    method: str = request.method
+    url, headers, body = request.url, dict(request.headers), request.json_body
     for redirects in range(MAX_REDIRECTS + 1):
         checked = check_url(url, allowed)
         fetched = _fetch_with_retries(client, checked, method, headers, body, store, remaining_s)
