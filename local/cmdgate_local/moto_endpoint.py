@@ -5,13 +5,24 @@ its server handles requests in threads; DynamoDB itself is atomic per item.
 One lock around the WSGI app restores that, so concurrency tests measure our
 code, not moto's races. SQS long polls are let through unlocked: they block
 inside moto and would stall every other call.
+
+`recording` notes every AWS call (the caller's access key id from the SigV4 credential,
+the IAM service prefix, the action and the resources it names) and serves the record at
+`GET /_cmdgate/aws-calls`: the local stack gives each function its own access key id, so
+the integration suite can check each function's calls against its policy in template.yaml.
 """
 
 from __future__ import annotations
 
+import io
+import json
+import re
 import threading
+from collections import Counter
 from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass
 from typing import Any
+from urllib.parse import parse_qs
 
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
 from werkzeug.serving import BaseWSGIServer, make_server
@@ -41,6 +52,105 @@ def serialized(app: WsgiApp) -> WsgiApp:
     return wrapped
 
 
+CALLS_PATH = "/_cmdgate/aws-calls"
+_CREDENTIAL = re.compile(r"Credential=([^/\s,]+)/[^/]+/[^/]+/([^/]+)/aws4_request")
+# Request fields naming the resource a call acts on, by protocol.
+_RESOURCE_FIELDS = ("TableName", "QueueUrl", "KeyId", "SecretId", "TopicArn")
+_TRANSACT_PARTS = {
+    "Put": "PutItem",
+    "Update": "UpdateItem",
+    "Delete": "DeleteItem",
+    "ConditionCheck": "ConditionCheckItem",
+    "Get": "GetItem",
+}
+
+
+@dataclass(frozen=True)
+class AwsCall:
+    """One kind of call: who (access key id), what (`service:Action`) and on which resources."""
+
+    access_key: str
+    action: str
+    resources: tuple[str, ...]
+
+
+class CallRecorder:
+    """Counts the AWS calls seen, by caller, action and resources."""
+
+    def __init__(self) -> None:
+        self._calls: Counter[AwsCall] = Counter()
+        self._lock = threading.Lock()
+
+    def observe(self, environ: dict[str, Any]) -> None:
+        """Record the call `environ` makes (its body is read and put back for the app)."""
+        found = _CREDENTIAL.search(str(environ.get("HTTP_AUTHORIZATION", "")))
+        if found is None:
+            return
+        access_key, service = found.groups()
+        body = _buffer_body(environ)
+        target = str(environ.get("HTTP_X_AMZ_TARGET", ""))
+        if target:
+            operation = target.rsplit(".", 1)[-1]
+            try:
+                fields = json.loads(body or b"{}")
+            except ValueError:
+                fields = {}
+        else:
+            form = {**parse_qs(str(environ.get("QUERY_STRING", ""))), **parse_qs(body.decode("utf-8", "replace"))}
+            operation = (form.get("Action") or [""])[0]
+            fields = {name: values[0] for name, values in form.items()}
+        if not operation:
+            return
+        fields = fields if isinstance(fields, dict) else {}
+        if operation in ("TransactWriteItems", "TransactGetItems"):
+            # IAM has no action for a transaction: each part needs its own (PutItem, ConditionCheckItem...).
+            calls = [
+                AwsCall(access_key, f"{service}:{_TRANSACT_PARTS[part]}", (str(item[part].get("TableName")),))
+                for item in fields.get("TransactItems") or ()
+                for part in _TRANSACT_PARTS
+                if isinstance(item, dict) and isinstance(item.get(part), dict)
+            ]
+        else:
+            calls = [AwsCall(access_key, f"{service}:{operation}", _resources(fields))]
+        with self._lock:
+            self._calls.update(calls)
+
+    def calls(self) -> list[dict[str, Any]]:
+        """Every kind of call seen, with its count."""
+        with self._lock:
+            return [{**asdict(call), "count": count} for call, count in sorted(self._calls.items(), key=str)]
+
+
+def _buffer_body(environ: dict[str, Any]) -> bytes:
+    try:
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        length = 0
+    body = environ["wsgi.input"].read(length) if length > 0 else b""
+    environ["wsgi.input"] = io.BytesIO(body)
+    return bytes(body)
+
+
+def _resources(fields: dict[str, Any]) -> tuple[str, ...]:
+    names = [str(fields[name]) for name in _RESOURCE_FIELDS if isinstance(fields.get(name), str)]
+    if isinstance(fields.get("RequestItems"), dict):
+        names.extend(str(name) for name in fields["RequestItems"])
+    return tuple(sorted(set(names)))
+
+
+def recording(app: WsgiApp, recorder: CallRecorder) -> WsgiApp:
+    """Record each call before `app` serves it; serve the record at CALLS_PATH."""
+
+    def wrapped(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        if environ.get("PATH_INFO") == CALLS_PATH and environ.get("REQUEST_METHOD") == "GET":
+            start_response("200 OK", [("Content-Type", "application/json")])
+            return [json.dumps({"calls": recorder.calls()}).encode()]
+        recorder.observe(environ)
+        return app(environ, start_response)
+
+    return wrapped
+
+
 class MotoEndpoint:
     """A moto server thread on 127.0.0.1."""
 
@@ -48,6 +158,7 @@ class MotoEndpoint:
         self._port = port
         self._server: BaseWSGIServer | None = None
         self._thread: threading.Thread | None = None
+        self.recorder = CallRecorder()
 
     @property
     def url(self) -> str:
@@ -57,7 +168,7 @@ class MotoEndpoint:
 
     def start(self) -> None:
         """Serve in a daemon thread."""
-        app = serialized(DomainDispatcherApplication(create_backend_app))
+        app = recording(serialized(DomainDispatcherApplication(create_backend_app)), self.recorder)
         self._server = make_server("127.0.0.1", self._port, app, threaded=True, request_handler=MotoRequestHandler)
         self._thread = threading.Thread(target=self._server.serve_forever, name="moto", daemon=True)
         self._thread.start()

@@ -105,6 +105,8 @@ def function_runtimes(
     for logical_id, spec in template.functions().items():
         environment = {k: _env_str(provisioner.resolve(v)) for k, v in spec.environment.items()}
         environment.update(overrides)
+        # Its own access key id, so the moto endpoint can tell whose call each is (IAM checks).
+        environment["AWS_ACCESS_KEY_ID"] = function_access_key(logical_id)
         runtimes[logical_id] = FunctionRuntime(
             name=logical_id,
             handler=spec.handler,
@@ -115,6 +117,11 @@ def function_runtimes(
             memory_mb=spec.memory_mb,
         )
     return runtimes
+
+
+def function_access_key(logical_id: str) -> str:
+    """The access key id a function's AWS calls are signed with locally (moto accepts any)."""
+    return f"LOCAL{logical_id.upper()}"
 
 
 def _env_str(value: Any) -> str:
@@ -145,6 +152,7 @@ class LocalStack:
         self.admin_key: str | None = None
         self.resources: dict[str, dict[str, str]] = {}
         self.runtimes: dict[str, FunctionRuntime] = {}
+        self.parameters: dict[str, str] = {}
         self._stop = threading.Event()
         self._session: boto3.session.Session | None = None
         # This run's copy of the build, which every function runs from.
@@ -165,6 +173,7 @@ class LocalStack:
             parameters["GitHubTokenSecretArn"] = self._session.client("secretsmanager").create_secret(
                 Name="cmdgate-local-github-token", SecretString="local-gist-token"
             )["ARN"]
+        self.parameters = parameters
         template = Template(load_template(cfg.root / "template.yaml"), parameters)
         provisioner = Provisioner(template, self._session)
         self.resources = provisioner.provision_all()
@@ -311,6 +320,7 @@ class LocalStack:
             "build_dir": str(self.build_dir),
             "resources": self.resources,
             "functions": {name: rt.environment for name, rt in self.runtimes.items()},
+            "parameters": self.parameters,
         }
         write_private(self.config.state_file, json.dumps(state, indent=2))
         self._wrote_state = True

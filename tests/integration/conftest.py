@@ -96,6 +96,7 @@ def running_stack(workdir: Path, extra_params: tuple[str, ...] = ()) -> Iterator
         "EventsVisibilityTimeoutS=1",
         f"MaxReceiveCount={MAX_RECEIVE_COUNT}",
         f"JwtIssuers={JWT_ISSUERS}",
+        f"JwtSecretArn={JWT_SECRET_NAME}",  # the authorizer's policy names the secret it reads
         "HttpRequestAllowedHosts=127.0.0.1",
         "StateSyncVisibilityTimeoutS=2",
         *extra_params,

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from cmdgate.hosts import HostAllowlist
 
 # The template's AllowedValues for these parameters; a typo is a ValidationError when the settings are read.
 GistMode = Literal["write_behind", "write_through"]
@@ -16,7 +18,7 @@ GistEncryption = Literal["kms", "plaintext"]
 class Settings(BaseSettings):
     """Every knob a function reads; names match template.yaml's Environment."""
 
-    model_config = SettingsConfigDict(extra="ignore", frozen=True)
+    model_config = SettingsConfigDict(extra="ignore", frozen=True, arbitrary_types_allowed=True)
 
     executions_table: str = ""
     keys_table: str = ""
@@ -53,6 +55,15 @@ class Settings(BaseSettings):
     idempotency_retry_after_s: int = Field(default=2, ge=1)
     health_check_timeout_s: float = Field(default=2.0, gt=0)
     aws_region: str = "us-east-1"
+    # HttpRequestAllowedHosts: comma-separated `host[:port]` / `*.suffix[:port]` (cmdgate.hosts).
+    http_request_allowed_hosts: Annotated[HostAllowlist, NoDecode] = HostAllowlist()
+    # The KMS key sealing commands' secret params in async execution records (cmdgate.executions.secrets).
+    execution_secrets_key_id: str = ""
+
+    @field_validator("http_request_allowed_hosts", mode="before")
+    @classmethod
+    def _parse_allowed_hosts(cls, value: Any) -> Any:
+        return HostAllowlist.parse(value) if isinstance(value, str | list | tuple) else value
 
     @property
     def enabled_packs(self) -> tuple[str, ...]:

@@ -1,22 +1,24 @@
 """SSRF guard for URLs a caller asks us to fetch.
 
-`check_url` refuses (CommandError, code URL_NOT_ALLOWED):
+`check_url` refuses (CommandError, code URL_NOT_ALLOWED, always 403 whatever the
+reason, so the status tells a caller nothing the detail does not):
 
 - anything but http and https, URLs with userinfo (`user:pass@`), malformed
-  URLs and IPv6 zone ids (422);
+  URLs and IPv6 zone ids;
 - non-canonical IPv4 spellings (`2130706433`, `0x7f.1`, `127.1`, `0177.0.0.1`),
-  which resolvers read as addresses, whatever the allowlist says (403);
+  which resolvers read as addresses, whatever the allowlist says;
 - hosts that resolve to ANY loopback, link-local (cloud metadata 169.254.169.254
   and fd00:ec2::254 included), private, shared (100.64/10), unspecified,
   multicast, reserved or otherwise non-global address, looking through
   IPv4-mapped, NAT64 (64:ff9b::/96) and 6to4 IPv6 forms, and refusing Teredo
-  and local-use NAT64 outright (403) — unless the host is allowlisted.
+  and local-use NAT64 outright — unless the host (and port) is allowlisted.
 
-The allowlist holds exact hosts (`api.example.com`, `10.0.0.5`, `::1`) and
-suffix patterns (`*.example.com`, which matches subdomains, not the bare
-domain); IDN hosts are matched in their ASCII (punycode) form. An allowlisted
-host may resolve to private addresses, but a host NAME never reaches the cloud
-metadata addresses: those need the literal address itself in the allowlist.
+The allowlist is a `cmdgate.hosts.HostAllowlist`: exact hosts (`api.example.com`,
+`10.0.0.5`, `::1`) and suffix patterns (`*.example.com`, which matches subdomains,
+not the bare domain), each optionally limited to one port (`10.0.0.5:8080`); IDN
+hosts are matched in their ASCII (punycode) form. An allowlisted host may resolve
+to private addresses, but a host NAME never reaches the cloud metadata addresses:
+those need the literal address itself in the allowlist.
 
 DNS rebinding: the URL is parsed with httpx's own parser (so the guard and the
 client cannot disagree about the host) and resolved once; `check_url` returns
@@ -31,7 +33,6 @@ fallback to the other checked addresses if the first is down.
 from __future__ import annotations
 
 import ipaddress
-import re
 import socket
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -40,6 +41,7 @@ from typing import Any
 import httpx
 
 from cmdgate.commands import CommandError
+from cmdgate.hosts import HostAllowlist, ipaddress_or_none, looks_numeric
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 Resolver = Callable[..., Sequence[tuple[Any, ...]]]
@@ -57,14 +59,15 @@ METADATA_ADDRESSES = frozenset(
 )
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
 _NAT64_LOCAL = ipaddress.ip_network("64:ff9b:1::/48")
-_NUMERIC_LABEL = re.compile(r"^(0x[0-9a-f]*|[0-9]+)$")
 
 
 class UrlNotAllowed(CommandError):
-    """The URL may not be fetched: 422 when it is malformed, 403 when its destination is refused."""
+    """The URL may not be fetched (malformed, another scheme, or a refused destination): always 403."""
 
-    def __init__(self, detail: str, *, status: int = 403) -> None:
-        super().__init__(detail, status=status, code="URL_NOT_ALLOWED")
+    STATUS = 403
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail, status=self.STATUS, code="URL_NOT_ALLOWED")
 
 
 class HostUnresolvable(CommandError):
@@ -101,22 +104,27 @@ class CheckedUrl:
         return host if self.port == DEFAULT_PORTS[self.url.scheme] else f"{host}:{self.port}"
 
 
-def check_url(url: str, allowed_hosts: frozenset[str], resolver: Resolver = socket.getaddrinfo) -> CheckedUrl:
-    """Raise `UrlNotAllowed` unless `url` is http(s) to a public or allowlisted destination."""
+def check_url(
+    url: str, allowed_hosts: HostAllowlist | Iterable[str], resolver: Resolver = socket.getaddrinfo
+) -> CheckedUrl:
+    """Raise `UrlNotAllowed` unless `url` is http(s) to a public or allowlisted destination.
+
+    `allowed_hosts` is the parsed setting; entries as strings are parsed here (tests, tools).
+    """
     parsed = _parse(url)
     host = parsed.raw_host.decode("ascii").lower().rstrip(".")
     if not host:
-        raise UrlNotAllowed("The URL has no host.", status=422)
+        raise UrlNotAllowed("The URL has no host.")
     if "%" in host:
-        raise UrlNotAllowed("IPv6 zone identifiers are not allowed.", status=422)
-    literal = _ip_literal(host)
-    if literal is None and _looks_numeric(host):
+        raise UrlNotAllowed("IPv6 zone identifiers are not allowed.")
+    literal = ipaddress_or_none(host)
+    if literal is None and looks_numeric(host):
         raise UrlNotAllowed("The host is an IP address in a non-canonical form.")
     if literal is not None:
         host = str(literal)
     port = parsed.port or DEFAULT_PORTS[parsed.scheme]
-    allowlist = normalize_allowlist(allowed_hosts)
-    allowlisted = _matches(host, allowlist)
+    allowlist = allowed_hosts if isinstance(allowed_hosts, HostAllowlist) else HostAllowlist.parse(allowed_hosts)
+    allowlisted = allowlist.matches(host, port)
     addresses = (literal,) if literal is not None else _resolve(host, port, resolver)
     for address in addresses:
         if _is_metadata(address) and not (literal is not None and allowlisted):
@@ -153,50 +161,18 @@ def blocked_reason(address: IPAddress) -> str | None:
     return next((name for name, hit in checks if hit), None)
 
 
-def normalize_allowlist(entries: Iterable[str]) -> frozenset[str]:
-    """Lower-case entries without brackets or trailing dots; IP literals in canonical form."""
-    normalized = set()
-    for entry in entries:
-        value = entry.strip().lower().rstrip(".")
-        if value.startswith("[") and value.endswith("]"):
-            value = value[1:-1]
-        if not value:
-            continue
-        literal = _ip_literal(value)
-        normalized.add(str(literal) if literal is not None else value)
-    return frozenset(normalized)
-
-
 def _parse(url: str) -> httpx.URL:
     if not isinstance(url, str) or len(url) > MAX_URL_LENGTH:
-        raise UrlNotAllowed(f"The URL must be a string of at most {MAX_URL_LENGTH} characters.", status=422)
+        raise UrlNotAllowed(f"The URL must be a string of at most {MAX_URL_LENGTH} characters.")
     try:
         parsed = httpx.URL(url)
     except (httpx.InvalidURL, ValueError, UnicodeError):
-        raise UrlNotAllowed("The URL is malformed.", status=422) from None
+        raise UrlNotAllowed("The URL is malformed.") from None
     if parsed.scheme not in DEFAULT_PORTS:
-        raise UrlNotAllowed("Only http and https URLs are allowed.", status=422)
+        raise UrlNotAllowed("Only http and https URLs are allowed.")
     if parsed.userinfo:
-        raise UrlNotAllowed("URLs with credentials (user:password@) are not allowed.", status=422)
+        raise UrlNotAllowed("URLs with credentials (user:password@) are not allowed.")
     return parsed
-
-
-def _ip_literal(host: str) -> IPAddress | None:
-    try:
-        return ipaddress.ip_address(host)
-    except ValueError:
-        return None
-
-
-def _looks_numeric(host: str) -> bool:
-    # As the WHATWG URL standard: a host whose last label is a number is an IPv4 address.
-    return bool(_NUMERIC_LABEL.match(host.rsplit(".", 1)[-1]))
-
-
-def _matches(host: str, allowlist: frozenset[str]) -> bool:
-    if host in allowlist:
-        return True
-    return any(entry.startswith("*.") and host.endswith(entry[1:]) for entry in allowlist)
 
 
 def _resolve(host: str, port: int, resolver: Resolver) -> tuple[IPAddress, ...]:
@@ -207,7 +183,7 @@ def _resolve(host: str, port: int, resolver: Resolver) -> tuple[IPAddress, ...]:
     addresses: list[IPAddress] = []
     for info in infos:
         raw = str(info[4][0]).split("%", 1)[0]
-        address = _ip_literal(raw)
+        address = ipaddress_or_none(raw)
         if address is None:
             raise UrlNotAllowed("The host resolved to something that is not an IP address.")
         if address not in addresses:

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from cmdgate.auth import ApiKeyStore
     from cmdgate.auth.jwt_tokens import JwtVerifier
     from cmdgate.breaker import BreakerStore, CircuitBreaker
+    from cmdgate.crypto import Codec
     from cmdgate.executions import ExecutionService, MessageQueue
     from cmdgate.health import Check
     from cmdgate.idempotency import IdempotentRequests
@@ -92,6 +93,7 @@ class Services:
         """The execution service with the configured command packs loaded."""
         from cmdgate.commands import default_registry, load_packs
         from cmdgate.executions import ExecutionService, ExecutionStore
+        from cmdgate.executions.secrets import ParamSecrets
 
         settings = self.settings
         load_packs(settings.enabled_packs)
@@ -101,10 +103,18 @@ class Services:
             self.events_queue,
             default_registry,
             services=self,
+            secrets=ParamSecrets(self._execution_secrets_cipher if settings.execution_secrets_key_id else None),
             max_result_bytes=settings.max_result_bytes,
             max_receive_count=settings.max_receive_count,
             execution_ttl_s=settings.execution_ttl_days * 86400,
         )
+
+    def _execution_secrets_cipher(self) -> Codec:
+        """The KMS envelope cipher for async runs' secret params (imports cryptography only when used)."""
+        from cmdgate.crypto import EnvelopeCipher
+
+        # One envelope per execution, each under its own context: a data key is never reused.
+        return EnvelopeCipher(self.clients.client("kms"), self.settings.execution_secrets_key_id, data_key_reuse_s=0)
 
     @cached_property
     def idempotent_requests(self) -> IdempotentRequests:

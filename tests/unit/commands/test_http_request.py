@@ -17,13 +17,49 @@ from pydantic import ValidationError
 from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
 
-from cmdgate.breaker import BreakerConfig, DynamoDBBreakerStore, InMemoryBreakerStore
+from cmdgate.breaker import BreakerConfig, BreakerStore, InMemoryBreakerStore
 from cmdgate.commands import CommandContext, CommandError, default_registry
+from cmdgate.config import Settings
 from cmdgate.executions.runner import run_attempt
+from cmdgate.hosts import HostAllowlist
 from cmdgate.retry import RetryBudget
 from cmdgate.ssrf import check_url
-from cmdgate_commands.builtin import http_request as module
-from cmdgate_commands.builtin.http_request import HttpRequestParams, UpstreamUnavailable, http_request
+from cmdgate_commands.builtin.http_request import HttpRequestParams, UpstreamUnavailable, breakers, fetch, http_request
+from cmdgate_commands.builtin.http_request import transport as module
+
+
+class FakeServices:
+    """What the composition root lends the command: settings and a breaker store (in memory here)."""
+
+    def __init__(self, allowed_hosts: str = "", max_result_bytes: int = 256 * 1024) -> None:
+        self.settings = Settings(
+            http_request_allowed_hosts=HostAllowlist.parse(allowed_hosts), max_result_bytes=max_result_bytes
+        )
+        self.store = InMemoryBreakerStore()
+
+    def breaker_store(self) -> BreakerStore:
+        return self.store
+
+    def state_service(self, remaining_s: Any = None) -> Any:
+        raise AssertionError("http.request uses no state")
+
+    def aws_client(self, service: str) -> Any:
+        raise AssertionError("http.request calls no AWS service")
+
+
+SERVICES: list[FakeServices] = [FakeServices()]
+
+
+class RecordingStore(InMemoryBreakerStore):
+    """An in-memory breaker store that remembers which breakers were loaded."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.loaded: list[str] = []
+
+    def load(self, name: str) -> Any:
+        self.loaded.append(name)
+        return super().load(name)
 
 
 class Upstream:
@@ -73,7 +109,7 @@ def upstream(monkeypatch: pytest.MonkeyPatch) -> Iterator[Upstream]:
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
     thread.start()
     app.url = f"http://127.0.0.1:{server.server_port}"
-    monkeypatch.setenv("HTTP_REQUEST_ALLOWED_HOSTS", "127.0.0.1")
+    SERVICES[0] = FakeServices("127.0.0.1")
     try:
         yield app
     finally:
@@ -84,18 +120,19 @@ def upstream(monkeypatch: pytest.MonkeyPatch) -> Iterator[Upstream]:
 @pytest.fixture(autouse=True)
 def isolated(monkeypatch: pytest.MonkeyPatch) -> list[float]:
     """A fresh breaker store, breaker cache and retry budget per test; sleeps recorded, not slept."""
-    store = InMemoryBreakerStore()
     budget = RetryBudget(initial_tokens=10)
     sleeps: list[float] = []
-    monkeypatch.setattr(module, "breaker_store", lambda: store)
-    monkeypatch.setattr(module, "retry_budget", lambda: budget)
-    monkeypatch.setattr(module, "_breakers", OrderedDict())
-    monkeypatch.setattr(module, "sleep", sleeps.append)
+    SERVICES[0] = FakeServices()
+    monkeypatch.setattr(fetch, "retry_budget", lambda: budget)
+    monkeypatch.setattr(breakers, "_breakers", OrderedDict())
+    monkeypatch.setattr(fetch, "sleep", sleeps.append)
     return sleeps
 
 
 def context(seconds: float = 25.0) -> CommandContext:
-    return CommandContext(execution_id="e1", principal_id="p1", attempt=1, deadline=time.monotonic() + seconds)
+    return CommandContext(
+        execution_id="e1", principal_id="p1", attempt=1, deadline=time.monotonic() + seconds, services=SERVICES[0]
+    )
 
 
 def run(**params: Any) -> dict[str, Any]:
@@ -137,7 +174,7 @@ def test_connects_to_the_checked_address_with_the_original_host_and_sni(monkeypa
     def rebinding_dns(host: str, port: int, *args: Any, **kwargs: Any) -> list[tuple[Any, ...]]:
         return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (a, port)) for a in next(answers)]
 
-    monkeypatch.setattr(module, "check_url", lambda url, allowed: check_url(url, allowed, resolver=rebinding_dns))
+    monkeypatch.setattr(fetch, "check_url", lambda url, allowed: check_url(url, allowed, resolver=rebinding_dns))
     monkeypatch.setattr(module, "http_client", lambda: httpx.Client(transport=httpx.MockTransport(handler)))
     result = run(url="https://api.example.com/v1/items?limit=5")
     assert result["body"] == "pinned"
@@ -238,7 +275,7 @@ def test_connect_errors_are_retried_then_reported_as_transient(upstream, isolate
 
 def test_breaker_opens_after_repeated_failures_then_fails_fast(upstream, monkeypatch):
     monkeypatch.setattr(
-        module,
+        breakers,
         "breaker_config",
         lambda: BreakerConfig(min_calls=3, failure_rate_threshold=0.5, refresh_s=0, open_s=30),
     )
@@ -310,22 +347,51 @@ def test_is_registered_with_its_limits():
     assert "json" in spec.params_model.model_json_schema()["properties"]
 
 
-def test_allowed_hosts_are_read_at_call_time(monkeypatch):
-    monkeypatch.setenv("HTTP_REQUEST_ALLOWED_HOSTS", " api.example.com, *.corp.example ,,")
-    assert module.allowed_hosts() == frozenset({"api.example.com", "*.corp.example"})
-    monkeypatch.delenv("HTTP_REQUEST_ALLOWED_HOSTS")
-    assert module.allowed_hosts() == frozenset()
+def test_the_allowlist_and_breaker_store_come_from_the_context_services(upstream):
+    SERVICES[0] = FakeServices("")  # loopback no longer allowlisted
+    with pytest.raises(CommandError) as refused:
+        run(url=upstream.url + "/ok")
+    assert (refused.value.code, refused.value.status) == ("URL_NOT_ALLOWED", 403)
+    SERVICES[0] = FakeServices("127.0.0.1")
+    SERVICES[0].store = RecordingStore()
+    run(url=upstream.url + "/ok")
+    assert f"http:127.0.0.1:{upstream.url.rsplit(':', 1)[1]}" in SERVICES[0].store.loaded
 
 
-def test_default_breaker_store_follows_control_table(monkeypatch):
-    monkeypatch.undo()  # the real factories, not the autouse fakes
-    monkeypatch.delenv("CONTROL_TABLE", raising=False)
-    assert isinstance(module.breaker_store(), InMemoryBreakerStore)
-    assert module.breaker_store() is module.breaker_store()
-    monkeypatch.setenv("CONTROL_TABLE", "cmdgate-control")
-    monkeypatch.setattr(module.aws, "client", lambda service: object())
-    module._dynamodb_store.cache_clear()
-    try:
-        assert isinstance(module.breaker_store(), DynamoDBBreakerStore)
-    finally:
-        module._dynamodb_store.cache_clear()
+def test_an_allowlist_entry_with_a_port_allows_only_that_port(upstream):
+    port = int(upstream.url.rsplit(":", 1)[1])
+    SERVICES[0] = FakeServices(f"127.0.0.1:{port}")
+    assert run(url=upstream.url + "/ok")["status"] == 200
+    SERVICES[0] = FakeServices(f"127.0.0.1:{port + 1 if port < 65535 else port - 1}")
+    with pytest.raises(CommandError) as refused:
+        run(url=upstream.url + "/ok")
+    assert (refused.value.code, refused.value.status) == ("URL_NOT_ALLOWED", 403)
+    assert upstream.hits["/ok"] == 1
+
+
+def test_without_services_the_command_fails_loudly_instead_of_building_its_own(upstream):
+    bare = CommandContext(execution_id="e1", principal_id="p1", attempt=1, deadline=time.monotonic() + 5)
+    with pytest.raises(RuntimeError, match="no services"):
+        http_request(HttpRequestParams(url=upstream.url + "/ok"), bare)
+    assert upstream.hits["/ok"] == 0
+
+
+def test_credential_headers_are_its_secret_params():
+    params = HttpRequestParams.model_validate(
+        {
+            "url": "http://x/",
+            "headers": {
+                "Authorization": "Bearer t",
+                "cookie": "a=1",
+                "X-Api-Key": "k",
+                "X-Auth-Token": "t",
+                "X-A": "b",
+            },
+        }
+    )
+    assert sorted(params.secret_paths()) == [
+        ("headers", "Authorization"),
+        ("headers", "X-Api-Key"),
+        ("headers", "X-Auth-Token"),
+        ("headers", "cookie"),
+    ]

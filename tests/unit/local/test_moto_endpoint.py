@@ -1,7 +1,8 @@
-"""`serialized`: one request at a time inside moto, except SQS long polls."""
+"""`serialized`: one request at a time inside moto, except SQS long polls; `recording`: who called what."""
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
@@ -9,7 +10,7 @@ from typing import Any
 import pytest
 from werkzeug.test import Client
 
-from cmdgate_local.moto_endpoint import serialized
+from cmdgate_local.moto_endpoint import CALLS_PATH, CallRecorder, recording, serialized
 
 # A bounded wait for something that must NOT happen; everything that must happen is awaited on an Event.
 NEGATIVE_WAIT_S = 0.2
@@ -126,3 +127,72 @@ def test_status_headers_and_legacy_write_are_passed_on() -> None:
     assert response.status_code == 201
     assert response.headers["X-Moto"] == "yes"
     assert response.get_data() == b"written-returned"
+
+
+# -- recording: who called what, for the least-privilege check -------------------------------------------
+
+
+class EchoApp:
+    """Answers with the body it was given, so a test sees the recorder left the body intact."""
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+        body = environ["wsgi.input"].read(length)
+        start_response("200 OK", [("Content-Type", "application/octet-stream")])
+        return [body]
+
+
+def signed(access_key: str, service: str) -> dict[str, str]:
+    return {
+        "Authorization": f"AWS4-HMAC-SHA256 Credential={access_key}/20261201/us-east-1/{service}/aws4_request, "
+        "SignedHeaders=host;x-amz-date, Signature=abc"
+    }
+
+
+def test_calls_are_recorded_by_access_key_action_and_resource_and_reach_the_app() -> None:
+    recorder = CallRecorder()
+    client = Client(recording(EchoApp(), recorder))
+    body = json.dumps({"TableName": "keys", "Key": {"key_hash": {"S": "h"}}})
+    headers = {**signed("LOCALAUTHORIZERFUNCTION", "dynamodb"), "X-Amz-Target": "DynamoDB_20120810.GetItem"}
+    for _ in range(2):
+        assert client.post("/", data=body, headers=headers).get_data(as_text=True) == body
+    form = "Action=Publish&TopicArn=arn%3Aaws%3Asns%3Aus-east-1%3A123456789012%3Aalerts&Message=hi"
+    answer = client.post(
+        "/",
+        data=form,
+        headers={**signed("LOCALHEALERFUNCTION", "sns")},
+        content_type="application/x-www-form-urlencoded",
+    )
+    assert answer.get_data(as_text=True) == form
+    client.post("/", data="{}", headers={"X-Amz-Target": "DynamoDB_20120810.Scan"})  # unsigned: not a function's
+    recorded = json.loads(client.get(CALLS_PATH).get_data())["calls"]
+    assert recorded == [
+        {"access_key": "LOCALAUTHORIZERFUNCTION", "action": "dynamodb:GetItem", "resources": ["keys"], "count": 2},
+        {
+            "access_key": "LOCALHEALERFUNCTION",
+            "action": "sns:Publish",
+            "resources": ["arn:aws:sns:us-east-1:123456789012:alerts"],
+            "count": 1,
+        },
+    ]
+
+
+def test_a_transaction_is_recorded_as_the_actions_iam_checks_for_its_parts() -> None:
+    recorder = CallRecorder()
+    body = {
+        "TransactItems": [
+            {"Put": {"TableName": "control", "Item": {}}},
+            {"Update": {"TableName": "control", "Key": {}}},
+            {"ConditionCheck": {"TableName": "state", "Key": {}}},
+        ]
+    }
+    headers = {
+        **signed("LOCALEVENTPROCESSORFUNCTION", "dynamodb"),
+        "X-Amz-Target": "DynamoDB_20120810.TransactWriteItems",
+    }
+    Client(recording(EchoApp(), recorder)).post("/", data=json.dumps(body), headers=headers)
+    assert sorted((c["action"], tuple(c["resources"])) for c in recorder.calls()) == [
+        ("dynamodb:ConditionCheckItem", ("state",)),
+        ("dynamodb:PutItem", ("control",)),
+        ("dynamodb:UpdateItem", ("control",)),
+    ]

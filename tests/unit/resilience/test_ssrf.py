@@ -76,18 +76,18 @@ REFUSED = [
     ("http://0x7f000001/", 403, "non-canonical"),
     ("http://0x7f.1/", 403, "non-canonical"),
     ("http://127.1/", 403, "non-canonical"),
-    ("http://0177.0.0.1/", 422, "malformed"),  # octal: httpx refuses to parse it
+    ("http://0177.0.0.1/", 403, "malformed"),  # octal: httpx refuses to parse it
     ("http://internal.corp.example/", 403, "private"),  # a name that resolves to a private address
     ("http://rebind.attacker.example/", 403, "metadata"),  # any bad address refuses the host
     ("http://mapped.attacker.example/", 403, "private"),
-    ("http://user:pass@example.com/", 422, "credentials"),
-    ("http://user@example.com/", 422, "credentials"),
-    ("ftp://example.com/file", 422, "http and https"),
-    ("file:///etc/passwd", 422, "http and https"),
-    ("gopher://example.com:70/", 422, "http and https"),
-    ("http:///path-only", 422, "host"),
-    ("http://[fe80::1%25eth0]/", 422, "zone"),
-    ("http://" + "a" * 2100 + ".com/", 422, "2048"),
+    ("http://user:pass@example.com/", 403, "credentials"),
+    ("http://user@example.com/", 403, "credentials"),
+    ("ftp://example.com/file", 403, "http and https"),
+    ("file:///etc/passwd", 403, "http and https"),
+    ("gopher://example.com:70/", 403, "http and https"),
+    ("http:///path-only", 403, "host"),
+    ("http://[fe80::1%25eth0]/", 403, "zone"),
+    ("http://" + "a" * 2100 + ".com/", 403, "2048"),
 ]
 
 
@@ -141,6 +141,9 @@ def test_ip_literals_are_not_sent_to_the_resolver() -> None:
         ("http://api.partner.example/", {"*.partner.example"}),
         ("http://api.partner.example/", {" API.Partner.Example. "}),
         ("http://169.254.169.254/", {"169.254.169.254"}),  # only the literal address unlocks metadata
+        ("http://127.0.0.1:8080/", {"127.0.0.1:8080"}),  # host:port allows that port
+        ("http://[::1]:8443/", {"[::1]:8443"}),
+        ("https://api.partner.example/", {"*.partner.example:443"}),  # the URL's default port counts
     ],
 )
 def test_allowlisted_hosts_pass(url: str, allowlist: set[str]) -> None:
@@ -156,6 +159,9 @@ def test_allowlisted_hosts_pass(url: str, allowlist: set[str]) -> None:
         ("http://10.0.0.2/", {"10.0.0.1"}),
         ("http://metadata.attacker.example/", {"metadata.attacker.example"}),  # a name never reaches metadata
         ("http://mapped-metadata.example/", {"mapped-metadata.example"}),
+        ("http://127.0.0.1:8081/", {"127.0.0.1:8080"}),  # host:port allows no other port
+        ("http://127.0.0.1/", {"127.0.0.1:8080"}),  # ... nor the default one
+        ("http://api.partner.example/", {"*.partner.example:443"}),
     ],
 )
 def test_allowlist_is_exact(url: str, allowlist: set[str]) -> None:
@@ -165,6 +171,7 @@ def test_allowlist_is_exact(url: str, allowlist: set[str]) -> None:
             "localhost": ["127.0.0.1"],
             "metadata.attacker.example": ["169.254.169.254"],
             "mapped-metadata.example": ["::ffff:169.254.169.254"],
+            "api.partner.example": ["10.9.9.9"],
         }
     )
     with pytest.raises(UrlNotAllowed):

@@ -46,6 +46,9 @@ class Execution(BaseModel):
     lease_until: int | None = None  # epoch seconds; while in the future, the running attempt owns the record
     # The principal's permission patterns when the run was authorized: the worker checks them again.
     permissions: tuple[str, ...] = ()
+    # The KMS envelope of the secret params of an async run (cmdgate.executions.secrets); `params`
+    # holds a placeholder where each one was. Never part of the public view.
+    secrets: dict[str, Any] | None = None
 
     def public_view(self) -> dict[str, Any]:
         """The `GET /v1/executions/{id}` representation."""
@@ -78,6 +81,8 @@ class Execution(BaseModel):
             "expires_at": self.expires_at,
             "permissions": list(self.permissions),
         }
+        if self.secrets is not None:
+            item["secrets_json"] = json.dumps(self.secrets, separators=(",", ":"))
         if self.started_at:
             item["started_at"] = self.started_at
         if self.lease_until is not None:
@@ -94,6 +99,7 @@ class Execution(BaseModel):
     def from_item(cls, item: dict[str, Any]) -> Execution:
         """Parse a DynamoDB item."""
         result_json = item.get("result_json")
+        secrets_json = item.get("secrets_json")
         error = item.get("error")
         return cls(
             execution_id=item["execution_id"],
@@ -115,4 +121,5 @@ class Execution(BaseModel):
             expires_at=int(item.get("expires_at", 0)),
             lease_until=int(item["lease_until"]) if item.get("lease_until") is not None else None,
             permissions=tuple(str(p) for p in item.get("permissions") or ()),
+            secrets=json.loads(secrets_json) if secrets_json else None,
         )

@@ -18,6 +18,7 @@ from cmdgate.commands import CommandContext, CommandRegistry, CommandServices, C
 from cmdgate.executions.model import Execution, ExecutionError, Status, utc_now_iso
 from cmdgate.executions.queue import MessageQueue, PoisonMessage, attempt_limit, parse_execution_message
 from cmdgate.executions.runner import Outcome, run_attempt
+from cmdgate.executions.secrets import ParamSecrets, redacted
 from cmdgate.executions.store import ExecutionStore
 from cmdgate.http import parse_json
 from cmdgate.ratelimit.policy import RateLimitPolicy
@@ -72,6 +73,7 @@ class ExecutionService:
         registry: CommandRegistry,
         *,
         services: CommandServices | None = None,
+        secrets: ParamSecrets | None = None,
         max_result_bytes: int = 256 * 1024,
         max_receive_count: int = 3,
         execution_ttl_s: int = 30 * 86400,
@@ -82,6 +84,7 @@ class ExecutionService:
         self._events_queue = events_queue
         self._registry = registry
         self._services: CommandServices = services or NoServices()
+        self._secrets = secrets or ParamSecrets(None)
         self._max_result_bytes = max_result_bytes
         self._max_receive_count = max_receive_count
         self._execution_ttl_s = execution_ttl_s
@@ -128,13 +131,17 @@ class ExecutionService:
     def start(self, principal: Principal, prepared: PreparedRun) -> Submission:
         """Run now (sync) or queue (async); a command's own failure is an answer, not an exception."""
         spec, params, run_async = prepared.spec, prepared.params, prepared.run_async
+        execution_id = uuid.uuid4().hex
+        # Secret params: sealed for the worker (async), redacted where nobody reads them again (sync).
+        stored, sealed = self._secrets.seal(execution_id, params) if run_async else (redacted(params), None)
         execution = Execution(
-            execution_id=uuid.uuid4().hex,
+            execution_id=execution_id,
             command=spec.name,
             principal_id=principal.principal_id,
             mode="async" if run_async else "sync",
             status="queued",
-            params=params.model_dump(mode="json"),
+            params=stored,
+            secrets=sealed,
             created_at=utc_now_iso(),
             expires_at=int(self._clock()) + self._execution_ttl_s,
             permissions=principal.permissions,
@@ -167,7 +174,7 @@ class ExecutionService:
                 raise AttemptInProgress(f"execution {execution_id} is being run by another attempt")
             logger.info("execution already finished; message acknowledged", extra={"execution_id": execution_id})
             return
-        params = spec.parse_params(running.params)
+        params = spec.parse_params(self._secrets.open(execution_id, running.params, running.secrets))
         try:
             # Again, with the permissions the run was authorized with: an async run can do no more
             # than a sync one (and a record without them - written before they were kept - nothing).

@@ -74,6 +74,8 @@ class ExecutionStore:
         names = {"#s": "status"}
         values: dict[str, Any] = {":status": status, ":running": "running", ":attempt": attempt}
         sets = ["#s = :status"]
+        # A finished run needs its sealed secrets no more; a dead-lettered one keeps them for a redrive.
+        removes = ["lease_until", *(["secrets_json"] if status in ("succeeded", "failed") else [])]
         if status in ("succeeded", "failed", "dead_lettered"):
             sets.append("finished_at = :iso")
             values[":iso"] = utc_now_iso()
@@ -87,7 +89,7 @@ class ExecutionStore:
         try:
             self._table.update_item(
                 Key={"execution_id": execution_id},
-                UpdateExpression="SET " + ", ".join(sets) + " REMOVE lease_until",
+                UpdateExpression="SET " + ", ".join(sets) + " REMOVE " + ", ".join(removes),
                 ConditionExpression="#s = :running AND attempts = :attempt",
                 ExpressionAttributeNames=names,
                 ExpressionAttributeValues=values,

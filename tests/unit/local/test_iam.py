@@ -1,0 +1,87 @@
+"""template.yaml's function policies as grants, and the check of recorded calls against them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from cmdgate_local.iam import SAM_POLICY_TEMPLATES, Grant, UnknownPolicy, check, function_grants
+from cmdgate_local.template import Template
+
+PHYSICAL = {
+    "KeysTable": {"Ref": "keys-table", "Arn": "arn:aws:dynamodb:us-east-1:123456789012:table/keys-table"},
+    "ExecutionsTable": {"Ref": "executions", "Arn": "arn:aws:dynamodb:us-east-1:123456789012:table/executions"},
+    "ExecutionsQueue": {"Ref": "http://q/executions", "QueueUrl": "http://q/executions", "QueueName": "executions"},
+}
+
+
+@pytest.fixture
+def template(template_data: dict[str, Any]) -> Template:
+    return Template(template_data, {"JwtSecretArn": "arn:jwt"})
+
+
+def actions(grants: list[Grant]) -> set[str]:
+    return {action for grant in grants for action in grant.actions}
+
+
+def test_the_authorizer_may_only_read_keys_by_hash_and_its_jwt_secret(template: Template) -> None:
+    grants = function_grants(template, "AuthorizerFunction")
+    assert actions(grants) == {"dynamodb:GetItem", "secretsmanager:GetSecretValue"}
+    assert {r for g in grants for r in g.resources} == {"KeysTable", "JwtSecretArn"}
+
+
+def test_a_condition_drops_a_grant(template_data: dict[str, Any]) -> None:
+    grants = function_grants(Template(template_data), "AuthorizerFunction")  # JwtSecretArn empty
+    assert actions(grants) == {"dynamodb:GetItem"}
+
+
+def test_no_function_is_granted_kms_encrypt_or_table_wide_crud(template: Template) -> None:
+    for function_id in template.functions():
+        granted = actions(function_grants(template, function_id))
+        assert "kms:Encrypt" not in granted, function_id  # envelopes use GenerateDataKey, never Encrypt
+        assert "dynamodb:BatchWriteItem" not in granted, function_id
+
+
+def test_a_call_outside_the_policy_is_a_finding(template: Template) -> None:
+    calls = {
+        "AuthorizerFunction": [
+            {"action": "dynamodb:GetItem", "resources": ["keys-table"], "count": 3},
+            {"action": "dynamodb:Scan", "resources": ["keys-table"], "count": 1},
+            {"action": "dynamodb:GetItem", "resources": ["executions"], "count": 1},  # another table
+        ]
+    }
+    refused, unused = check(template, PHYSICAL, calls)
+    assert [(f.action, f.resources) for f in refused] == [
+        ("dynamodb:Scan", ("keys-table",)),
+        ("dynamodb:GetItem", ("executions",)),
+    ]
+    assert unused["AuthorizerFunction"] == {"secretsmanager:GetSecretValue on JwtSecretArn"}
+
+
+def test_wildcard_actions_and_index_resources_match(template: Template) -> None:
+    calls = {
+        "ApiFunction": [
+            {"action": "sqs:SendMessage", "resources": ["http://q/executions"]},
+            {"action": "dynamodb:Query", "resources": ["executions"]},  # on the by_status index
+        ]
+    }
+    refused, _ = check(template, PHYSICAL, calls)
+    assert refused == []
+
+
+def test_unknown_policy_templates_are_refused_not_ignored(template_data: dict[str, Any]) -> None:
+    data = {**template_data, "Resources": dict(template_data["Resources"])}
+    function = data["Resources"]["HealerFunction"]
+    data["Resources"]["HealerFunction"] = {
+        **function,
+        "Properties": {**function["Properties"], "Policies": ["AmazonDynamoDBFullAccess"]},
+    }
+    with pytest.raises(UnknownPolicy):
+        function_grants(Template(data), "HealerFunction")
+
+
+def test_every_template_policy_is_in_the_table(template: Template) -> None:
+    for function_id in template.functions():
+        function_grants(template, function_id)  # raises UnknownPolicy otherwise
+    assert "DynamoDBCrudPolicy" in SAM_POLICY_TEMPLATES
