@@ -17,7 +17,10 @@ def generate() -> dict[str, Any]:
     """The description the api function serves, generated from its routes."""
     os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "true")
     os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
-    spec = importlib.util.spec_from_file_location("cmdgate_api_app", ROOT / "functions" / "api" / "app.py")
+    code = ROOT / "functions" / "api"
+    if str(code) not in sys.path:  # Lambda runs app.py from its code folder: its `routes` package sits beside it
+        sys.path.insert(0, str(code))
+    spec = importlib.util.spec_from_file_location("cmdgate_api_app", code / "app.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

@@ -7,7 +7,7 @@ from typing import Any
 
 from aws_lambda_powertools.event_handler import Response
 
-from cmdgate.errors import PROBLEM_CONTENT_TYPE, InvalidJson, ProblemError
+from cmdgate.errors import PROBLEM_CONTENT_TYPE, InvalidJson, PayloadTooLarge, ProblemError
 
 
 def parse_json(body: str) -> Any:
@@ -16,6 +16,20 @@ def parse_json(body: str) -> Any:
         return json.loads(body, parse_constant=_refuse_constant)
     except (ValueError, RecursionError):
         raise InvalidJson("The request body is not valid JSON.") from None
+
+
+def require_within(body: str | None, max_bytes: int) -> None:
+    """413 if a request body is over `max_bytes` of UTF-8 (checked before anything parses it)."""
+    if body is not None and len(body.encode("utf-8")) > max_bytes:
+        raise PayloadTooLarge(f"The request body is over {max_bytes} bytes.")
+
+
+def required_json_body(body: str | None, max_bytes: int) -> Any:
+    """A body that must be a JSON value (400 if empty), of at most `max_bytes` (413)."""
+    if body is None or not body.strip():
+        raise InvalidJson("The request body must be a JSON value.")
+    require_within(body, max_bytes)
+    return parse_json(body)
 
 
 def _refuse_constant(name: str) -> Any:

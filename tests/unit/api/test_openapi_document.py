@@ -14,7 +14,7 @@ def test_description_documents_problems_auth_and_idempotency() -> None:
     run = document["paths"]["/v1/commands/{name}"]["post"]
     assert {"200", "202", "400", "401", "403", "404", "409", "422", "429", "503", "504"} <= set(run["responses"])
     assert "application/problem+json" in run["responses"]["409"]["content"]
-    assert {p["name"] for p in run["parameters"]} >= {"name", "Idempotency-Key", "Prefer"}
+    assert {p["name"].lower() for p in run["parameters"]} >= {"name", "idempotency-key", "prefer"}
     assert run["x-idempotency-retention-seconds"] == 86400
     assert document["paths"]["/v1/health"]["get"]["security"] == []
     assert document["security"] == [{"bearer": []}]
