@@ -24,9 +24,13 @@ def handle_problem(error: errors.ProblemError) -> Response[str]:
 
 
 def handle_request_validation(error: RequestValidationError) -> Response[str]:
-    """A parameter or body Powertools refused: 422 VALIDATION_FAILED, never echoing the input."""
-    failed = errors.ValidationFailed(errors.validation_errors_from_pydantic(error.errors()))
-    return problem_response(failed, _request_id())
+    """What Powertools refused, never echoing the input: a body is 422 VALIDATION_FAILED; a header, query or
+    path parameter (declared as one string, so only a repeated one fails) is 400 BAD_REQUEST like the layer's."""
+    found = errors.validation_errors_from_pydantic(error.errors())
+    if found and all(e["loc"][:1] in (["header"], ["query"], ["path"]) for e in found):
+        malformed = errors.BadRequest("A parameter is malformed or repeated.", extensions={"errors": found})
+        return problem_response(malformed, _request_id())
+    return problem_response(errors.ValidationFailed(found), _request_id())
 
 
 def handle_not_found(_: Exception) -> Response[str]:
