@@ -87,13 +87,7 @@ def get_state(key: StateKey, version: Version = None, if_none_match: IfNoneMatch
     operation_id="putState",
     responses=responses(
         {200: ("Replaced", None), 201: ("Created", None)},
-        400,
-        409,
-        412,
-        413,
-        422,
-        428,
-        503,
+        *(400, 409, 412, 413, 422, 428, 503),
         headers={200: STATE_METADATA, 201: STATE_METADATA},
     ),
 )

@@ -183,26 +183,26 @@ _PROBLEM_TEXT = {
 }
 
 
-def _header(description: str, schema: dict[str, Any] | None = None, *, required: bool = False) -> dict[str, Any]:
+def _field(description: str, schema: dict[str, Any] | None = None, *, required: bool = False) -> dict[str, Any]:
     return {"description": description, "required": required, "schema": schema or {"type": "string"}}
 
 
 _INTEGER = {"type": "string", "pattern": "^[0-9]+$"}  # a header's value is text
-REQUEST_ID = {"X-Request-Id": _header("The request id (also in problem bodies and the logs).")}
+REQUEST_ID = {"X-Request-Id": _field("The request id (also in problem bodies and the logs).")}
 RATE_LIMIT = {
-    "RateLimit": _header('The caller\'s remaining quota: `"default";r=<remaining>;t=<reset seconds>`.'),
-    "RateLimit-Policy": _header('The caller\'s limit: `"default";q=<quota>;w=<window seconds>`.'),
+    "RateLimit": _field('The caller\'s remaining quota: `"default";r=<remaining>;t=<reset seconds>`.'),
+    "RateLimit-Policy": _field('The caller\'s limit: `"default";q=<quota>;w=<window seconds>`.'),
 }
-RETRY_AFTER = {"Retry-After": _header("Seconds to wait before retrying.", _INTEGER)}
-REPLAYED = {"Idempotent-Replayed": _header("`true` when this is the stored answer of an earlier request.")}
-LOCATION = {"Location": _header("Where to poll the execution: `/v1/executions/{id}`.", required=True)}
-ETAG = {"ETag": _header('The strong ETag of the version: `"<version>"`.', required=True)}
-STATE_VERSION = {"State-Version": _header("The version the answer describes.", _INTEGER, required=True)}
+RETRY_AFTER = {"Retry-After": _field("Seconds to wait before retrying.", _INTEGER)}
+REPLAYED = {"Idempotent-Replayed": _field("`true` when this is the stored answer of an earlier request.")}
+LOCATION = {"Location": _field("Where to poll the execution: `/v1/executions/{id}`.", required=True)}
+ETAG = {"ETag": _field('The strong ETag of the version: `"<version>"`.', required=True)}
+STATE_VERSION = {"State-Version": _field("The version the answer describes.", _INTEGER, required=True)}
 STATE_METADATA = {
     **ETAG,
     **STATE_VERSION,
-    "Last-Modified": _header("When this version was written (HTTP-date).", required=True),
-    "Gist-Synced-Version": _header("The newest version the gist holds.", _INTEGER, required=True),
+    "Last-Modified": _field("When this version was written (HTTP-date).", required=True),
+    "Gist-Synced-Version": _field("The newest version the gist holds.", _INTEGER, required=True),
 }
 
 
@@ -271,65 +271,37 @@ StateKey = Annotated[str, Path(json_schema_extra=schema({"type": "string", "patt
 ExecutionId = Annotated[str, Path(json_schema_extra=schema({"type": "string", "pattern": ID_PATTERN}))]
 KeyId = Annotated[str, Path(json_schema_extra=schema({"type": "string", "pattern": ID_PATTERN}))]
 CommandName = Annotated[str, Path(json_schema_extra=schema({"type": "string", "pattern": COMMAND_NAME_PATTERN}))]
-Limit = Annotated[
-    str | None,
-    Query(
-        description="Page size (default 50).",
-        json_schema_extra=schema({"type": "integer", "minimum": 1, "maximum": 100}),
-    ),
-]
-Cursor = Annotated[
-    str | None,
-    Query(description="`next_cursor` of the previous page.", json_schema_extra=schema({"type": "string"})),
-]
-Version = Annotated[
-    str | None,
-    Query(
-        description="Read this retained version instead of the current one.",
-        json_schema_extra=schema({"type": "integer", "minimum": 1, "maximum": 10**12 - 1}),
-    ),
-]
+
+
+def _query(description: str, declared: dict[str, Any]) -> Any:
+    return Query(description=description, json_schema_extra=schema(declared))
+
+
+def _header(alias: str, description: str, declared: dict[str, Any]) -> Any:  # a request header
+    return Header(alias=alias, description=description, json_schema_extra=schema(declared))
+
+
+Limit = Annotated[str | None, _query("Page size (default 50).", {"type": "integer", "minimum": 1, "maximum": 100})]
+Cursor = Annotated[str | None, _query("`next_cursor` of the previous page.", {"type": "string"})]
+_VERSION = {"type": "integer", "minimum": 1, "maximum": 10**12 - 1}
+Version = Annotated[str | None, _query("Read this retained version instead of the current one.", _VERSION)]
+_IDEMPOTENCY = (
+    "1-255 printable ASCII characters, bare or as a Structured Field string; kept 24 h. "
+    "The same key with the same request replays the first answer (`Idempotent-Replayed: true`)."
+)
 IdempotencyKey = Annotated[
-    str | None,
-    Header(
-        alias="Idempotency-Key",
-        description="1-255 printable ASCII characters, bare or as a Structured Field string; kept 24 h. "
-        "The same key with the same request replays the first answer (`Idempotent-Replayed: true`).",
-        json_schema_extra=schema({"type": "string", "pattern": IDEMPOTENCY_KEY_PATTERN}),
-    ),
+    str | None, _header("Idempotency-Key", _IDEMPOTENCY, {"type": "string", "pattern": IDEMPOTENCY_KEY_PATTERN})
 ]
-Prefer = Annotated[
-    str | None,
-    Header(
-        alias="Prefer",
-        description="`respond-async` queues the run (202) instead of waiting for it (RFC 7240).",
-        json_schema_extra=schema({"type": "string"}),
-    ),
-]
+_PREFER = "`respond-async` queues the run (202) instead of waiting for it (RFC 7240)."
+Prefer = Annotated[str | None, _header("Prefer", _PREFER, {"type": "string"})]
+_IF_MATCH = '`*` or the strong ETag `"<version>"` of the version the write expects.'
 IfMatch = Annotated[
-    str | None,
-    Header(
-        alias="If-Match",
-        description='`*` or the strong ETag `"<version>"` of the version the write expects.',
-        json_schema_extra=schema({"type": "string", "pattern": r'^(?:\*|"[0-9]{1,18}")$'}),
-    ),
+    str | None, _header("If-Match", _IF_MATCH, {"type": "string", "pattern": r'^(?:\*|"[0-9]{1,18}")$'})
 ]
-IfNoneMatchWrite = Annotated[
-    str | None,
-    Header(
-        alias="If-None-Match",
-        description="`*`: create the key only if it does not exist.",
-        json_schema_extra=schema({"type": "string", "enum": ["*"]}),
-    ),
-]
-IfNoneMatchRead = Annotated[
-    str | None,
-    Header(
-        alias="If-None-Match",
-        description="ETags the caller holds: 304 if the current version is one of them.",
-        json_schema_extra=schema({"type": "string"}),
-    ),
-]
+_CREATE = "`*`: create the key only if it does not exist."
+IfNoneMatchWrite = Annotated[str | None, _header("If-None-Match", _CREATE, {"type": "string", "enum": ["*"]})]
+_HELD = "ETags the caller holds: 304 if the current version is one of them."
+IfNoneMatchRead = Annotated[str | None, _header("If-None-Match", _HELD, {"type": "string"})]
 
 OPEN_PATHS = frozenset({"/v1/health", "/v1/openapi.json"})
 _JSON_VALUE: dict[str, Any] = {}  # any JSON value

@@ -17,6 +17,13 @@ def test_app_reads_as_a_table_of_contents() -> None:
     assert len((ROOT / "functions" / "api" / "app.py").read_text().splitlines()) <= 100
 
 
+def run(api: Api, name: str = "echo", **kwargs: Any) -> Answer:
+    """POST /v1/commands/{name} as API Gateway routes it."""
+    return api.call(
+        "POST", f"/v1/commands/{name}", resource="/v1/commands/{name}", path_parameters={"name": name}, **kwargs
+    )
+
+
 def test_health_is_open_and_carries_a_request_id(api: Api) -> None:
     answer = api.call("GET", "/v1/health", caller=None)
     assert answer.status == 200
@@ -26,11 +33,8 @@ def test_health_is_open_and_carries_a_request_id(api: Api) -> None:
 
 
 def test_a_run_is_answered_with_rate_limit_fields(api: Api) -> None:
-    answer = api.call(
-        "POST",
-        "/v1/commands/echo",
-        resource="/v1/commands/{name}",
-        path_parameters={"name": "echo"},
+    answer = run(
+        api,
         body='{"message": "yo"}',
     )
     assert answer.status == 200, answer.body
@@ -40,17 +44,7 @@ def test_a_run_is_answered_with_rate_limit_fields(api: Api) -> None:
 
 
 def test_an_idempotency_key_replays_the_first_answer(api: Api) -> None:
-    def run() -> Answer:
-        return api.call(
-            "POST",
-            "/v1/commands/echo",
-            resource="/v1/commands/{name}",
-            path_parameters={"name": "echo"},
-            headers={"Idempotency-Key": '"order-1"'},
-            body="{}",
-        )
-
-    first, second = run(), run()
+    first, second = (run(api, headers={"Idempotency-Key": '"order-1"'}, body="{}") for _ in range(2))
     assert first.status == second.status == 200
     assert first.json()["execution_id"] == second.json()["execution_id"]
     assert "idempotent-replayed" not in first.headers
@@ -59,32 +53,25 @@ def test_an_idempotency_key_replays_the_first_answer(api: Api) -> None:
 
 
 def test_a_command_that_requires_a_key_refuses_a_run_without_one(api: Api) -> None:
-    path: dict[str, Any] = {"resource": "/v1/commands/{name}", "path_parameters": {"name": "transfer"}}
-    refused = api.call("POST", "/v1/commands/transfer", **path)
+    refused = run(api, "transfer")
     assert (refused.status, refused.json()["code"]) == (400, "IDEMPOTENCY_KEY_MISSING")
     assert refused.headers["content-type"] == "application/problem+json"
     assert refused.json()["type"] == "https://cmdgate.dev/errors#idempotency-key-missing"
-    accepted = api.call("POST", "/v1/commands/transfer", headers={"Idempotency-Key": "t-1"}, **path)
+    accepted = run(api, "transfer", headers={"Idempotency-Key": "t-1"})
     assert accepted.status == 200
 
 
 def test_a_bad_idempotency_key_is_the_layers_400_not_a_powertools_422(api: Api) -> None:
-    answer = api.call(
-        "POST",
-        "/v1/commands/echo",
-        resource="/v1/commands/{name}",
-        path_parameters={"name": "echo"},
+    answer = run(
+        api,
         headers={"Idempotency-Key": "has space"},
     )
     assert (answer.status, answer.json()["code"]) == (400, "INVALID_IDEMPOTENCY_KEY")
 
 
 def test_an_async_run_points_at_its_execution(api: Api) -> None:
-    answer = api.call(
-        "POST",
-        "/v1/commands/echo",
-        resource="/v1/commands/{name}",
-        path_parameters={"name": "echo"},
+    answer = run(
+        api,
         headers={"Prefer": "respond-async"},
     )
     assert answer.status == 202
@@ -112,17 +99,12 @@ def small_bodies(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 @pytest.mark.usefixtures("small_bodies")
 def test_a_body_over_the_limit_is_413_before_it_is_parsed(api: Api) -> None:
-    answer = api.call(
-        "POST",
-        "/v1/commands/echo",
-        resource="/v1/commands/{name}",
-        path_parameters={"name": "echo"},
+    answer = run(
+        api,
         body='{"m":"' + "é" * 5 + '"}',  # 13 characters of text, 18 bytes of UTF-8
     )
     assert (answer.status, answer.json()["code"]) == (413, "PAYLOAD_TOO_LARGE")
-    within = api.call(
-        "POST", "/v1/commands/echo", resource="/v1/commands/{name}", path_parameters={"name": "echo"}, body="{}"
-    )
+    within = run(api, body="{}")
     assert within.status == 200
 
 
