@@ -274,11 +274,12 @@ CommandName = Annotated[str, Path(json_schema_extra=schema({"type": "string", "p
 
 
 def _query(description: str, declared: dict[str, Any]) -> Any:
-    return Query(description=description, json_schema_extra=schema(declared))
+    # pydantic takes a callable json_schema_extra too; Powertools' signature only names the dict form.
+    return Query(description=description, json_schema_extra=schema(declared))  # type: ignore[arg-type]
 
 
 def _header(alias: str, description: str, declared: dict[str, Any]) -> Any:  # a request header
-    return Header(alias=alias, description=description, json_schema_extra=schema(declared))
+    return Header(alias=alias, description=description, json_schema_extra=schema(declared))  # type: ignore[arg-type]
 
 
 Limit = Annotated[str | None, _query("Page size (default 50).", {"type": "integer", "minimum": 1, "maximum": 100})]
