@@ -9,10 +9,12 @@ seed and a bounded number of examples per operation, in both generation modes:
 
 Driven through hypothesis strategies (`operation.as_strategy`) because `schemathesis.pytest.from_fixture`
 does not work with pytest 9; one more test runs the `st` CLI for the coverage phase the strategies do not
-have (repeated, missing and boundary values, undeclared Content-Types). Not its stateful phase: it feeds
-the key ids GET /v1/admin/keys lists into DELETE /v1/admin/keys/{key_id} and so revokes the admin key
-the other tests of the session share. The testing pack's commands are left out of the generated cases: `fail`
-answers whatever status it is asked for, by design, and `sleep` / `blob` only cost time.
+have (repeated, missing and boundary values, undeclared Content-Types). Neither its stateful phase nor
+values taken from earlier responses (`extra-data-sources`): both feed the key ids GET /v1/admin/keys lists
+into DELETE /v1/admin/keys/{key_id}, revoking the admin key the other tests of the session share.
+
+The testing pack's commands are left out of the generated cases: `fail` answers whatever status it is
+asked for, by design, and `sleep` / `blob` only cost time.
 """
 
 from __future__ import annotations
@@ -126,7 +128,10 @@ def test_every_answer_is_documented(
 def test_the_cli_phases_find_nothing(stack: Stack, fuzz_key: str, tmp_path: Path) -> None:
     """`st run` (coverage and fuzzing phases), without the two admin bodies xfailed above."""
     config = tmp_path / "schemathesis.toml"
-    config.write_text(f"[checks.negative_data_rejection]\nexpected-statuses = [{', '.join(REJECTIONS)}]\n")
+    config.write_text(
+        f"[checks.negative_data_rejection]\nexpected-statuses = [{', '.join(REJECTIONS)}]\n"
+        + "".join(f"[phases.{phase}.extra-data-sources]\nresponses = false\n" for phase in ("coverage", "fuzzing"))
+    )
     command = [
         str(Path(sys.executable).parent / "st"),
         "--config-file",
