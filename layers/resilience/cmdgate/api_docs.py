@@ -1,12 +1,16 @@
-"""What the OpenAPI description says about each answer: response models and problem responses."""
+"""What the OpenAPI description says: parameters, response models, headers and problem responses."""
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from collections.abc import Callable
+from typing import Annotated, Any, Literal
 
+from aws_lambda_powertools.event_handler.openapi.params import Header, Path, Query
 from pydantic import BaseModel, ConfigDict, Field
 
+from cmdgate.body import MERGE_PATCH
 from cmdgate.errors import PROBLEM_CONTENT_TYPE
+from cmdgate.state.model import KEY_PATTERN
 
 API_TITLE = "cmdgate"
 API_VERSION = "1.0.0"
@@ -106,6 +110,41 @@ class HealthView(BaseModel):
     checks: dict[str, CheckView]
 
 
+class DeadLetterList(BaseModel):
+    """`GET /v1/admin/dlq`."""
+
+    executions: list[ExecutionView]
+    next_cursor: str | None = None
+
+
+class RedriveResult(BaseModel):
+    """`POST /v1/admin/dlq/redrive`."""
+
+    redriven: list[str]
+    skipped: list[str]
+
+
+class VersionView(BaseModel):
+    """One retained version of a state key."""
+
+    version: int
+    updated_at: str
+    revision: str | None = Field(default=None, description="The gist revision this version reached, if any.")
+
+
+class StateHistory(BaseModel):
+    """`GET /v1/state/{key}/history`."""
+
+    versions: list[VersionView]
+    next_cursor: str | None = None
+
+
+class RestoreRequest(BaseModel):
+    """Body of `POST /v1/state/{key}/restore` (documented here; cmdgate.state.http checks it)."""
+
+    version: int = Field(ge=1)
+
+
 class KeyView(BaseModel):
     """An issued API key (never the key or its hash)."""
 
@@ -126,11 +165,11 @@ class KeyList(BaseModel):
 
 
 _PROBLEM_TEXT = {
-    400: "Bad request (body not a JSON object, bad header or cursor)",
+    400: "Bad request (body not JSON, bad header, parameter or cursor)",
     401: "Missing or invalid credentials",
     403: "Not permitted",
     404: "Not found",
-    409: "A request with this Idempotency-Key is still running",
+    409: "Conflict: a request with this Idempotency-Key is still running, or the key is locked",
     412: "Precondition failed (If-Match / If-None-Match)",
     413: "Request body too large",
     415: "Unsupported media type (JSON bodies are application/json; a state PATCH is application/merge-patch+json)",
@@ -138,16 +177,46 @@ _PROBLEM_TEXT = {
     428: "Precondition required (If-Match or If-None-Match)",
     429: "Over the rate limit",
     500: "The command failed",
-    502: "Gateway error",
+    502: "Gateway or upstream error",
     503: "A dependency is unavailable",
     504: "The command timed out",
 }
 
 
+def _field(description: str, schema: dict[str, Any] | None = None, *, required: bool = False) -> dict[str, Any]:
+    return {"description": description, "required": required, "schema": schema or {"type": "string"}}
+
+
+_INTEGER = {"type": "string", "pattern": "^[0-9]+$"}  # a header's value is text
+REQUEST_ID = {"X-Request-Id": _field("The request id (also in problem bodies and the logs).")}
+RATE_LIMIT = {
+    "RateLimit": _field('The caller\'s remaining quota: `"default";r=<remaining>;t=<reset seconds>`.'),
+    "RateLimit-Policy": _field('The caller\'s limit: `"default";q=<quota>;w=<window seconds>`.'),
+}
+RETRY_AFTER = {"Retry-After": _field("Seconds to wait before retrying.", _INTEGER)}
+REPLAYED = {"Idempotent-Replayed": _field("`true` when this is the stored answer of an earlier request.")}
+LOCATION = {"Location": _field("Where to poll the execution: `/v1/executions/{id}`.", required=True)}
+ETAG = {"ETag": _field('The strong ETag of the version: `"<version>"`.', required=True)}
+STATE_VERSION = {"State-Version": _field("The version the answer describes.", _INTEGER, required=True)}
+STATE_METADATA = {
+    **ETAG,
+    **STATE_VERSION,
+    "Last-Modified": _field("When this version was written (HTTP-date).", required=True),
+    "Gist-Synced-Version": _field("The newest version the gist holds.", _INTEGER, required=True),
+}
+
+
 def responses(
-    ok: dict[int, tuple[str, type[BaseModel] | None]], *problems: int, authenticated: bool = True
+    ok: dict[int, tuple[str, type[BaseModel] | None]],
+    *problems: int,
+    authenticated: bool = True,
+    headers: dict[int, dict[str, Any]] | None = None,
+    every: dict[str, Any] | None = None,
 ) -> dict[int, Any]:
-    """The `responses` of a route: its successes and the problem+json answers it may give."""
+    """The `responses` of a route: its successes and the problem+json answers it may give, with their headers.
+
+    `headers` adds fields to one status; `every` to every status of the route (e.g. Idempotent-Replayed).
+    """
     documented: dict[int, Any] = {}
     for status, (description, model) in ok.items():
         documented[status] = {"description": description}
@@ -162,49 +231,130 @@ def responses(
             "description": _PROBLEM_TEXT[status],
             "content": {PROBLEM_CONTENT_TYPE: {"model": Problem}},
         }
+    for status, answer in documented.items():
+        fields: dict[str, Any] = {**REQUEST_ID, **(every or {})}
+        if authenticated and status not in (401, 403, 502):  # those may come from the gateway, without them
+            fields.update(RATE_LIMIT)
+        if status in (409, 429, 503):
+            fields.update(RETRY_AFTER)
+        if status == 429:
+            fields["Retry-After"] = {**RETRY_AFTER["Retry-After"], "required": True}
+        fields.update((headers or {}).get(status, {}))
+        if status < 300:  # answered by the function (past the rate limiter, when authenticated)
+            always = {**REQUEST_ID, **(RATE_LIMIT if authenticated else {})}
+            fields = {**fields, **{name: {**always[name], "required": True} for name in always}}
+        answer["headers"] = fields
     return documented
 
 
+def schema(declared: dict[str, Any]) -> Callable[[dict[str, Any]], None]:
+    """`json_schema_extra` that documents exactly `declared` for a parameter Powertools reads as a string.
+
+    The constraints are documented, not enforced by Powertools: the layer checks each value and answers
+    the problem with its own code (INVALID_STATE_KEY, INVALID_IDEMPOTENCY_KEY, BAD_REQUEST for a limit...),
+    as before the parameters were declared; Powertools only checks that the value is one string.
+    """
+
+    def replace(generated: dict[str, Any]) -> None:
+        generated.clear()
+        generated.update(declared)
+
+    return replace
+
+
+ID_PATTERN = "^[A-Za-z0-9]{1,64}$"
+COMMAND_NAME_PATTERN = "^[a-z][a-z0-9_.-]{0,63}$"
+# Bare (1-255 printable ASCII, not starting with a quote) or a Structured Field string (cmdgate.idempotency).
+IDEMPOTENCY_KEY_PATTERN = r'^(?:[!#-~][!-~]{0,254}|"(?:[ !#-\[\]-~]|\\["\\]){1,255}")$'
+
+StateKey = Annotated[str, Path(json_schema_extra=schema({"type": "string", "pattern": f"^{KEY_PATTERN.pattern}$"}))]
+ExecutionId = Annotated[str, Path(json_schema_extra=schema({"type": "string", "pattern": ID_PATTERN}))]
+KeyId = Annotated[str, Path(json_schema_extra=schema({"type": "string", "pattern": ID_PATTERN}))]
+CommandName = Annotated[str, Path(json_schema_extra=schema({"type": "string", "pattern": COMMAND_NAME_PATTERN}))]
+
+
+def _query(description: str, declared: dict[str, Any]) -> Any:
+    # pydantic takes a callable json_schema_extra too; Powertools' signature only names the dict form.
+    return Query(description=description, json_schema_extra=schema(declared))  # type: ignore[arg-type]
+
+
+def _header(alias: str, description: str, declared: dict[str, Any]) -> Any:  # a request header
+    return Header(alias=alias, description=description, json_schema_extra=schema(declared))  # type: ignore[arg-type]
+
+
+Limit = Annotated[str | None, _query("Page size (default 50).", {"type": "integer", "minimum": 1, "maximum": 100})]
+Cursor = Annotated[str | None, _query("`next_cursor` of the previous page.", {"type": "string"})]
+_VERSION = {"type": "integer", "minimum": 1, "maximum": 10**12 - 1}
+Version = Annotated[str | None, _query("Read this retained version instead of the current one.", _VERSION)]
+_IDEMPOTENCY = (
+    "1-255 printable ASCII characters, bare or as a Structured Field string; kept 24 h. "
+    "The same key with the same request replays the first answer (`Idempotent-Replayed: true`)."
+)
+IdempotencyKey = Annotated[
+    str | None, _header("Idempotency-Key", _IDEMPOTENCY, {"type": "string", "pattern": IDEMPOTENCY_KEY_PATTERN})
+]
+_PREFER = "`respond-async` queues the run (202) instead of waiting for it (RFC 7240)."
+Prefer = Annotated[str | None, _header("Prefer", _PREFER, {"type": "string"})]
+_IF_MATCH = '`*` or the strong ETag `"<version>"` of the version the write expects.'
+IfMatch = Annotated[
+    str | None, _header("If-Match", _IF_MATCH, {"type": "string", "pattern": r'^(?:\*|"[0-9]{1,18}")$'})
+]
+_CREATE = "`*`: create the key only if it does not exist."
+IfNoneMatchWrite = Annotated[str | None, _header("If-None-Match", _CREATE, {"type": "string", "enum": ["*"]})]
+_HELD = "ETags the caller holds: 304 if the current version is one of them."
+IfNoneMatchRead = Annotated[str | None, _header("If-None-Match", _HELD, {"type": "string"})]
+
 OPEN_PATHS = frozenset({"/v1/health", "/v1/openapi.json"})
-_LIST_PARAMETERS = [
-    {"name": "limit", "in": "query", "required": False, "schema": {"type": "integer", "minimum": 1, "maximum": 100}},
-    {"name": "cursor", "in": "query", "required": False, "schema": {"type": "string", "maxLength": 2048}},
-]
-_RUN_PARAMETERS = [
-    {
-        "name": "Idempotency-Key",
-        "in": "header",
+_JSON_VALUE: dict[str, Any] = {}  # any JSON value
+# Bodies the layer reads itself (cmdgate.http: the size limit before parsing, I-JSON, nesting), keyed by
+# operationId. Declaring them with Powertools' Body() would make Powertools parse them first.
+REQUEST_BODIES: dict[str, dict[str, Any]] = {
+    "runCommand": {
         "required": False,
-        "description": "1-255 printable ASCII characters, bare or as a Structured Field string; kept 24 h.",
-        "schema": {"type": "string", "minLength": 1, "maxLength": 257},
+        "description": "The command's params: a JSON object matching its `params_schema` (absent: `{}`).",
+        "content": {"application/json": {"schema": {"type": "object"}}},
     },
-    {
-        "name": "Prefer",
-        "in": "header",
-        "required": False,
-        "description": "`respond-async` queues the run (202) instead of waiting for it.",
-        "schema": {"type": "string", "enum": ["respond-async"]},
+    "putState": {
+        "required": True,
+        "description": "The new value: any JSON value.",
+        "content": {"application/json": {"schema": _JSON_VALUE}},
     },
-]
+    "patchState": {
+        "required": True,
+        "description": "An RFC 7396 merge patch.",
+        "content": {MERGE_PATCH: {"schema": _JSON_VALUE}},
+    },
+    "restoreState": {
+        "required": True,
+        "description": "The retained version to write again as a new version.",
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/RestoreRequest"}}},
+    },
+}
 
 
 def finalize_openapi(document: dict[str, Any]) -> dict[str, Any]:
-    """Add what the generator cannot see: open routes, the raw JSON body and headers of a run, list paging."""
+    """What Powertools cannot say, added after generation.
+
+    - `security: []` on the open routes: Powertools drops an empty security list (falsy), and the
+      document-wide bearer requirement would then apply to them.
+    - The 422 `HTTPValidationError` Powertools adds to every operation when validation is on: we never
+      answer it (validation failures are problem+json, declared per route), so it goes, with its schemas.
+    - No content on 204 and 304: Powertools gives every response without `content` the handler's return type.
+    - The request bodies the layer reads raw (REQUEST_BODIES), and the schema of the restore body.
+    """
+    schemas = document.setdefault("components", {}).setdefault("schemas", {})
     for path, operations in document.get("paths", {}).items():
-        for method, operation in operations.items():
+        for operation in operations.values():
             declared_422 = operation.get("responses", {}).get("422", {}).get("content", {})
             if "application/json" in declared_422:  # the generator's default, not an answer we give
                 del operation["responses"]["422"]
+            for status in ("204", "304"):
+                operation.get("responses", {}).get(status, {}).pop("content", None)
             if path in OPEN_PATHS:
                 operation["security"] = []
-            if path == "/v1/commands/{name}" and method == "post":
-                operation["parameters"] = operation.get("parameters", []) + _RUN_PARAMETERS
-                operation["requestBody"] = {
-                    "required": False,
-                    "description": "The command's params: a JSON object matching its `params_schema`.",
-                    "content": {"application/json": {"schema": {"type": "object"}}},
-                }
-                operation["x-idempotency-retention-seconds"] = IDEMPOTENCY_RETENTION_S
-            if method == "get" and path in ("/v1/commands", "/v1/admin/keys"):
-                operation["parameters"] = operation.get("parameters", []) + _LIST_PARAMETERS
+            if operation.get("operationId") in REQUEST_BODIES:
+                operation["requestBody"] = REQUEST_BODIES[operation["operationId"]]
+    for unused in ("HTTPValidationError", "ValidationError", "ResponseValidationError"):
+        schemas.pop(unused, None)
+    schemas["RestoreRequest"] = RestoreRequest.model_json_schema()
     return document

@@ -54,3 +54,11 @@ def dynamodb_table(name: str) -> Any:
     resource = boto3.session.Session().resource("dynamodb", config=AWS_CLIENT_CONFIG)
     _instrumented(resource.meta.client)
     return resource.Table(name)
+
+
+def report_calls(logger: Any, metrics: Any, resource: str, **extra: Any) -> None:
+    """Log and count the AWS round trips taken since the last take (one request's worth)."""
+    counts = take_call_counts()
+    dynamodb = sum(n for name, n in counts.items() if name.startswith("dynamodb."))
+    metrics.add_metric(name="DynamoDBCallsPerRequest", unit="Count", value=dynamodb)
+    logger.info("aws calls", extra={"resource": resource, "aws_calls": counts, "dynamodb_calls": dynamodb, **extra})

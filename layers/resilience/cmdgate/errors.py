@@ -11,7 +11,13 @@ from collections.abc import Sequence
 from typing import Any
 
 PROBLEM_CONTENT_TYPE = "application/problem+json"
-PROBLEM_BASE_URI = "https://cmdgate.dev/problems/"
+# Each code's entry in docs/errors.md (published at this address): `#` + the code in lower case, `-` for `_`.
+ERRORS_URI = "https://cmdgate.dev/errors"
+
+
+def problem_type(code: str) -> str:
+    """The `type` URI of a problem code: its entry in the list of error codes."""
+    return f"{ERRORS_URI}#{code.lower().replace('_', '-')}"
 
 
 class ProblemError(Exception):
@@ -37,7 +43,7 @@ class ProblemError(Exception):
     def to_problem(self, request_id: str | None = None) -> dict[str, Any]:
         """The problem+json document for this error."""
         body: dict[str, Any] = {
-            "type": self.type_uri or PROBLEM_BASE_URI + self.code.lower().replace("_", "-"),
+            "type": self.type_uri or problem_type(self.code),
             "title": self.title,
             "status": self.status,
             "detail": self.detail,

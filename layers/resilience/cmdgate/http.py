@@ -63,6 +63,13 @@ def _check_nesting(body: str) -> None:
             depth -= 1
 
 
+def required_json_body(body: str | None) -> Any:
+    """A body that must be a JSON value (400 if empty); its size and media type were checked by cmdgate.body."""
+    if body is None or not body.strip():
+        raise InvalidJson("The request body must be a JSON value.")
+    return parse_json(body)
+
+
 def _refuse_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 

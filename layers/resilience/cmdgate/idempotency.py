@@ -72,6 +72,12 @@ def parse_idempotency_key(header: str | None) -> str | None:
     return key
 
 
+def require_key_if_needed(key: str | None, idempotency: str, command: str) -> None:
+    """400 IDEMPOTENCY_KEY_MISSING when a command declared `idempotency="required"` is run without a key."""
+    if key is None and idempotency == "required":
+        raise IdempotencyKeyMissing(f"Command {command!r} requires an Idempotency-Key header.")
+
+
 def request_fingerprint(method: str, path: str, body: Any) -> str:
     """SHA-256 of method, path and the RFC 8785 canonical form of the JSON body."""
     digest = hashlib.sha256()

@@ -15,6 +15,23 @@ from cmdgate.state.service import Preconditions
 _ETAG = re.compile(r'"(\d{1,18})"')
 
 
+def parse_version(value: str | None) -> int | None:
+    """The `version` query parameter of a read: None, or a positive integer below 10^12 (else 400)."""
+    if value is None:
+        return None
+    if not re.fullmatch(r"[0-9]{1,12}", value) or not 0 < int(value) < 10**12:
+        raise errors.BadRequest("version must be a positive integer.")
+    return int(value)
+
+
+def restore_version(body: Any) -> int:
+    """The version a restore body `{"version": N}` names (422 unless N is a positive integer)."""
+    version = body.get("version") if isinstance(body, dict) else None
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise errors.ValidationFailed([{"loc": ["body", "version"], "msg": "a positive integer"}])
+    return version
+
+
 def parse_preconditions(if_match: str | None, if_none_match: str | None) -> Preconditions:
     """If-Match / If-None-Match as the state API understands them (strong ETags `"<version>"`, or `*`)."""
     match_version, match_any, none_match_any = None, False, False

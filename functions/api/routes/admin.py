@@ -1,0 +1,95 @@
+"""Admin: API keys, dead letters and detailed health."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from aws_lambda_powertools.event_handler import Response
+from aws_lambda_powertools.event_handler.openapi.params import Body
+from aws_lambda_powertools.event_handler.router import APIGatewayRouter
+
+from cmdgate.admin import CreatedKey, CreateKeyRequest, RedriveRequest, create_key, list_keys, require_admin, revoke_key
+from cmdgate.api_docs import Cursor, DeadLetterList, HealthView, KeyId, KeyList, Limit, RedriveResult, responses
+from cmdgate.http import json_response
+from cmdgate.pagination import decode_cursor, encode_cursor, parse_limit
+from routes.health import health_answer
+from routes.request import principal
+from routes.services import services
+
+router = APIGatewayRouter()
+
+
+@router.post(
+    "/v1/admin/keys",
+    tags=["admin"],
+    operation_id="createKey",
+    responses=responses({201: ("The new key, shown once", CreatedKey)}, 400, 413, 415, 422),
+)
+def create_api_key(request: Annotated[CreateKeyRequest, Body()]) -> Response[str]:
+    """Issue an API key; the key is in this answer only."""
+    require_admin(principal(router))
+    created = create_key(services().api_keys, request)
+    return json_response(201, created.model_dump(), {"Cache-Control": "no-store"})
+
+
+@router.get(
+    "/v1/admin/keys",
+    tags=["admin"],
+    operation_id="listKeys",
+    responses=responses({200: ("A page of keys", KeyList)}, 400),
+)
+def list_api_keys(limit: Limit = None, cursor: Cursor = None) -> Response[str]:
+    """Issued keys, paginated with `limit` and `cursor`."""
+    require_admin(principal(router))
+    return json_response(200, list_keys(services().api_keys, parse_limit(limit), cursor))
+
+
+@router.delete(
+    "/v1/admin/keys/<key_id>",
+    tags=["admin"],
+    operation_id="revokeKey",
+    responses=responses({204: ("Revoked", None)}),
+)
+def revoke_api_key(key_id: KeyId) -> Response[str]:
+    """Revoke a key (effective within the authorizer cache TTL)."""
+    require_admin(principal(router))
+    revoke_key(services().api_keys, key_id)
+    return Response(status_code=204, body="")
+
+
+@router.get(
+    "/v1/admin/dlq",
+    tags=["admin"],
+    operation_id="listDeadLetters",
+    responses=responses({200: ("Dead-lettered executions", DeadLetterList)}, 400),
+)
+def list_dead_letters(limit: Limit = None, cursor: Cursor = None) -> Response[str]:
+    """Dead-lettered executions, oldest first, paginated."""
+    require_admin(principal(router))
+    start = decode_cursor(cursor, frozenset({"execution_id", "status", "created_at"}))
+    executions, last = services().executions.dead_letters(parse_limit(limit), start)
+    return json_response(200, {"executions": [e.public_view() for e in executions], "next_cursor": encode_cursor(last)})
+
+
+@router.post(
+    "/v1/admin/dlq/redrive",
+    tags=["admin"],
+    operation_id="redriveDeadLetters",
+    responses=responses({200: ("Redriven and skipped ids", RedriveResult)}, 400, 413, 415, 422),
+)
+def redrive_dead_letters(request: Annotated[RedriveRequest, Body()]) -> Response[str]:
+    """Give each dead-lettered execution exactly one new attempt, even when two redrives race."""
+    require_admin(principal(router))
+    return json_response(200, services().executions.redrive(request.execution_ids))
+
+
+@router.get(
+    "/v1/admin/health",
+    tags=["admin"],
+    operation_id="getAdminHealth",
+    responses=responses({200: ("Healthy or degraded", HealthView), 503: ("Unhealthy", HealthView)}),
+)
+def get_admin_health() -> Response[str]:
+    """Health with the error class of each failing check."""
+    require_admin(principal(router))
+    return health_answer(detailed=True)

@@ -1,0 +1,21 @@
+"""What every router reads from the current request: the caller and the time left."""
+
+from __future__ import annotations
+
+from aws_lambda_powertools.event_handler.router import APIGatewayRouter
+
+from cmdgate import errors
+from cmdgate.auth import Principal
+
+
+def principal(router: APIGatewayRouter) -> Principal:
+    """The authenticated caller (401 if the authorizer passed none)."""
+    found = Principal.from_authorizer_context(router.current_event.request_context.authorizer.raw_event)
+    if found is None:
+        raise errors.Unauthorized("No authenticated principal.")
+    return found
+
+
+def remaining_s(router: APIGatewayRouter) -> float:
+    """Seconds left in this invocation (caps lock leases)."""
+    return float(router.lambda_context.get_remaining_time_in_millis()) / 1000

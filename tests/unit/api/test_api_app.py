@@ -1,0 +1,286 @@
+"""The api function end to end in process: routing, parameters, the layer's rules and problem+json answers."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tests.unit.api.conftest import Answer, Api, Context, principal
+
+
+def test_app_reads_as_a_table_of_contents() -> None:
+    from cmdgate_local.openapi_export import ROOT
+
+    assert len((ROOT / "functions" / "api" / "app.py").read_text().splitlines()) <= 100
+
+
+def run(api: Api, name: str = "echo", **kwargs: Any) -> Answer:
+    """POST /v1/commands/{name} as API Gateway routes it."""
+    return api.call(
+        "POST", f"/v1/commands/{name}", resource="/v1/commands/{name}", path_parameters={"name": name}, **kwargs
+    )
+
+
+def test_health_is_open_and_carries_a_request_id(api: Api) -> None:
+    answer = api.call("GET", "/v1/health", caller=None)
+    assert answer.status == 200
+    assert answer.json()["status"] == "healthy"
+    assert answer.headers["x-request-id"] == "req-1"
+    assert "ratelimit" not in answer.headers
+
+
+def test_a_run_is_answered_with_rate_limit_fields(api: Api) -> None:
+    answer = run(
+        api,
+        body='{"message": "yo"}',
+    )
+    assert answer.status == 200, answer.body
+    assert answer.json()["result"] == {"message": "yo"}
+    assert answer.headers["ratelimit-policy"]
+    assert answer.headers["ratelimit"]
+
+
+def test_an_idempotency_key_replays_the_first_answer(api: Api) -> None:
+    first, second = (run(api, headers={"Idempotency-Key": '"order-1"'}, body="{}") for _ in range(2))
+    assert first.status == second.status == 200
+    assert first.json()["execution_id"] == second.json()["execution_id"]
+    assert "idempotent-replayed" not in first.headers
+    assert second.headers["idempotent-replayed"] == "true"
+    assert len(api.services.execution_store.items) == 1
+
+
+def test_a_command_that_requires_a_key_refuses_a_run_without_one(api: Api) -> None:
+    refused = run(api, "transfer")
+    assert (refused.status, refused.json()["code"]) == (400, "IDEMPOTENCY_KEY_MISSING")
+    assert refused.headers["content-type"] == "application/problem+json"
+    assert refused.json()["type"] == "https://cmdgate.dev/errors#idempotency-key-missing"
+    accepted = run(api, "transfer", headers={"Idempotency-Key": "t-1"})
+    assert accepted.status == 200
+
+
+def test_a_bad_idempotency_key_is_the_layers_400_not_a_powertools_422(api: Api) -> None:
+    answer = run(
+        api,
+        headers={"Idempotency-Key": "has space"},
+    )
+    assert (answer.status, answer.json()["code"]) == (400, "INVALID_IDEMPOTENCY_KEY")
+
+
+def test_an_async_run_points_at_its_execution(api: Api) -> None:
+    answer = run(
+        api,
+        headers={"Prefer": "respond-async"},
+    )
+    assert answer.status == 202
+    execution_id = answer.json()["execution_id"]
+    assert answer.headers["location"] == f"/v1/executions/{execution_id}"
+    assert api.services.queue.sent == [{"execution_id": execution_id}]
+    polled = api.call(
+        "GET",
+        answer.headers["location"],
+        resource="/v1/executions/{execution_id}",
+        path_parameters={"execution_id": execution_id},
+    )
+    assert (polled.status, polled.json()["status"]) == (200, "queued")
+
+
+@pytest.fixture
+def small_bodies(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    from cmdgate.config import get_settings
+
+    monkeypatch.setenv("MAX_BODY_BYTES", "16")
+    get_settings.cache_clear()
+    yield
+    get_settings.cache_clear()
+
+
+@pytest.mark.usefixtures("small_bodies")
+def test_a_body_over_the_limit_is_413_before_it_is_parsed(api: Api) -> None:
+    answer = run(
+        api,
+        body='{"m":"' + "é" * 5 + '"}',  # 13 characters of text, 18 bytes of UTF-8
+    )
+    assert (answer.status, answer.json()["code"]) == (413, "PAYLOAD_TOO_LARGE")
+    within = run(api, body="{}")
+    assert within.status == 200
+
+
+def test_list_parameters_are_the_layers_to_check(api: Api) -> None:
+    listed = api.call("GET", "/v1/commands", query={"limit": "1"})
+    assert listed.status == 200
+    assert [c["name"] for c in listed.json()["commands"]] == ["echo"]
+    assert listed.json()["next_cursor"]
+    assert api.call("GET", "/v1/commands", query={"limit": "0"}).json()["code"] == "BAD_REQUEST"
+    assert api.call("GET", "/v1/commands", query={"cursor": "bm9wZQ"}).json()["code"] == "INVALID_CURSOR"
+
+
+def test_a_repeated_header_is_a_problem_in_our_format(api: Api) -> None:
+    # Powertools validates declared parameters: a header sent twice is a list, refused as the layer's 400.
+    event_headers = {"If-Match": '"1"'}
+    answer = api.call(
+        "DELETE", "/v1/state/k", resource="/v1/state/{key}", path_parameters={"key": "k"}, headers=event_headers
+    )
+    assert answer.status in (412, 428)  # one value: the layer decides
+    raw = api.app.lambda_handler(
+        {
+            "resource": "/v1/state/{key}",
+            "path": "/v1/state/k",
+            "httpMethod": "DELETE",
+            "headers": {"If-Match": '"2"'},
+            "multiValueHeaders": {"If-Match": ['"1"', '"2"']},
+            "pathParameters": {"key": "k"},
+            "requestContext": {"requestId": "req-2", "authorizer": principal("admin")},
+            "body": None,
+        },
+        Context(),
+    )
+    problem = json.loads(raw["body"])
+    assert (raw["statusCode"], problem["code"]) == (400, "BAD_REQUEST")
+    assert raw["multiValueHeaders"]["Content-Type"] == ["application/problem+json"]
+    assert problem["errors"] == [{"loc": ["header", "if-match"], "msg": "Input should be a valid string"}]
+
+
+STATE: dict[str, Any] = {"resource": "/v1/state/{key}", "path_parameters": {"key": "prefs"}}
+
+
+def test_state_create_conditional_get_patch_and_delete(api: Api) -> None:
+    created = api.call("PUT", "/v1/state/prefs", headers={"If-None-Match": "*"}, body='{"theme": "dark"}', **STATE)
+    assert created.status == 201
+    assert (created.headers["etag"], created.headers["state-version"]) == ('"1"', "1")
+    assert created.headers["last-modified"] == "Tue, 01 Dec 2026 10:00:00 GMT"
+    assert created.headers["gist-synced-version"] == "0"
+    again = api.call("PUT", "/v1/state/prefs", headers={"If-None-Match": "*"}, body="{}", **STATE)
+    assert (again.status, again.json()["code"]) == (412, "PRECONDITION_FAILED")
+
+    unchanged = api.call("GET", "/v1/state/prefs", headers={"If-None-Match": '"1"'}, **STATE)
+    assert (unchanged.status, unchanged.body, unchanged.headers["etag"]) == (304, "", '"1"')
+
+    wrong_type = api.call("PATCH", "/v1/state/prefs", headers={"If-Match": '"1"'}, body="{}", **STATE)
+    assert (wrong_type.status, wrong_type.headers["accept-patch"]) == (415, "application/merge-patch+json")
+    patched = api.call(
+        "PATCH",
+        "/v1/state/prefs",
+        body='{"lang": "en"}',
+        **STATE,
+        headers={"If-Match": '"1"', "Content-Type": "application/merge-patch+json; charset=utf-8"},
+    )
+    assert patched.status == 200
+    assert patched.json() == {"theme": "dark", "lang": "en"}
+    assert patched.headers["etag"] == '"2"'
+    assert api.services.states.remaining[-1] is not None
+    assert api.services.states.remaining[-1]() == 12.0  # writes are capped by the invocation's time left
+
+    old = api.call("GET", "/v1/state/prefs", query={"version": "1"}, **STATE)
+    assert (old.status, old.json(), old.headers["state-version"]) == (200, {"theme": "dark"}, "1")
+    deleted = api.call("DELETE", "/v1/state/prefs", headers={"If-Match": '"2"'}, **STATE)
+    assert (deleted.status, deleted.body, deleted.headers["state-version"]) == (204, "", "3")
+
+
+@pytest.mark.parametrize("version", ["0", "-1", "1.5", "abc", "1000000000000"])
+def test_a_bad_version_is_400(api: Api, version: str) -> None:
+    answer = api.call("GET", "/v1/state/prefs", query={"version": version}, **STATE)
+    assert (answer.status, answer.json()["code"]) == (400, "BAD_REQUEST")
+
+
+@pytest.mark.parametrize("body", ['{"version": 0}', '{"version": true}', '{"version": "1"}', "[]"])
+def test_restore_names_a_positive_version(api: Api, body: str) -> None:
+    path: dict[str, Any] = {"resource": "/v1/state/{key}/restore", "path_parameters": {"key": "prefs"}}
+    answer = api.call("POST", "/v1/state/prefs/restore", body=body, **path)
+    assert (answer.status, answer.json()["code"]) == (422, "VALIDATION_FAILED")
+    assert answer.json()["errors"] == [{"loc": ["body", "version"], "msg": "a positive integer"}]
+
+
+def test_restore_and_history(api: Api) -> None:
+    api.call("PUT", "/v1/state/prefs", headers={"If-None-Match": "*"}, body="1", **STATE)
+    api.call("PUT", "/v1/state/prefs", headers={"If-Match": '"1"'}, body="2", **STATE)
+    path: dict[str, Any] = {"resource": "/v1/state/{key}/restore", "path_parameters": {"key": "prefs"}}
+    restored = api.call("POST", "/v1/state/prefs/restore", body='{"version": 1}', **path)
+    assert (restored.status, restored.json(), restored.headers["state-version"]) == (200, 1, "3")
+    history = api.call(
+        "GET", "/v1/state/prefs/history", resource="/v1/state/{key}/history", path_parameters={"key": "prefs"}
+    )
+    assert [v["version"] for v in history.json()["versions"]] == [3, 2, 1]
+
+
+def test_state_permissions_are_per_key(api: Api) -> None:
+    reader = principal("state.read:public.*")
+    allowed = api.call(
+        "GET", "/v1/state/public.x", resource="/v1/state/{key}", path_parameters={"key": "public.x"}, caller=reader
+    )
+    assert allowed.json()["code"] == "STATE_NOT_FOUND"  # past the permission check
+    refused = api.call(
+        "PUT",
+        "/v1/state/public.x",
+        resource="/v1/state/{key}",
+        path_parameters={"key": "public.x"},
+        headers={"If-None-Match": "*"},
+        body="1",
+        caller=reader,
+    )
+    assert (refused.status, refused.json()["code"]) == (403, "FORBIDDEN")
+    other = api.call("GET", "/v1/state/prefs", caller=reader, **STATE)
+    assert other.status == 403
+
+
+def test_an_empty_state_body_is_invalid_json(api: Api) -> None:
+    answer = api.call("PUT", "/v1/state/prefs", headers={"If-None-Match": "*"}, body="  ", **STATE)
+    assert (answer.status, answer.json()["code"]) == (400, "INVALID_JSON")
+
+
+def test_admin_keys_and_dead_letters(api: Api) -> None:
+    created = api.call("POST", "/v1/admin/keys", body='{"name": "ci", "permissions": ["commands.list"]}')
+    assert created.status == 201
+    assert created.headers["cache-control"] == "no-store"
+    key_id = created.json()["key_id"]
+    assert [k["key_id"] for k in api.call("GET", "/v1/admin/keys").json()["keys"]] == [key_id]
+    revoked = api.call(
+        "DELETE", f"/v1/admin/keys/{key_id}", resource="/v1/admin/keys/{key_id}", path_parameters={"key_id": key_id}
+    )
+    assert revoked.status == 204
+    bad = api.call("POST", "/v1/admin/keys", body='{"name": ""}')
+    assert (bad.status, bad.json()["code"]) == (422, "VALIDATION_FAILED")
+    assert api.call("GET", "/v1/admin/dlq").json() == {"executions": [], "next_cursor": None}
+    assert api.call("POST", "/v1/admin/dlq/redrive", body='{"execution_ids": ["abc"]}').json() == {
+        "redriven": [],
+        "skipped": ["abc"],
+    }
+    assert api.call("GET", "/v1/admin/health").json()["status"] == "healthy"
+
+
+def test_admin_routes_refuse_other_callers(api: Api) -> None:
+    answer = api.call("GET", "/v1/admin/keys", caller=principal("commands.list"))
+    assert (answer.status, answer.json()["code"]) == (403, "FORBIDDEN")
+    assert answer.headers["ratelimit"]  # refusals count and carry the fields too
+
+
+def test_the_rate_limiter_refuses_with_the_iana_type(api: Api) -> None:
+    from routes import services as seam
+    from tests.unit.api.fakes import FakeServices
+
+    seam.use(FakeServices(quota=1))
+    assert api.call("GET", "/v1/commands").status == 200
+    refused = api.call("GET", "/v1/commands")
+    assert refused.status == 429
+    assert refused.json()["type"] == "https://iana.org/assignments/http-problem-types#quota-exceeded"
+    assert int(refused.headers["retry-after"]) >= 1
+
+
+def test_unknown_routes_and_missing_principals(api: Api) -> None:
+    missing = api.call("GET", "/v1/nope")
+    assert (missing.status, missing.json()["code"]) == (404, "NOT_FOUND")
+    anonymous = api.call("GET", "/v1/commands", caller=None)
+    assert (anonymous.status, anonymous.json()["code"]) == (401, "UNAUTHORIZED")
+
+
+def test_an_unexpected_error_is_a_500_problem_with_nothing_internal(api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
+    def boom(*_: object, **__: object) -> None:
+        raise RuntimeError("secret-host.internal exploded")
+
+    monkeypatch.setattr(api.services.executions, "list_commands", boom)
+    answer = api.call("GET", "/v1/commands")
+    assert (answer.status, answer.json()["code"]) == (500, "INTERNAL_ERROR")
+    assert "secret-host" not in answer.body
+    assert answer.headers["ratelimit"]
