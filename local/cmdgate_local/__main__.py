@@ -31,6 +31,9 @@ def configure_logging(*, verbose: bool) -> None:
     """
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s", force=True)
     logging.getLogger("cmdgate_local").setLevel(logging.INFO if verbose else logging.WARNING)
+    # werkzeug raises its own logger to INFO unless it has a level: one line per request of every
+    # loopback server (moto, the front, the Gist API), which is noise and fills a reader's pipe.
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
 
 
 def main(argv: list[str] | None = None) -> int:

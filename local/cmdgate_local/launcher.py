@@ -7,12 +7,13 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from cmdgate_local.lambda_runtime import free_port
 from cmdgate_local.stack import READY_LINE
@@ -98,6 +99,10 @@ def launch(
     if url is None:
         process.kill()
         raise RuntimeError("local stack did not start:\n" + "".join(output[-50:]))
+    # Keep reading what the stack prints after it is ready: a full pipe would block its writer
+    # (a server thread logging a warning) and stall every request that thread serves.
+    drain = threading.Thread(target=_drain, args=(process.stdout,), name="stack-output", daemon=True)
+    drain.start()
     try:
         yield RunningStack(url=url, state=json.loads(state_file.read_text()), log_dir=log_dir)
     finally:
@@ -106,3 +111,8 @@ def launch(
             process.wait(timeout=30)
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
+
+
+def _drain(stream: IO[str]) -> None:
+    for _ in stream:
+        pass

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.router import APIGatewayRouter
+from pydantic import BaseModel
 
 from cmdgate.api_docs import (
     ETAG,
@@ -37,6 +38,13 @@ from routes.request import principal, remaining_s
 from routes.services import services
 
 router = APIGatewayRouter()
+# What PATCH and restore may refuse, and the headers of their answers (200 with the value, or 204).
+WRITE_REFUSALS = (400, 409, 412, 413, 415, 422, 503)
+WRITTEN_HEADERS = {200: STATE_METADATA, 204: STATE_METADATA}
+
+
+def _written(what: str) -> dict[int, tuple[str, type[BaseModel] | None]]:
+    return {200: (what, None), 204: (f"{what}; the caller may not read the value", None)}
 
 
 def _state_authorized(key: str, access: str) -> None:
@@ -106,18 +114,7 @@ def put_state(key: StateKey, if_match: IfMatch = None, if_none_match: IfNoneMatc
     "/v1/state/<key>",
     tags=["state"],
     operation_id="patchState",
-    responses=responses(
-        {200: ("Patched", None), 204: ("Patched; the caller may not read the value", None)},
-        400,
-        409,
-        412,
-        413,
-        415,
-        422,
-        428,
-        503,
-        headers={200: STATE_METADATA, 204: STATE_METADATA},
-    ),
+    responses=responses(_written("Patched"), *WRITE_REFUSALS, 428, headers=WRITTEN_HEADERS),
 )
 def patch_state(key: StateKey, if_match: IfMatch = None) -> Response[str]:
     """Apply an RFC 7396 merge patch under the key's lock."""
@@ -161,17 +158,7 @@ def get_state_history(key: StateKey, limit: Limit = None, cursor: Cursor = None)
     "/v1/state/<key>/restore",
     tags=["state"],
     operation_id="restoreState",
-    responses=responses(
-        {200: ("Restored as a new version", None), 204: ("Restored; the caller may not read the value", None)},
-        400,
-        409,
-        412,
-        413,
-        415,
-        422,
-        503,
-        headers={200: STATE_METADATA, 204: STATE_METADATA},
-    ),
+    responses=responses(_written("Restored as a new version"), *WRITE_REFUSALS, headers=WRITTEN_HEADERS),
 )
 def restore_state(key: StateKey) -> Response[str]:
     """Write version N's value as a new version."""

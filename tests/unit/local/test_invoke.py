@@ -98,10 +98,12 @@ def test_status_names_the_outcome() -> None:
 def restore_logging() -> Iterator[None]:
     root = logging.getLogger()
     saved = (root.level, list(root.handlers), logging.getLogger("cmdgate_local").level)
+    werkzeug = logging.getLogger("werkzeug").level
     yield
     root.setLevel(saved[0])
     root.handlers[:] = saved[1]
     logging.getLogger("cmdgate_local").setLevel(saved[2])
+    logging.getLogger("werkzeug").setLevel(werkzeug)
 
 
 @pytest.mark.usefixtures("restore_logging")
@@ -112,6 +114,14 @@ def test_verbose_shows_invocations_but_no_library_debug_lines() -> None:
         assert not logging.getLogger(library).isEnabledFor(logging.DEBUG), library
     configure_logging(verbose=False)
     assert not logging.getLogger("cmdgate_local").isEnabledFor(logging.INFO)
+
+
+@pytest.mark.usefixtures("restore_logging")
+def test_werkzeug_never_logs_each_request() -> None:
+    """werkzeug sets its logger to INFO on first use unless it has a level: a line per request of every
+    loopback server filled the launcher's pipe and stalled moto mid-suite."""
+    configure_logging(verbose=True)
+    assert logging.getLogger("werkzeug").level == logging.WARNING
 
 
 def test_check_stack_answers_before_any_build(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
