@@ -117,7 +117,7 @@ def put_state(key: StateKey, if_match: IfMatch = None, if_none_match: IfNoneMatc
     responses=responses(_written("Patched"), *WRITE_REFUSALS, 428, headers=WRITTEN_HEADERS),
 )
 def patch_state(key: StateKey, if_match: IfMatch = None) -> Response[str]:
-    """Apply an RFC 7396 merge patch under the key's lock."""
+    """Apply an RFC 7396 merge patch optimistically: retried on a lost race, then 409 STATE_CONTENTION."""
     _state_authorized(key, "write")
     conditions = parse_preconditions(if_match, None)
     patch = required_json_body(router.current_event.body)

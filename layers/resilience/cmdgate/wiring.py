@@ -25,7 +25,6 @@ if TYPE_CHECKING:
     from cmdgate.executions import ExecutionService, MessageQueue
     from cmdgate.health import Check
     from cmdgate.idempotency import IdempotentRequests
-    from cmdgate.locks import LockManager
     from cmdgate.ratelimit.requests import RequestRateLimiter
     from cmdgate.state.service import FifoSyncQueue, StateService
     from cmdgate.state.store import StateStore
@@ -176,7 +175,6 @@ class Services:
             sync = WriteThroughSync(lambda: self.gist_sync, self._state_sync_queue)
         return StateService(
             self._state_store,
-            self._state_locks,
             sync,
             self.events_queue,
             remaining_s=remaining_s,
@@ -189,16 +187,11 @@ class Services:
 
         settings = self.settings
         return StateStore(
-            self.clients.client("dynamodb"), settings.state_table, retention_s=settings.state_retention_days * 86400
+            self.clients.client("dynamodb"),
+            settings.state_table,
+            retention_s=settings.state_retention_days * 86400,
+            lease_table=settings.control_table,  # a holder's lease on a key excludes other writers
         )
-
-    @cached_property
-    def _state_locks(self) -> LockManager:
-        from cmdgate.locks import DynamoDBLockStore, LockConfig, LockManager
-
-        # State leases are short (one read-modify-write), so waiters poll often.
-        store = DynamoDBLockStore(self.clients.client("dynamodb"), self.settings.control_table)
-        return LockManager(store, LockConfig(poll_s=0.05, jitter_s=0.02))
 
     @cached_property
     def _state_sync_queue(self) -> FifoSyncQueue:

@@ -14,7 +14,6 @@ import pytest
 
 from cmdgate.crypto import codec_for
 from cmdgate.gist import GistClient
-from cmdgate.locks import DynamoDBLockStore, LockManager
 from cmdgate.ratelimit import InMemoryRateLimitStore, RateLimitPolicy, TokenBucket
 from cmdgate.state.model import digest_of
 from cmdgate.state.service import Preconditions, StateService
@@ -209,11 +208,9 @@ def test_write_through_syncs_now_or_queues_and_reports_pending(env: Env) -> None
 
 
 def test_a_write_through_service_commits_and_surfaces_the_pending_sync(env: Env, table_like: Any) -> None:
-    table_like("ControlTable")
-    locks = LockManager(DynamoDBLockStore(boto3.client("dynamodb", region_name="us-east-1"), "unit-ControlTable"))
     fallback = Recorder()
     env.server.app.set_fault("502", count=None)
-    service = StateService(env.store, locks, WriteThroughSync(env.sync, fallback))
+    service = StateService(env.store, WriteThroughSync(env.sync, fallback))
     with pytest.raises(GistSyncPending):
         service.put("k", {"a": 1}, Preconditions(if_none_match_any=True))
     assert service.get("k").value == {"a": 1}

@@ -13,12 +13,14 @@ from cmdgate.state.errors import (
     InvalidStateKey,
     PreconditionFailed,
     PreconditionRequired,
+    StateContention,
     StateNotFound,
     StateTooLarge,
     VersionNotRetained,
 )
 from cmdgate.state.service import Preconditions, StateService
-from cmdgate.state.store import StateStore
+from cmdgate.state.store import StateStore, lease_name
+from tests.unit.aws_helpers import CallLog
 
 NOW = 1_800_000_000.0
 CREATE = Preconditions(if_none_match_any=True)
@@ -72,16 +74,20 @@ class Env:
         table_like("StateTable")
         table_like("ControlTable")
         client = boto3.client("dynamodb", region_name="us-east-1")
+        self.client = client
         self.clock = Clock()
-        self.store = StateStore(client, "unit-StateTable", retention_s=3600, clock=self.clock)
+        self.store = StateStore(
+            client, "unit-StateTable", retention_s=3600, lease_table="unit-ControlTable", clock=self.clock
+        )
         self.locks = LockManager(DynamoDBLockStore(client, "unit-ControlTable"), clock=self.clock)
         self.scheduler = Scheduler()
         self.events = Events()
 
     def service(self, **kwargs: Any) -> StateService:
         kwargs.setdefault("max_value_bytes", 64)
-        kwargs.setdefault("lock_wait_s", 0.0)  # a leaked lease fails the next update at once
-        return StateService(self.store, self.locks, self.scheduler, self.events, **kwargs)
+        kwargs.setdefault("contention_wait_s", 0.0)  # a lost race is a 409 at once, not a retry
+        kwargs.setdefault("clock", self.clock)
+        return StateService(self.store, self.scheduler, self.events, **kwargs)
 
 
 @pytest.fixture
@@ -131,7 +137,7 @@ def test_invalid_keys_and_oversized_values_are_refused_before_any_write(env: Env
     assert env.scheduler.calls == [("k", 1)]
 
 
-def test_patch_merges_under_if_match_and_releases_the_lease(env: Env) -> None:
+def test_patch_merges_under_if_match(env: Env) -> None:
     svc = env.service()
     svc.put("k", {"a": 1, "b": {"c": 2, "d": 3}}, CREATE)
     with pytest.raises(StateNotFound):
@@ -140,13 +146,12 @@ def test_patch_merges_under_if_match_and_releases_the_lease(env: Env) -> None:
         svc.patch("k", {"a": 2}, Preconditions(if_match=5))
     register = svc.patch("k", {"a": None, "b": {"d": None, "e": 4}}, Preconditions(if_match=1))
     assert (register.version, register.value) == (2, {"b": {"c": 2, "e": 4}})
-    # The lease was released even after the refused patch: the next one gets it at once.
     register = svc.patch("k", {"z": True}, Preconditions())
     assert register.version == 3 and register.value == {"b": {"c": 2, "e": 4}, "z": True}
     assert env.scheduler.calls[-2:] == [("k", 2), ("k", 3)]
 
 
-def test_update_change_failure_writes_nothing_and_frees_the_lease(env: Env) -> None:
+def test_update_change_failure_writes_nothing(env: Env) -> None:
     svc = env.service()
 
     def boom(_: Any) -> Any:
@@ -239,3 +244,50 @@ def test_ensure_creates_once_and_never_overwrites(env: Env) -> None:
     register = svc.get("k")
     assert (register.version, register.value) == (1, {"n": 0})
     assert env.scheduler.calls == [("k", 1)]
+
+
+def test_a_lease_holder_excludes_every_other_writer_until_its_lease_ends(env: Env) -> None:
+    svc = env.service()
+    svc.put("k", {"a": 1}, CREATE)
+    lease = env.locks.acquire(lease_name("k"), "holder", lease_s=30)
+    with pytest.raises(StateContention) as refused:
+        svc.patch("k", {"a": 2}, Preconditions())
+    assert 1 <= int(refused.value.headers["Retry-After"]) <= 30
+    with pytest.raises(StateContention):
+        svc.put("k", {"a": 3}, Preconditions(if_match=1))
+    assert svc.get("k").value == {"a": 1}
+    env.locks.release(lease)
+    assert svc.patch("k", {"a": 2}, Preconditions()).version == 2
+
+
+def test_a_lost_race_is_retried_after_a_jittered_pause_and_then_refused(env: Env) -> None:
+    pauses: list[float] = []
+    svc = env.service(contention_wait_s=5.0, sleep=pauses.append, rand=lambda: 0.5)
+    svc.put("k", 0, CREATE)
+    racer = env.service()
+    won: list[int] = []
+
+    def change(current: Any) -> Any:
+        if len(won) < 2:  # another writer commits between our read and our commit, twice
+            won.append(racer.update("k", lambda n: n + 100).version)
+        return current + 1
+
+    register = svc.update("k", change)
+    assert won == [2, 3]
+    assert (register.version, register.value) == (4, 201)  # re-read each time: nothing lost
+    assert pauses == [0.01, 0.02]  # full jitter: rand * min(cap, base * 2**n)
+
+    def always_late(current: Any) -> Any:
+        racer.update("k", lambda n: n + 1)
+        return current
+
+    with pytest.raises(StateContention):
+        env.service(contention_wait_s=0.0).update("k", always_late)
+
+
+def test_an_uncontended_patch_is_one_read_and_one_transaction(env: Env) -> None:
+    svc = env.service()
+    svc.put("k", {"a": 1}, CREATE)
+    call_log = CallLog(env.client)
+    svc.patch("k", {"b": 2}, Preconditions())
+    assert call_log.take() == ["GetItem", "TransactWriteItems"]

@@ -62,7 +62,7 @@ def state_get(params: GetParams, context: CommandContext) -> dict[str, Any]:
 
 @command(
     "state.merge",
-    description="Merge-patch a state key (RFC 7396) under its lock.",
+    description="Merge-patch a state key (RFC 7396); concurrent patches never lose an update.",
     params=MergeParams,
     timeout_s=15,
     state_keys={"key": ("read", "write")},
@@ -75,7 +75,7 @@ def state_merge(params: MergeParams, context: CommandContext) -> dict[str, Any]:
 
 @command(
     "counter.increment",
-    description="Add `by` to the integer at state key `key` (created at 0), under its lock.",
+    description="Add `by` to the integer at state key `key` (created at 0); concurrent increments never lose one.",
     params=IncrementParams,
     timeout_s=15,
     state_keys={"key": ("read", "write")},

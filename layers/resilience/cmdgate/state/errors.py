@@ -29,5 +29,11 @@ class StateTooLarge(errors.ProblemError):
     status, code, title = 422, "STATE_TOO_LARGE", "State value too large"
 
 
+class StateContention(errors.ProblemError):
+    """Concurrent writers (or another holder's lease on the key) kept this write out for the request's time."""
+
+    status, code, title = 409, "STATE_CONTENTION", "State key is contended"
+
+
 class StateThrottled(errors.DependencyUnavailable):
     code, title = "STATE_THROTTLED", "State writes are throttled"

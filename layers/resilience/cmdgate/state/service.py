@@ -1,13 +1,15 @@
-"""The state API's logic: conditional reads and writes, merge patches under a fenced lease, history,
+"""The state API's logic: conditional reads and writes, optimistic merge patches, history,
 restore, and the hand-off to gist sync (write-behind through SQS FIFO, or write-through)."""
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import itertools
 import json
+import math
+import random
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -15,20 +17,25 @@ from typing import Any, Protocol
 from aws_lambda_powertools import Logger
 
 from cmdgate.errors import ProblemError
-from cmdgate.locks import LockLost, LockManager
+from cmdgate.retry import full_jitter
 from cmdgate.state.errors import (
     PreconditionFailed,
     PreconditionRequired,
+    StateContention,
     StateNotFound,
     StateTooLarge,
     VersionNotRetained,
 )
 from cmdgate.state.merge_patch import apply_merge_patch
 from cmdgate.state.model import Register, VersionEntry, canonical, digest_of, validate_key
-from cmdgate.state.store import StateStore, WriteConflict
+from cmdgate.state.store import KeyLeased, StateStore, WriteConflict
 
 logger = Logger(child=True)
 MAX_VALUE_BYTES = 256 * 1024
+# Retries of a lost optimistic write: full jitter from 20 ms up to 0.5 s, and time kept to answer.
+CONTENTION_BASE_S = 0.02
+CONTENTION_CAP_S = 0.5
+CONTENTION_MARGIN_S = 1.0
 
 
 class SyncScheduler(Protocol):
@@ -76,23 +83,27 @@ class StateService:
     def __init__(
         self,
         store: StateStore,
-        locks: LockManager,
         sync: SyncScheduler,
         events: EventSink | None = None,
         *,
         max_value_bytes: int = MAX_VALUE_BYTES,
-        lock_wait_s: float = 10.0,
+        contention_wait_s: float = 10.0,
         remaining_s: Callable[[], float] | None = None,
         archive: Callable[[], Any] | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        rand: Callable[[], float] = random.random,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self._store = store
-        self._locks = locks
         self._sync = sync
         self._events = events
         self._max_value_bytes = max_value_bytes
-        self._lock_wait_s = lock_wait_s
+        self._contention_wait_s = contention_wait_s
         self._remaining_s = remaining_s
         self._archive = archive  # GistSync, built only when a version must be read back from the gist
+        self._sleep = sleep
+        self._rand = rand
+        self._clock = clock  # wall clock, as leases are stamped
 
     def get(self, key: str) -> Register:
         """The current value of a key (404 if unknown or deleted)."""
@@ -156,34 +167,48 @@ class StateService:
             self._commit(key, read, self._checked(initial), initial)
 
     def patch(self, key: str, patch: Any, conditions: Preconditions) -> Register:
-        """Apply an RFC 7396 merge patch under the key's lease; concurrent patches never lose an update."""
+        """Apply an RFC 7396 merge patch optimistically; concurrent patches never lose an update."""
         validate_key(key)
         return self.update(key, lambda current: apply_merge_patch(current, patch), conditions)
 
     def update(self, key: str, change: Callable[[Any], Any], conditions: Preconditions | None = None) -> Register:
-        """Read-modify-write under the key's lease, committed only under its fencing token."""
+        """Read, change, commit on the version read (and no other holder's lease); retried with full jitter.
+
+        A lost race re-reads and tries again after a full-jitter pause, for as long as the request
+        has time (and at most `contention_wait_s`); then 409 STATE_CONTENTION with Retry-After. No
+        lease is taken, so an uncontended write is one read and one transaction.
+        """
         validate_key(key)
-        lease = self._locks.acquire(
-            f"state#{key}", uuid.uuid4().hex, remaining_s=self._remaining_s, wait_s=self._lock_wait_s
-        )
-        try:
+        deadline = time.monotonic() + self._contention_budget_s()
+        for attempt in itertools.count():
             read = self._store.register(key)
             if read is None or read.deleted:
                 raise StateNotFound(f"No state {key!r}.")
             if conditions is not None and conditions.if_match is not None and read.version != conditions.if_match:
                 raise PreconditionFailed(f"State {key!r} is at version {read.version}.")
             value = change(read.value)
-            register = self._write(key, read, self._checked(value, status_422=True), value, fence=lease.fence)
-        finally:
             try:
-                self._locks.release(lease)
-            except LockLost:
-                # The lease ran out and another holder took it; our write (if any) was fenced, so
-                # it is valid, and an error raised above must not be masked by this one.
-                logger.warning("state lease lost before release", extra={"key": key})
-        # Sync hand-off and event after the release: the lease covers only the read-modify-write.
-        self._after_write(register)
-        return register
+                register = self._store.commit(key, read, self._checked(value, status_422=True), digest_of(value))
+            except WriteConflict as conflict:
+                pause = full_jitter(attempt, CONTENTION_BASE_S, CONTENTION_CAP_S, self._rand)
+                if isinstance(conflict, KeyLeased) and conflict.lease_until is not None:
+                    pause = max(pause, conflict.lease_until - self._clock())
+                if time.monotonic() + pause > deadline:
+                    raise StateContention(
+                        f"State {key!r} is being written by others; try again.",
+                        headers={"Retry-After": str(max(1, math.ceil(pause)))},
+                    ) from None
+                self._sleep(pause)
+                continue
+            self._after_write(register)
+            return register
+        raise AssertionError("unreachable")  # itertools.count() never ends
+
+    def _contention_budget_s(self) -> float:
+        budget = self._contention_wait_s
+        if self._remaining_s is not None:
+            budget = min(budget, self._remaining_s() - CONTENTION_MARGIN_S)
+        return max(0.0, budget)
 
     def delete(self, key: str, conditions: Preconditions) -> Register:
         """Delete (If-Match required); the version number keeps growing and the gist keeps the history."""
@@ -222,9 +247,8 @@ class StateService:
         value: Any,
         *,
         deleted: bool = False,
-        fence: int | None = None,
     ) -> Register:
-        register = self._write(key, read, value_json, value, deleted=deleted, fence=fence)
+        register = self._write(key, read, value_json, value, deleted=deleted)
         self._after_write(register)
         return register
 
@@ -236,10 +260,14 @@ class StateService:
         value: Any,
         *,
         deleted: bool = False,
-        fence: int | None = None,
     ) -> Register:
         try:
-            return self._store.commit(key, read, value_json, digest_of(value), deleted=deleted, fence=fence)
+            return self._store.commit(key, read, value_json, digest_of(value), deleted=deleted)
+        except KeyLeased as leased:
+            wait = (leased.lease_until - self._clock()) if leased.lease_until is not None else 1.0
+            raise StateContention(
+                f"State {key!r} is leased by another holder.", headers={"Retry-After": str(max(1, math.ceil(wait)))}
+            ) from None
         except WriteConflict:
             raise PreconditionFailed(f"State {key!r} changed while it was being written.") from None
 

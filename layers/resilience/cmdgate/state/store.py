@@ -3,7 +3,9 @@
 Register item: `pk = "key#<key>"`, `sk = "register"`. Version log: same pk, `sk = "v#<12-digit version>"`.
 Every write is a TransactWriteItems of the register update - conditional on the version the writer
 read (and, for fenced writes, on `fence <= token`) - and the new log entry, so a write either
-lands whole or not at all, and no path can clobber another.
+lands whole or not at all, and no path can clobber another. A write that carries no fence also
+checks, in the same transaction, that nobody holds a live lease on the key (`lock#state#<key>`
+in the control table): a lease holder excludes every other writer, and its own writes are fenced.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from cmdgate.locks import fenced_update
+from cmdgate.locks.store.base import lock_key
 from cmdgate.retry import Retrier, RetryPolicy
 from cmdgate.state.errors import StateThrottled
 from cmdgate.state.model import Register, VersionEntry
@@ -30,6 +33,7 @@ THROTTLING_CODES = frozenset({"ThrottlingException", "ProvisionedThroughputExcee
 # A commit is one short transaction: a few quick retries, then the caller is told to come back.
 COMMIT_RETRY = RetryPolicy(max_attempts=3, base_s=0.05, cap_s=0.4, min_attempt_s=0.2, safety_margin_s=0.0)
 THROTTLED_RETRY_AFTER_S = 1
+LEASE_CHECK_INDEX = 2  # the transaction's members: register update, log put, lease check
 
 
 def _pk(key: str) -> str:
@@ -44,6 +48,19 @@ class WriteConflict(Exception):
     """The register changed since it was read (or a newer fence wrote it)."""
 
 
+class KeyLeased(WriteConflict):
+    """Another holder has a live lease on the key; `lease_until` (epoch s) when known."""
+
+    def __init__(self, key: str, lease_until: float | None) -> None:
+        super().__init__(key)
+        self.lease_until = lease_until
+
+
+def lease_name(key: str) -> str:
+    """The name of a key's lease lock (cmdgate.locks): `state#<key>`."""
+    return f"state#{key}"
+
+
 class StateStore:
     """Reads and conditional writes of registers and version logs."""
 
@@ -53,6 +70,7 @@ class StateStore:
         table: str,
         *,
         retention_s: int = 7 * 86400,
+        lease_table: str | None = None,
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], None] = time.sleep,
         rand: Callable[[], float] = random.random,
@@ -60,6 +78,7 @@ class StateStore:
         self._client = client
         self._table = table
         self._retention_s = retention_s
+        self._lease_table = lease_table  # the control table, where keys' leases live
         self._clock = clock
         self._retrier = Retrier(COMMIT_RETRY, is_retryable=_transient_cancellation, sleep=sleep, random=rand)
 
@@ -145,10 +164,12 @@ class StateStore:
             "deleted": {"BOOL": deleted},
             "expires_at": {"N": str(int(now) + self._retention_s)},
         }
-        items = [
+        items: list[dict[str, Any]] = [
             {"Update": update},
             {"Put": {"TableName": self._table, "Item": log_item, "ConditionExpression": "attribute_not_exists(sk)"}},
         ]
+        if fence is None and self._lease_table:
+            items.append({"ConditionCheck": self._no_live_lease(key, now)})
         try:
             self._retrier.call(lambda: self._client.transact_write_items(TransactItems=items))
         except ClientError as error:
@@ -160,6 +181,10 @@ class StateStore:
                     headers={"Retry-After": str(THROTTLED_RETRY_AFTER_S)},
                 ) from None
             if code == "TransactionCanceledException":
+                leased = _failed_item(error, LEASE_CHECK_INDEX)
+                if leased is not None:
+                    until = leased.get("lease_until", {}).get("N")
+                    raise KeyLeased(key, float(until) if until is not None else None) from None
                 raise WriteConflict(key) from None
             raise
         return Register(
@@ -174,6 +199,16 @@ class StateStore:
             synced_version=read.synced_version if read else 0,
             revision_sha=read.revision_sha if read else None,
         )
+
+    def _no_live_lease(self, key: str, now: float) -> dict[str, Any]:
+        return {
+            "TableName": self._lease_table,
+            "Key": {"pk": {"S": lock_key(lease_name(key))}},
+            "ConditionExpression": "attribute_not_exists(#until) OR #until <= :now",
+            "ExpressionAttributeNames": {"#until": "lease_until"},
+            "ExpressionAttributeValues": {":now": {"N": f"{now:.6f}"}},
+            "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+        }
 
     def mark_synced(self, key: str, version: int, gist_id: str, revision_sha: str) -> None:
         """Record that `version` is in gist revision `revision_sha` (never moving synced_version back)."""
@@ -238,6 +273,18 @@ def cancellation_reasons(error: ClientError) -> frozenset[str]:
         return frozenset(str(r.get("Code")) for r in reasons if isinstance(r, dict))
     listed = re.search(r"\[([^\]]*)\]", str(error.response.get("Error", {}).get("Message", "")))
     return frozenset(c.strip() for c in listed.group(1).split(",")) if listed else frozenset()
+
+
+def _failed_item(error: ClientError, index: int) -> dict[str, Any] | None:
+    """The item (as found) of transaction member `index` if its condition failed, else None."""
+    reasons = error.response.get("CancellationReasons")
+    if not isinstance(reasons, list) or len(reasons) <= index:
+        return None
+    reason = reasons[index]
+    if not isinstance(reason, dict) or reason.get("Code") != "ConditionalCheckFailed":
+        return None
+    item = reason.get("Item")
+    return item if isinstance(item, dict) else {}
 
 
 def _transient_cancellation(outcome: object) -> bool:
