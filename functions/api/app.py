@@ -44,7 +44,7 @@ def rate_limit(app: APIGatewayRestResolver, next_middleware: NextMiddleware) -> 
     name = (app.current_event.path_parameters or {}).get("name")
     # Only a real command that declares a limit adds a bucket: made-up names mint nothing.
     is_run = app.current_event.resource == "/v1/commands/{name}"
-    own = services().executions.own_rate_limit(name) if is_run and name else None
+    own = services().executions.own_rate_limit(principal, name) if is_run and name else None
     try:
         decision = limiter.admit(principal, own)
     except RateLimited as refused:

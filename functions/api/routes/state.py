@@ -20,7 +20,7 @@ from cmdgate.api_docs import (
     Version,
     responses,
 )
-from cmdgate.authz import authorize, may
+from cmdgate.authz import StateAccess, authorize_state, may
 from cmdgate.http import json_response, required_json_body
 from cmdgate.pagination import encode_cursor, parse_limit
 from cmdgate.state.http import (
@@ -47,8 +47,8 @@ def _written(what: str) -> dict[int, tuple[str, type[BaseModel] | None]]:
     return {200: (what, None), 204: (f"{what}; the caller may not read the value", None)}
 
 
-def _state_authorized(key: str, access: str) -> None:
-    authorize(principal(router), "state.read" if access == "read" else "state.write", key)
+def _state_authorized(key: str, access: StateAccess) -> None:
+    authorize_state(principal(router), key, access)
 
 
 def _state_written(status: int, key: str, register: Register) -> Response[str]:

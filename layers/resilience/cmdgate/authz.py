@@ -6,7 +6,7 @@ names what is done and a resource what it is done to:
 | action          | resource        | permission needed              |
 |-----------------|-----------------|--------------------------------|
 | `commands.list` | -               | `commands.list`                |
-| `commands.run`  | a command name  | `commands.run:<name>` (or the command's own permission) |
+| `commands.run`  | a command name  | `commands.run:<name>`; a command may declare another (`may_run`) |
 | `state.read`    | a state key     | `state.read:<key>`             |
 | `state.write`   | a state key     | `state.write:<key>`            |
 | `admin`         | -               | `admin`                        |
@@ -60,12 +60,22 @@ def authorize(principal: Principal, action: Action, resource: str | None = None)
         raise errors.Forbidden(_refusal(action, resource))
 
 
+def may_run(principal: Principal, spec: CommandSpec) -> bool:
+    """True if the principal holds the command's permission (`commands.run:<name>` unless it declares another)."""
+    return principal.can(spec.permission)
+
+
+def authorize_state(principal: Principal, key: str, access: StateAccess) -> None:
+    """403 unless the principal may `read` or `write` the state key."""
+    authorize(principal, "state.read" if access == "read" else "state.write", key)
+
+
 def authorize_command(principal: Principal, spec: CommandSpec, params: Any) -> None:
     """The command's own permission and the state access of every key its params name (403)."""
-    if not principal.can(spec.permission):
+    if not may_run(principal, spec):
         raise errors.Forbidden(f"Not permitted to run command {spec.name!r}.")
     for key, access in state_keys_of(spec, params):
-        authorize(principal, "state.read" if access == "read" else "state.write", key)
+        authorize_state(principal, key, access)
 
 
 def state_keys_of(spec: CommandSpec, params: Any) -> Iterable[tuple[str, StateAccess]]:

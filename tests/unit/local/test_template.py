@@ -178,3 +178,10 @@ def test_the_gateway_answers_to_an_oversized_body_are_problems(
     assert spec["ResponseParameters"]["Headers"]["Content-Type"] == "'application/problem+json'"
     problem = json.loads(spec["ResponseTemplates"]["application/json"].replace("$context.requestId", "r"))
     assert (problem["status"], problem["request_id"]) == (status, "r")
+
+
+def test_traces_never_carry_answers_or_error_texts(template_data: dict[str, Any]) -> None:
+    """A trace must not hold a new API key, a state value or an exception quoting a secret param."""
+    environment = template_data["Globals"]["Function"]["Environment"]["Variables"]
+    assert environment["POWERTOOLS_TRACER_CAPTURE_RESPONSE"] == "false"
+    assert environment["POWERTOOLS_TRACER_CAPTURE_ERROR"] == "false"

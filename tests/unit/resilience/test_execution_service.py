@@ -28,6 +28,7 @@ from cmdgate.executions import (
     RetryableFailure,
 )
 from cmdgate.executions.model import Execution
+from cmdgate.executions.secrets import ParamSecrets
 
 ADMIN = Principal("key:admin", ("admin",))
 ALICE = Principal("key:alice", ("commands.run:*",))
@@ -618,4 +619,43 @@ def test_params_are_validated_strictly_as_json_for_every_command(h: Harness, tim
     # GreetParams does not ask for strictness: the service does, so no command accepts true as 1.
     with pytest.raises(errors.ValidationFailed):
         h.service.submit(ALICE, "greet", f'{{"times": {times}}}', prefer_async=False)
+    assert h.runs == {}
+
+
+def test_a_limited_command_is_not_revealed_to_a_caller_who_may_not_run_it(h: Harness) -> None:
+    command("metered", description="", rate_limit=(2, 60), registry=h.registry)(lambda p, c: None)
+    assert h.service.own_rate_limit(ADMIN, "metered") is not None
+    assert h.service.own_rate_limit(BOB, "metered") is None  # no RateLimit field names it to BOB
+    assert h.service.own_rate_limit(ADMIN, "made-up") is None
+
+
+class UnopenableSecrets(ParamSecrets):
+    """KMS refuses (throttled, or down) when the worker opens the sealed params."""
+
+    def __init__(self) -> None:
+        super().__init__(None)
+
+    def open(self, execution_id: str, params: dict[str, Any], envelope: Any) -> dict[str, Any]:
+        raise ConnectionError("kms unavailable")
+
+
+def test_secrets_that_cannot_be_opened_give_the_record_back_for_a_retry(h: Harness) -> None:
+    execution_id = submit_async(h, "greet")
+    worker = ExecutionService(
+        h.store,
+        h.executions,
+        h.events,
+        h.registry,
+        secrets=UnopenableSecrets(),
+        max_receive_count=MAX_RECEIVE_COUNT,
+        clock=lambda: NOW,
+    )
+    with pytest.raises(RetryableFailure):
+        worker.process_message(h.message_for(execution_id), receive_count=1)
+    record = h.record(execution_id)
+    # Not stuck `running` behind its lease: queued again, so the redelivery can take it.
+    assert (record.status, record.error.code if record.error else None) == ("queued", "DEPENDENCY_UNAVAILABLE")
+    with pytest.raises(RetryableFailure):
+        worker.process_message(h.message_for(execution_id), receive_count=MAX_RECEIVE_COUNT)
+    assert h.record(execution_id).status == "dead_lettered"
     assert h.runs == {}

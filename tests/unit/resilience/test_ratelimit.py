@@ -289,6 +289,21 @@ def test_bucket_item_layout_and_expiry(dynamodb):
     assert int(item["expires_at"]["N"]) >= T0 + 24 + 60
 
 
+def test_a_take_of_one_bucket_never_shortens_the_life_of_another_in_the_item(dynamodb):
+    bucket = TokenBucket(DynamoDBRateLimitStore(dynamodb, TABLE))
+    caller, daily = RateLimitPolicy(100, 60), RateLimitPolicy(2, 86_400, "command.nightly")
+    bucket.take_all("alice", "api", [("", caller), ("nightly", daily)], now=T0)
+    bucket.take_all("alice", "api", [("", caller)], now=T0 + 1)  # a plain request rewrites the expiry
+    item = dynamodb.get_item(TableName=TABLE, Key={"pk": {"S": "rl#alice#api"}}, ConsistentRead=True)["Item"]
+    # The command's TAT is 12 h ahead: TTL must not reset its bucket to full before then.
+    assert int(item["expires_at"]["N"]) >= int(item["tat#nightly"]["N"]) // 1_000_000 + 60
+
+
+def test_a_window_beyond_a_day_is_refused():
+    with pytest.raises(ValueError, match="at most 86400"):
+        RateLimitPolicy(1, 86_401)
+
+
 def test_a_bucket_removed_by_ttl_reads_as_full(dynamodb):
     bucket = TokenBucket(DynamoDBRateLimitStore(dynamodb, TABLE))
     policy = RateLimitPolicy(3, 60)

@@ -162,6 +162,18 @@ def test_an_exhausted_budget_refuses_before_writing_and_says_when(env: Env) -> N
     assert register is not None and register.synced_version == 1  # not marked
 
 
+def test_a_refusal_by_one_limit_spends_nothing_of_the_others() -> None:
+    now = [1_700_000_000.0]
+    bucket = TokenBucket(InMemoryRateLimitStore(), clock=lambda: now[0])
+    budget = GistWriteBudget(bucket, "tok", (RateLimitPolicy(2, 60), RateLimitPolicy(1, 3600)))
+    budget.take()
+    for _ in range(5):  # hourly budget spent: every try is refused, and none takes a per-minute write
+        with pytest.raises(GistBudgetExhausted):
+            budget.take()
+    minute = bucket.take_all("gist:tok", "writes", [("60s", RateLimitPolicy(2, 60))]).decisions[0]
+    assert minute.allowed  # the one write taken before the refusals left one of two
+
+
 def test_find_version_reads_past_versions_back_and_detects_tampering(env: Env) -> None:
     sync = env.sync()
     for value in ("first", {"second": [1, 2]}, "third"):

@@ -13,7 +13,7 @@ from pydantic import BaseModel, ValidationError
 
 from cmdgate import errors
 from cmdgate.auth import Principal
-from cmdgate.authz import authorize, authorize_command, may
+from cmdgate.authz import authorize, authorize_command, may, may_run
 from cmdgate.commands import CommandContext, CommandRegistry, CommandServices, CommandSpec, NoServices
 from cmdgate.executions.model import Execution, ExecutionError, Status, utc_now_iso
 from cmdgate.executions.queue import MessageQueue, PoisonMessage, attempt_limit, parse_execution_message
@@ -94,22 +94,28 @@ class ExecutionService:
         self, principal: Principal, limit: int = 100, after: str | None = None
     ) -> tuple[list[dict[str, Any]], str | None]:
         """A page of the commands this principal may run (by name), and the last name if more follow."""
-        allowed = [s for s in self._registry.all() if principal.can(s.permission) and (after is None or s.name > after)]
+        allowed = [s for s in self._registry.all() if may_run(principal, s) and (after is None or s.name > after)]
         page = allowed[:limit]
         return [spec.describe() for spec in page], page[-1].name if len(allowed) > limit else None
 
-    def own_rate_limit(self, name: str) -> tuple[str, RateLimitPolicy] | None:
-        """(bucket slot, policy) of a command that declares a limit of its own, for the rate limiter."""
+    def own_rate_limit(self, principal: Principal, name: str) -> tuple[str, RateLimitPolicy] | None:
+        """(bucket slot, policy) of a command with a limit of its own, for a caller who may run it.
+
+        Nobody else learns of the command from its RateLimit fields (403 before 404).
+        """
         spec = self._registry.get(name)
-        return (spec.name, spec.rate_limit) if spec is not None and spec.rate_limit is not None else None
+        if spec is None or spec.rate_limit is None or not may_run(principal, spec):
+            return None
+        return spec.name, spec.rate_limit
 
     def resolve_command(self, principal: Principal, name: str) -> CommandSpec:
         """The command, if the principal may run it (403 before 404, so the catalogue does not leak)."""
         spec = self._registry.get(name)
-        if spec is None or not principal.can(spec.permission):
-            authorize(principal, "commands.run", name)
         if spec is None:
+            authorize(principal, "commands.run", name)  # a 403 for a name it could not run anyway
             raise errors.CommandNotFound(f"No command named {name!r}.")
+        if not may_run(principal, spec):
+            raise errors.Forbidden(f"Not permitted to run command {name!r}.")
         return spec
 
     def submit(self, principal: Principal, name: str, body: str | None, prefer_async: bool) -> Submission:
@@ -174,7 +180,19 @@ class ExecutionService:
                 raise AttemptInProgress(f"execution {execution_id} is being run by another attempt")
             logger.info("execution already finished; message acknowledged", extra={"execution_id": execution_id})
             return
-        params = spec.parse_params(self._secrets.open(execution_id, running.params, running.secrets))
+        try:
+            params = spec.parse_params(self._secrets.open(execution_id, running.params, running.secrets))
+        except ValidationError:
+            # The stored params no longer fit the command (its model changed): no attempt can run them.
+            # Never logged: pydantic's message quotes the input, opened secrets included.
+            self._finish(running, "failed", STALE_PARAMS)
+            return
+        except Exception:
+            # Opening the sealed secrets failed (KMS throttled or down): retried like a transient failure,
+            # so the record is given back instead of staying `running` behind its lease.
+            logger.exception("secret params not opened", extra={"execution_id": execution_id})
+            self._retry_or_dead_letter(running, SECRETS_UNAVAILABLE, body, receive_count)
+            return
         try:
             # Again, with the permissions the run was authorized with: an async run can do no more
             # than a sync one (and a record without them - written before they were kept - nothing).
@@ -189,6 +207,11 @@ class ExecutionService:
         if not outcome.retryable:
             self._finish(running, "failed", outcome)
             return
+        self._retry_or_dead_letter(running, outcome, body, receive_count)
+
+    def _retry_or_dead_letter(self, running: Execution, outcome: Outcome, body: str, receive_count: int) -> None:
+        """A retryable failure: dead-lettered when no attempt is left, else queued again and SQS redelivers."""
+        execution_id = running.execution_id
         limit = attempt_limit(body)
         if limit is not None and running.attempts >= limit:
             # A redrive gives exactly one new attempt: dead-lettered again, and this message is done.
@@ -359,6 +382,18 @@ def parse_json_object(body: str | None) -> dict[str, Any]:
 
 def _looks_like_id(execution_id: str) -> bool:
     return 0 < len(execution_id) <= 64 and execution_id.isalnum()
+
+
+STALE_PARAMS = Outcome(
+    False, status=422, code="VALIDATION_FAILED", detail="The stored params no longer fit the command's params model."
+)
+SECRETS_UNAVAILABLE = Outcome(
+    False,
+    status=503,
+    code="DEPENDENCY_UNAVAILABLE",
+    detail="The run's secret params could not be opened.",
+    retryable=True,
+)
 
 
 def _refusal_outcome(refused: errors.ProblemError) -> Outcome:

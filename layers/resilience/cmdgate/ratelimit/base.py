@@ -52,7 +52,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from cmdgate.ratelimit.policy import RateLimitDecision, RateLimitPolicy, RateLimitVerdict
+from cmdgate.ratelimit.policy import MAX_WINDOW_S, RateLimitDecision, RateLimitPolicy, RateLimitVerdict
 from cmdgate.ratelimit.store.base import RateLimitStore, TatWrite
 
 US = 1_000_000
@@ -125,8 +125,9 @@ class TokenBucket:
             writes = [
                 TatWrite(slot, busy[n], now_us, gcras[n].interval_us, max_tats[n]) for n, (slot, _) in enumerate(limits)
             ]
-            # The item outlives its latest possible TAT: a busy bucket may reach now + B.
-            expires_at = _expiry(now_us + max(g.burst_us for g in gcras))
+            # One expiry for the whole item, which may hold other buckets than these (a command's, taken
+            # by another request): past the latest TAT any policy allows (B <= the longest window).
+            expires_at = _expiry(now_us + max(*(g.burst_us for g in gcras), MAX_WINDOW_S * US))
             applied, tats = self.store.take(principal_id, scope, writes, expires_at=expires_at)
             for slot, tat in tats.items():
                 if tat is not None:

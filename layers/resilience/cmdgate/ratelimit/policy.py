@@ -19,6 +19,8 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+# The longest window a policy may have: bucket items are kept this long past a take (cmdgate.ratelimit.base).
+MAX_WINDOW_S = 86_400
 # A policy name travels as a Structured Field string; keeping it to plain
 # token characters means it never needs escaping in a header or a log.
 _POLICY_NAME = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
@@ -38,6 +40,8 @@ class RateLimitPolicy:
             # bool is an int subclass; `True` as a quota is a bug, not a limit of 1.
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{field_name} must be an integer >= 1")
+        if self.window_s > MAX_WINDOW_S:
+            raise ValueError(f"window_s must be at most {MAX_WINDOW_S}")
         if not _POLICY_NAME.match(self.name):
             raise ValueError("policy name must be 1-64 characters of [A-Za-z0-9_.:-]")
 

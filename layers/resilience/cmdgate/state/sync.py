@@ -54,14 +54,15 @@ class GistWriteBudget:
 
     def take(self) -> None:
         """Spend one write, or raise GistBudgetExhausted with the wait in Retry-After."""
-        for policy in self._policies:
-            decision = self._bucket.take(f"gist:{self._token_id}", f"writes-{policy.window_s}s", policy)
-            if not decision.allowed:
-                wait = decision.retry_after_s or 1
-                raise GistBudgetExhausted(
-                    f"The gist write budget ({policy.quota} per {policy.window_s} s) is used up.",
-                    headers={"Retry-After": str(wait)},
-                )
+        # Every limit in one item and one conditional write: a refusal by one spends nothing of the others.
+        limits = [(f"{policy.window_s}s", policy) for policy in self._policies]
+        verdict = self._bucket.take_all(f"gist:{self._token_id}", "writes", limits)
+        if not verdict.allowed:
+            refused = verdict.refused[0].policy
+            raise GistBudgetExhausted(
+                f"The gist write budget ({refused.quota} per {refused.window_s} s) is used up.",
+                headers={"Retry-After": str(verdict.retry_after_s or 1)},
+            )
 
 
 class GistSync:

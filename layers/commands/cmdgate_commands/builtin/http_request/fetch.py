@@ -16,14 +16,13 @@ from cmdgate.hosts import HostAllowlist
 from cmdgate.retry import Retrier, RetryBudget, RetryPolicy
 from cmdgate.ssrf import CheckedUrl, check_url
 from cmdgate_commands.builtin.http_request import breakers, transport
-from cmdgate_commands.builtin.http_request.params import HttpRequestParams
+from cmdgate_commands.builtin.http_request.params import HttpRequestParams, is_secret_header
 from cmdgate_commands.builtin.http_request.transport import Fetched, OutOfTime
 
 MAX_REDIRECTS = 5
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})  # RFC 9110 9.2.2
 RETRY_STATUSES = frozenset({502, 503, 504})
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
-CROSS_ORIGIN_DROPPED_HEADERS = frozenset({"authorization", "cookie"})
 RETRY_POLICY = RetryPolicy(max_attempts=3, base_s=0.2, cap_s=2.0, min_attempt_s=1.0, safety_margin_s=0.25)
 
 # Replaced by tests; read each time a request starts.
@@ -82,7 +81,8 @@ def fetch(
             method = "GET" if method != "HEAD" else "HEAD"
             body = None
         if (target.scheme, target.host, target.port) != (checked.url.scheme, checked.url.host, checked.url.port):
-            headers = {k: v for k, v in headers.items() if k.lower() not in CROSS_ORIGIN_DROPPED_HEADERS}
+            # Credentials never follow a redirect to another origin: every header that counts as secret.
+            headers = {k: v for k, v in headers.items() if not is_secret_header(k)}
         url = str(target)
     raise AssertionError("unreachable")  # pragma: no cover
 
