@@ -24,6 +24,7 @@ from cmdgate.state.sync import (
     GistContentMismatch,
     GistSync,
     GistSyncPending,
+    GistSyncUnscheduled,
     GistWriteBudget,
     WriteThroughSync,
 )
@@ -227,3 +228,19 @@ def test_a_write_through_service_commits_and_surfaces_the_pending_sync(env: Env,
         service.put("k", {"a": 1}, Preconditions(if_none_match_any=True))
     assert service.get("k").value == {"a": 1}
     assert fallback.calls == [("k", 1)]
+
+
+class BrokenQueue:
+    def schedule(self, key: str, version: int) -> None:
+        raise ConnectionError("sqs unreachable")
+
+
+def test_a_write_through_with_no_gist_and_no_queue_is_503_unscheduled_not_200(env: Env) -> None:
+    env.server.app.set_fault("502", count=None)
+    service = StateService(env.store, WriteThroughSync(env.sync, BrokenQueue()))
+    with pytest.raises(GistSyncUnscheduled) as unscheduled:
+        service.put("k", {"a": 1}, Preconditions(if_none_match_any=True))
+    assert unscheduled.value.status == 503
+    assert unscheduled.value.headers["State-Version"] == "1"
+    register = service.get("k")
+    assert register.value == {"a": 1} and register.synced_version == 0  # committed, and known unsynced

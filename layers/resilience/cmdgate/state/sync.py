@@ -144,6 +144,12 @@ class GistSyncPending(errors.DependencyUnavailable):
     code, title = "GIST_SYNC_PENDING", "Committed, gist sync pending"
 
 
+class GistSyncUnscheduled(errors.DependencyUnavailable):
+    """Committed, but neither the gist write nor its queued sync went through: the healer must re-sync it."""
+
+    code, title = "GIST_SYNC_UNSCHEDULED", "Committed, gist sync not scheduled"
+
+
 class WriteThroughSync:
     """`STATE_GIST_MODE=write_through`: a write returns only once its gist revision exists."""
 
@@ -156,7 +162,13 @@ class WriteThroughSync:
         try:
             self._sync().sync(key)
         except Exception as failure:  # noqa: BLE001 - any failure: queue the sync, tell the caller
-            self._fallback.schedule(key, version)
+            try:
+                self._fallback.schedule(key, version)
+            except Exception:  # noqa: BLE001 - the write stands; the caller must not be told it is synced
+                raise GistSyncUnscheduled(
+                    f"Version {version} of {key!r} is committed; neither its gist write nor its sync is scheduled.",
+                    headers={"Retry-After": "5", "State-Version": str(version)},
+                ) from None
             retry_after = getattr(failure, "headers", {}).get("Retry-After", "5")
             raise GistSyncPending(
                 f"Version {version} of {key!r} is committed; its gist revision is not written yet.",
