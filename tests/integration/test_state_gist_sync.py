@@ -148,3 +148,43 @@ def test_a_gist_api_timeout_is_retried_and_sync_completes(stack: Stack) -> None:
     finally:
         admin(stack, "faults", {"mode": "none"})
     assert httpx.get(f"{stack.state['gist_url']}/_admin/stats").json()["faults_injected"] - injected_before == 1
+
+
+def test_concurrent_write_through_writes_make_one_gist_that_never_moves_back(write_through_stack: Stack) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    stack, key = write_through_stack, f"race.{uuid.uuid4().hex[:10]}"
+    gists_before = httpx.get(f"{stack.state['gist_url']}/_admin/stats").json()["gists"]
+
+    def increment(_: int) -> tuple[int, str]:
+        answer = stack.admin.post("/v1/commands/counter.increment", json={"key": key})
+        return answer.status_code, answer.json().get("code", "")
+
+    # Eight first writes at once: every one commits; their syncs queue on the key's sync lease.
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        answers = list(pool.map(increment, range(8)))
+    assert all(status == 200 or code == "GIST_SYNC_PENDING" for status, code in answers), answers
+    assert stack.admin.get(f"/v1/state/{key}").json() == 8
+
+    def fully_synced() -> dict[str, Any] | None:
+        found = register(stack, key)
+        return found if int(found.get("synced_version", {"N": "0"})["N"]) == int(found["version"]["N"]) else None
+
+    item = wait_for(fully_synced, timeout_s=60)
+    # One gist for the key, and its newest revision holds the register's newest version.
+    assert httpx.get(f"{stack.state['gist_url']}/_admin/stats").json()["gists"] == gists_before + 1
+    document = gist_document(stack, item["gist_id"]["S"])
+    assert document["version"] == int(item["version"]["N"])
+    assert decrypt(stack, key, document["value"]) == 8
+    versions = [
+        json.loads(
+            httpx.get(
+                f"{stack.state['gist_url']}/gists/{item['gist_id']['S']}/{commit['version']}",
+                headers={"Authorization": "Bearer test"},
+            ).json()["files"]["state.json"]["content"]
+        )["version"]
+        for commit in httpx.get(
+            f"{stack.state['gist_url']}/gists/{item['gist_id']['S']}/commits", headers={"Authorization": "Bearer test"}
+        ).json()
+    ]
+    assert versions == sorted(versions, reverse=True)  # newest first, and never an older one after a newer

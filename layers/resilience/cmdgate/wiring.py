@@ -213,6 +213,7 @@ class Services:
 
         from cmdgate.crypto import codec_for
         from cmdgate.gist import GistClient, GistClientConfig
+        from cmdgate.locks import DynamoDBLockStore, LockManager
         from cmdgate.ratelimit import DynamoDBRateLimitStore, RateLimitPolicy, TokenBucket
         from cmdgate.state.sync import GistSync, GistWriteBudget
 
@@ -238,7 +239,9 @@ class Services:
                 RateLimitPolicy(settings.gist_writes_per_hour, 3600),
             ),
         )
-        return GistSync(self._state_store, client, codec, budget)
+        # Every sync of a key, from any function, holds the key's sync lease: gists never move back.
+        locks = LockManager(DynamoDBLockStore(self.clients.client("dynamodb"), settings.control_table))
+        return GistSync(self._state_store, client, codec, budget, locks)
 
     # -- queues and health ------------------------------------------------------
 

@@ -8,6 +8,7 @@ message comes back until the gist answers again.
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -17,11 +18,15 @@ from aws_lambda_powertools import Logger
 from cmdgate import errors
 from cmdgate.crypto import Codec
 from cmdgate.gist import GistClient
+from cmdgate.locks import LockLost, LockManager
 from cmdgate.ratelimit import RateLimitPolicy, TokenBucket
 from cmdgate.state.model import digest_of
 from cmdgate.state.store import StateStore
 
 logger = Logger(child=True)
+# A key's sync lease outlasts one gist write with its retries; waiters give up in time to answer.
+SYNC_LEASE_S = 60.0
+SYNC_LOCK_WAIT_S = 10.0
 STATE_FILE = "state.json"
 
 
@@ -66,20 +71,47 @@ class GistWriteBudget:
 
 
 class GistSync:
-    """Writes a key's newest version to its gist and records the revision."""
+    """Writes a key's newest version to its gist and records the revision.
 
-    def __init__(self, store: StateStore, gist: GistClient, codec: Codec, budget: GistWriteBudget | None) -> None:
+    With `locks`, every sync of a key - the state_sync function's and write-through's in any api
+    instance - holds the key's sync lease while it reads the register and writes the gist, so syncs
+    of one key are serial: each writes the newest version it finds (a gist never moves back to an
+    older one) and a key's first sync creates its one gist. A holder paused past its lease could
+    still land a stale write; the lease is kept well past a gist write's own timeouts.
+    """
+
+    def __init__(
+        self,
+        store: StateStore,
+        gist: GistClient,
+        codec: Codec,
+        budget: GistWriteBudget | None,
+        locks: LockManager | None = None,
+    ) -> None:
         self._store = store
         self._gist = gist
         self._codec = codec
         self._budget = budget
+        self._locks = locks
 
     def bind_invocation(self, context: Any) -> None:
         """Bound the Gist client's retries and waits by this invocation's remaining time."""
         self._gist.register_lambda_context(context)
 
     def sync(self, key: str) -> SyncOutcome:
-        """Bring the key's gist up to the register's version (no-op when it already is)."""
+        """Bring the key's gist up to the register's version (no-op when it already is), under its sync lease."""
+        if self._locks is None:
+            return self._sync(key)
+        lease = self._locks.acquire(f"gistsync#{key}", uuid.uuid4().hex, SYNC_LEASE_S, wait_s=SYNC_LOCK_WAIT_S)
+        try:
+            return self._sync(key)
+        finally:
+            try:
+                self._locks.release(lease)
+            except LockLost:
+                logger.warning("gist sync lease lost before release", extra={"key": key})
+
+    def _sync(self, key: str) -> SyncOutcome:
         register = self._store.register(key)
         if register is None or register.synced_version >= register.version:
             return SyncOutcome(key, None)
