@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import threading
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -14,6 +16,7 @@ import pytest
 
 from cmdgate.crypto import codec_for
 from cmdgate.gist import GistClient
+from cmdgate.locks import DynamoDBLockStore, LockManager
 from cmdgate.ratelimit import InMemoryRateLimitStore, RateLimitPolicy, TokenBucket
 from cmdgate.state.model import digest_of
 from cmdgate.state.service import Preconditions, StateService
@@ -244,3 +247,64 @@ def test_a_write_through_with_no_gist_and_no_queue_is_503_unscheduled_not_200(en
     assert unscheduled.value.headers["State-Version"] == "1"
     register = service.get("k")
     assert register.value == {"a": 1} and register.synced_version == 0  # committed, and known unsynced
+
+
+class HeldFirstWrite:
+    """The Gist client, with its first update held until the test lets it go (a slow gist write)."""
+
+    def __init__(self, gist: GistClient) -> None:
+        self._gist = gist
+        self.first_started = threading.Event()
+        self.release_first = threading.Event()
+        self._writes = 0
+        self._lock = threading.Lock()
+
+    def update_file(self, gist_id: str, filename: str, content: str) -> Any:
+        with self._lock:
+            self._writes += 1
+            first = self._writes == 1
+        if first:
+            self.first_started.set()
+            assert self.release_first.wait(10)
+        return self._gist.update_file(gist_id, filename, content)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._gist, name)
+
+
+@pytest.mark.parametrize("serial", [True, False], ids=["with-sync-lease", "without"])
+def test_two_syncs_of_one_key_never_move_its_gist_back(env: Env, table_like: Any, serial: bool) -> None:
+    table_like("ControlTable")
+    env.write("k", 1)
+    env.sync().sync("k")
+    env.write("k", 2)
+    held = HeldFirstWrite(env.gist)
+    waiting = threading.Event()  # the second sync found the key's sync lease held
+
+    def wait(seconds: float) -> None:
+        waiting.set()
+        time.sleep(min(seconds, 0.01))
+
+    locks = LockManager(
+        DynamoDBLockStore(boto3.client("dynamodb", region_name="us-east-1"), "unit-ControlTable"), sleep=wait
+    )
+    sync = GistSync(env.store, held, codec_for("plaintext"), None, locks if serial else None)  # type: ignore[arg-type]
+    first = threading.Thread(target=sync.sync, args=("k",))
+    first.start()
+    assert held.first_started.wait(10)  # the first sync read version 2 and is writing it
+    env.write("k", 3)
+    second = threading.Thread(target=sync.sync, args=("k",))
+    second.start()
+    # Either the second sync is held off by the lease, or (without one) it runs to its end.
+    while not waiting.is_set() and second.is_alive():
+        second.join(0.01)
+    held.release_first.set()
+    first.join(10)
+    second.join(10)
+    register = env.store.register("k")
+    assert register is not None and register.gist_id is not None
+    newest = env.document(register.gist_id)["version"]
+    if serial:
+        assert newest == 3 and register.synced_version == 3
+    else:
+        assert newest == 2  # the race the lease closes: version 3 was written, then 2 over it
