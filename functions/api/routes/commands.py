@@ -59,7 +59,7 @@ def run_command(name: CommandName, idempotency_key: IdempotencyKey = None, prefe
     event, settings = router.current_event, services().settings
     caller, service = principal(router), services().executions
     key = parse_idempotency_key(idempotency_key)
-    prepared = service.prepare(caller, name, event.body, prefer_async=prefers_async(prefer))
+    prepared = service.prepare(caller, name, event.decoded_body, prefer_async=prefers_async(prefer))
     require_key_if_needed(key, prepared.spec.idempotency, name)
     if key is None:
         return http_response(service.start(caller, prepared).to_http(event.request_context.request_id))

@@ -105,7 +105,7 @@ def put_state(key: StateKey, if_match: IfMatch = None, if_none_match: IfNoneMatc
     """Create (If-None-Match: *) or replace (If-Match) a key's value."""
     _state_authorized(key, "write")
     conditions = parse_preconditions(if_match, if_none_match)
-    value = required_json_body(router.current_event.body)
+    value = required_json_body(router.current_event.decoded_body)
     register, created = _writer().put(key, value, conditions)
     return _state_value(201 if created else 200, register)
 
@@ -120,7 +120,7 @@ def patch_state(key: StateKey, if_match: IfMatch = None) -> Response[str]:
     """Apply an RFC 7396 merge patch optimistically: retried on a lost race, then 409 STATE_CONTENTION."""
     _state_authorized(key, "write")
     conditions = parse_preconditions(if_match, None)
-    patch = required_json_body(router.current_event.body)
+    patch = required_json_body(router.current_event.decoded_body)
     return _state_written(200, key, _writer().patch(key, patch, conditions))
 
 
@@ -163,5 +163,5 @@ def get_state_history(key: StateKey, limit: Limit = None, cursor: Cursor = None)
 def restore_state(key: StateKey) -> Response[str]:
     """Write version N's value as a new version."""
     _state_authorized(key, "write")
-    version = restore_version(required_json_body(router.current_event.body))
+    version = restore_version(required_json_body(router.current_event.decoded_body))
     return _state_written(200, key, _writer().restore(key, version))

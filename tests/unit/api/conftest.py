@@ -57,6 +57,7 @@ class Api:
         headers: dict[str, str] | None = None,
         body: str | None = None,
         caller: dict[str, Any] | None = ADMIN,
+        base64_body: bool = False,
     ) -> Answer:
         """One API Gateway REST proxy event through `lambda_handler` (so X-Request-Id is added too)."""
         headers = dict(headers or {})
@@ -75,8 +76,8 @@ class Api:
                 "httpMethod": method,
                 "authorizer": caller,
             },
-            "body": body,
-            "isBase64Encoded": False,
+            "body": base64.b64encode(body.encode()).decode() if base64_body and body is not None else body,
+            "isBase64Encoded": base64_body,
         }
         raw = self.app.lambda_handler(event, Context())
         multi = raw.get("multiValueHeaders") or {}

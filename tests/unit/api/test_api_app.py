@@ -284,3 +284,10 @@ def test_an_unexpected_error_is_a_500_problem_with_nothing_internal(api: Api, mo
     assert (answer.status, answer.json()["code"]) == (500, "INTERNAL_ERROR")
     assert "secret-host" not in answer.body
     assert answer.headers["ratelimit"]
+
+
+def test_a_base64_body_is_the_body_the_gate_checked(api: Api) -> None:
+    """API Gateway base64-encodes binary media types: the route must read what the body gate read."""
+    answer = run(api, body='{"message": "b64"}', base64_body=True)
+    assert answer.status == 200, answer.body
+    assert answer.json()["result"] == {"message": "b64"}
