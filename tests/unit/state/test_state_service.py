@@ -291,3 +291,21 @@ def test_an_uncontended_patch_is_one_read_and_one_transaction(env: Env) -> None:
     call_log = CallLog(env.client)
     svc.patch("k", {"b": 2}, Preconditions())
     assert call_log.take() == ["GetItem", "TransactWriteItems"]
+
+
+def test_a_lost_race_retries_from_the_register_the_refusal_returned_without_a_read(env: Env) -> None:
+    svc = env.service(contention_wait_s=5.0, sleep=lambda _: None)
+    svc.put("k", 0, CREATE)
+    racer = env.service()
+    raced: list[int] = []
+
+    def change(current: Any) -> Any:
+        if not raced:  # one other writer commits between our read and our commit
+            raced.append(racer.update("k", lambda n: n + 100).version)
+        return current + 1
+
+    call_log = CallLog(env.client)
+    register = svc.update("k", change)
+    assert (register.version, register.value) == (3, 101)
+    # Our read, the racer's read and commit, our lost commit, then the retry straight from what it returned.
+    assert call_log.take() == ["GetItem", "GetItem", "TransactWriteItems", "TransactWriteItems", "TransactWriteItems"]

@@ -180,8 +180,9 @@ class StateService:
         """
         validate_key(key)
         deadline = time.monotonic() + self._contention_budget_s()
+        known: WriteConflict | None = None  # the last lost race, with the register it found
         for attempt in itertools.count():
-            read = self._store.register(key)
+            read = known.current if known is not None and known.found else self._store.register(key)
             if read is None or read.deleted:
                 raise StateNotFound(f"No state {key!r}.")
             if conditions is not None and conditions.if_match is not None and read.version != conditions.if_match:
@@ -190,6 +191,7 @@ class StateService:
             try:
                 register = self._store.commit(key, read, self._checked(value, status_422=True), digest_of(value))
             except WriteConflict as conflict:
+                known = conflict
                 pause = full_jitter(attempt, CONTENTION_BASE_S, CONTENTION_CAP_S, self._rand)
                 if isinstance(conflict, KeyLeased) and conflict.lease_until is not None:
                     pause = max(pause, conflict.lease_until - self._clock())

@@ -33,7 +33,7 @@ THROTTLING_CODES = frozenset({"ThrottlingException", "ProvisionedThroughputExcee
 # A commit is one short transaction: a few quick retries, then the caller is told to come back.
 COMMIT_RETRY = RetryPolicy(max_attempts=3, base_s=0.05, cap_s=0.4, min_attempt_s=0.2, safety_margin_s=0.0)
 THROTTLED_RETRY_AFTER_S = 1
-LEASE_CHECK_INDEX = 2  # the transaction's members: register update, log put, lease check
+REGISTER_UPDATE_INDEX, LEASE_CHECK_INDEX = 0, 2  # the transaction's members: register update, log put, lease check
 
 
 def _pk(key: str) -> str:
@@ -45,7 +45,16 @@ def _version_sk(version: int) -> str:
 
 
 class WriteConflict(Exception):
-    """The register changed since it was read (or a newer fence wrote it)."""
+    """The register changed since it was read (or a newer fence wrote it).
+
+    `current` is the register as the failed write found it, when DynamoDB returned it (the update
+    asks for it on a failed condition), so a retry needs no second read; `found` says whether it did.
+    """
+
+    def __init__(self, key: str, current: Register | None = None, *, found: bool = False) -> None:
+        super().__init__(key)
+        self.current = current
+        self.found = found
 
 
 class KeyLeased(WriteConflict):
@@ -151,6 +160,8 @@ class StateStore:
             ),
             "ConditionExpression": condition,
             "ExpressionAttributeValues": values,
+            # A lost race brings the register back with the refusal: the writer retries without a read.
+            "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
         }
         if fence is not None:
             update = fenced_update(update, fence)
@@ -185,6 +196,11 @@ class StateStore:
                 if leased is not None:
                     until = leased.get("lease_until", {}).get("N")
                     raise KeyLeased(key, float(until) if until is not None else None) from None
+                reasons = error.response.get("CancellationReasons")
+                lost = _failed_item(error, REGISTER_UPDATE_INDEX)
+                if lost is not None and isinstance(reasons, list):
+                    # No item: the register did not exist (a create that lost is told so as well).
+                    raise WriteConflict(key, _register(key, lost) if lost else None, found=True) from None
                 raise WriteConflict(key) from None
             raise
         return Register(
