@@ -25,6 +25,8 @@ class Upstream:
         self.status = 200
         self.requests = 0
         self.headers: list[dict[str, str]] = []
+        self.reached_hold = threading.Event()  # a request to /hold arrived ...
+        self.release_hold = threading.Event()  # ... and is answered once the test says so
         self.server: BaseWSGIServer = make_server("127.0.0.1", 0, self.app, threaded=True)
         self.url = f"http://127.0.0.1:{self.server.server_port}"
 
@@ -32,6 +34,9 @@ class Upstream:
         self.requests += 1
         request = Request(environ)
         self.headers.append(dict(request.headers))
+        if request.path == "/hold":
+            self.reached_hold.set()
+            self.release_hold.wait(30)
         return Response(f'{{"path": "{request.path}"}}', status=self.status, content_type="application/json")(
             environ, start_response
         )
@@ -115,12 +120,15 @@ def test_a_sync_run_sends_credentials_but_stores_them_redacted(stack: Stack, ups
 def test_an_async_run_stores_credentials_sealed_and_still_sends_them(stack: Stack, upstream: Upstream) -> None:
     response = stack.admin.post(
         "/v1/commands/http.request",
-        json={"url": f"{upstream.url}/async", "headers": SECRET_HEADERS},
+        json={"url": f"{upstream.url}/hold", "headers": SECRET_HEADERS},
         headers={"Prefer": "respond-async"},
     )
     assert response.status_code == 202, response.text
     execution_id = response.json()["execution_id"]
+    # The worker is mid-request (held by the upstream): the record holds the sealed envelope.
+    assert upstream.reached_hold.wait(30)
     queued = raw_execution(stack, execution_id)
+    upstream.release_hold.set()
     assert TOKEN not in json.dumps(queued)
     assert json.loads(queued["secrets_json"]["S"])["alg"] == "AES-256-GCM"
 
