@@ -1,4 +1,5 @@
-"""State sync: writes each dirty key's newest version to its gist (SQS FIFO, one key per group)."""
+"""State sync: a message names a written key; its gist, and other dirty gists of its namespace, are written
+(cmdgate.state.sync). SQS FIFO, one group per key; reserved concurrency 1 keeps gist writes serial."""
 
 from __future__ import annotations
 
@@ -23,8 +24,9 @@ processor = SqsFifoPartialProcessor()
 @tracer.capture_method
 def record_handler(record: SQSRecord) -> None:
     outcome = services().gist_sync.sync(parse_sync_message(record.body))
-    if outcome.written_version is not None:
-        metrics.add_metric(name="GistWrites", unit="Count", value=1)
+    if outcome.gist_writes:
+        metrics.add_metric(name="GistWrites", unit="Count", value=outcome.gist_writes)
+        metrics.add_metric(name="GistFilesWritten", unit="Count", value=outcome.files_written)
 
 
 @logger.inject_lambda_context

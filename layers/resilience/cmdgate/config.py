@@ -40,6 +40,11 @@ class Settings(BaseSettings):
     gist_writes_per_minute: int = Field(default=80, ge=1)
     gist_writes_per_hour: int = Field(default=500, ge=1)
     gist_min_write_interval_s: float = Field(default=1.0, ge=0)  # GitHub: >= 1 s between writes
+    # Shard gists (cmdgate.state.layout): files and bytes per gist, and the largest request body.
+    state_keys_per_gist: int = Field(default=50, ge=1, le=250)  # GitHub lists at most 300 files of a gist
+    state_bytes_per_gist: int = Field(default=5_000_000, ge=1024)
+    state_gist_request_bytes: int = Field(default=4_000_000, ge=1024)
+    stack_id: str = "cmdgate"  # names this deployment in its gists' manifests and descriptions
     max_state_body_bytes: int = Field(default=256 * 1024, ge=1)
     command_packs: str = "builtin"
     jwt_issuers: str = ""  # JSON list of cmdgate.auth.jwt_tokens.JwtIssuer

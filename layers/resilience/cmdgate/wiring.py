@@ -26,6 +26,8 @@ if TYPE_CHECKING:
     from cmdgate.health import Check
     from cmdgate.idempotency import IdempotentRequests
     from cmdgate.ratelimit.requests import RequestRateLimiter
+    from cmdgate.state.layout import FileNamer
+    from cmdgate.state.names import FileNameKey
     from cmdgate.state.service import FifoSyncQueue, StateService
     from cmdgate.state.store import StateStore
     from cmdgate.state.sync import GistSync
@@ -52,6 +54,7 @@ class Services:
     def __init__(self, settings: Settings, clients: AwsClients) -> None:
         self._settings = settings
         self.clients = clients
+        self._name_key: FileNameKey | None = None
 
     @property
     def settings(self) -> Settings:
@@ -215,6 +218,7 @@ class Services:
         from cmdgate.gist import GistClient, GistClientConfig
         from cmdgate.locks import DynamoDBLockStore, LockManager
         from cmdgate.ratelimit import DynamoDBRateLimitStore, RateLimitPolicy, TokenBucket
+        from cmdgate.state.shards import ShardDirectory
         from cmdgate.state.sync import GistSync, GistWriteBudget
 
         settings = self.settings
@@ -239,9 +243,43 @@ class Services:
                 RateLimitPolicy(settings.gist_writes_per_hour, 3600),
             ),
         )
-        # Every sync of a key, from any function, holds the key's sync lease: gists never move back.
+        # Every write of a gist, from any function, holds the gist's sync lease: gists never move back.
         locks = LockManager(DynamoDBLockStore(self.clients.client("dynamodb"), settings.control_table))
-        return GistSync(self._state_store, client, codec, budget, locks)
+        plaintext = settings.state_gist_encryption == "plaintext"
+        return GistSync(
+            self._state_store,
+            client,
+            codec,
+            budget,
+            locks,
+            shards=ShardDirectory(
+                self.clients.client("dynamodb"),
+                settings.state_table,
+                keys_per_gist=settings.state_keys_per_gist,
+                bytes_per_gist=settings.state_bytes_per_gist,
+            ),
+            namer=self._file_namer,
+            stack_id=settings.stack_id,
+            plaintext=plaintext,
+            request_bytes=settings.state_gist_request_bytes,
+        )
+
+    def _file_namer(self) -> FileNamer:
+        """File names in shard gists: the key in plain text, an HMAC keyed by KMS-protected material otherwise."""
+        from cmdgate.state.layout import FileNamer
+        from cmdgate.state.names import FileNameKey
+
+        settings = self.settings
+        if settings.state_gist_encryption == "plaintext":
+            return FileNamer(None)
+        if self._name_key is None:
+            self._name_key = FileNameKey(
+                self.clients.client("dynamodb"),
+                settings.state_table,
+                self.clients.client("kms"),
+                settings.state_kms_key_id,
+            )
+        return FileNamer(self._name_key.get())
 
     # -- queues and health ------------------------------------------------------
 

@@ -1,4 +1,5 @@
-"""GistSync against the loopback Gist server: create, update, coalesce, budget, read-back, write-through."""
+"""GistSync against the loopback Gist server: shard gists, one write per gist, budget, lost answers, read-back,
+write-through, and format-1 gists."""
 
 from __future__ import annotations
 
@@ -18,8 +19,11 @@ from cmdgate.crypto import codec_for
 from cmdgate.gist import GistClient
 from cmdgate.locks import DynamoDBLockStore, LockManager
 from cmdgate.ratelimit import InMemoryRateLimitStore, RateLimitPolicy, TokenBucket
+from cmdgate.state import layout
+from cmdgate.state.layout import FileNamer
 from cmdgate.state.model import digest_of
 from cmdgate.state.service import Preconditions, StateService
+from cmdgate.state.shards import ShardDirectory
 from cmdgate.state.store import StateStore
 from cmdgate.state.sync import (
     STATE_FILE,
@@ -63,9 +67,29 @@ class Env:
     http: httpx.Client
     store: StateStore
     gist: GistClient
+    client: Any
 
-    def sync(self, budget: GistWriteBudget | None = None) -> GistSync:
-        return GistSync(self.store, self.gist, codec_for("plaintext"), budget)
+    def sync(
+        self,
+        budget: GistWriteBudget | None = None,
+        *,
+        keys_per_gist: int = 50,
+        request_bytes: int = 4_000_000,
+        gist: Any = None,
+        locks: LockManager | None = None,
+    ) -> GistSync:
+        return GistSync(
+            self.store,
+            gist or self.gist,
+            codec_for("plaintext"),
+            budget,
+            locks,
+            shards=ShardDirectory(self.client, "unit-StateTable", keys_per_gist=keys_per_gist),
+            namer=lambda: FileNamer(None),
+            stack_id="unit-stack",
+            plaintext=True,
+            request_bytes=request_bytes,
+        )
 
     def write(self, key: str, value: Any) -> int:
         read = self.store.register(key)
@@ -75,14 +99,21 @@ class Env:
         stats: dict[str, Any] = self.server.app.stats()
         return int(stats["requests_total"])
 
-    def document(self, gist_id: str) -> dict[str, Any]:
-        return dict(json.loads(self.gist.get_gist(gist_id).files[STATE_FILE].content or "null"))
+    def gist_writes(self) -> list[dict[str, Any]]:
+        return list(self.server.app.write_log())
 
-    def patch_gist(self, gist_id: str, content: str) -> None:
+    def document(self, key: str) -> dict[str, Any]:
+        """The key's file, as the gist its register names holds it now."""
+        register = self.store.register(key)
+        assert register is not None and register.gist_id is not None
+        gist = self.gist.get_gist(register.gist_id)
+        return dict(json.loads(self.gist.read_file(gist, register.gist_file or STATE_FILE)))
+
+    def patch_gist(self, gist_id: str, filename: str, content: str) -> None:
         """Change the gist behind cmdgate's back, through the server's own API."""
         response = self.http.patch(
             f"{self.server.url}/gists/{gist_id}",
-            json={"files": {STATE_FILE: {"content": content}}},
+            json={"files": {filename: {"content": content}}},
             headers={"Authorization": f"Bearer {self.token}"},
         )
         assert response.status_code == 200, response.text
@@ -99,34 +130,70 @@ def env(table_like: Any) -> Iterator[Env]:
     gist = GistClient(http, lambda: token, base_url=server.url, clock=fake, wall_clock=fake, sleep=fake.sleep)
     store = StateStore(client, "unit-StateTable", clock=fake)
     try:
-        yield Env(server, fake, token, http, store, gist)
+        yield Env(server, fake, token, http, store, gist, client)
     finally:
         http.close()
         server.stop()
 
 
-def test_first_sync_creates_the_gist_then_updates_it_and_marks_synced(env: Env) -> None:
+def value_of(env: Env, key: str) -> Any:
+    document = env.document(key)
+    return layout.decode(codec_for("plaintext"), key, json.dumps(document)).value
+
+
+def test_first_sync_creates_a_shard_gist_with_its_manifest_then_updates_it(env: Env) -> None:
     sync = env.sync()
-    env.write("k", {"n": 1})
-    outcome = sync.sync("k")
-    register = env.store.register("k")
+    env.write("deploy.web", {"n": 1})
+    outcome = sync.sync("deploy.web")
+    register = env.store.register("deploy.web")
     assert register is not None and register.gist_id is not None
+    assert (register.shard, register.gist_file) == ("deploy/0", "deploy.web.json")
     assert (outcome.written_version, register.synced_version, register.revision_sha) == (1, 1, outcome.revision)
-    gist_id = register.gist_id
-    document = env.document(gist_id)
-    assert (document["key"], document["version"], document["digest"]) == ("k", 1, digest_of({"n": 1}))
-    assert json.loads(document["value"]["value"]) == {"n": 1}
-    kept = env.store.version("k", 1)
+    assert register.dirty_at is None  # synced: out of the dirty index
+    gist = env.gist.get_gist(register.gist_id)
+    assert gist.description == "cmdgate state (format 2) · stack unit-stack · namespace deploy · shard 0"
+    manifest = json.loads(env.gist.read_file(gist, layout.MANIFEST_FILE))
+    assert (manifest["stack"], manifest["namespace"], manifest["shard"], manifest["format"]) == (
+        "unit-stack",
+        "deploy",
+        0,
+        2,
+    )
+    document = env.document("deploy.web")
+    assert (document["key"], document["version"], document["digest"]) == ("deploy.web", 1, digest_of({"n": 1}))
+    assert value_of(env, "deploy.web") == {"n": 1}
+    kept = env.store.version("deploy.web", 1)
     assert kept is not None and kept.revision == outcome.revision
 
-    env.write("k", {"n": 2})
-    second = sync.sync("k")
-    register = env.store.register("k")
-    assert register is not None and register.gist_id == gist_id  # same gist, not a new one
-    assert (second.written_version, register.synced_version) == (2, 2)
-    assert second.revision != outcome.revision
-    assert env.document(gist_id)["version"] == 2
-    assert len(env.gist.list_commits(gist_id)) == 2
+    env.write("deploy.web", {"n": 2})
+    second = sync.sync("deploy.web")
+    again = env.store.register("deploy.web")
+    assert again is not None and again.gist_id == register.gist_id  # same gist, not a new one
+    assert (second.written_version, again.synced_version) == (2, 2)
+    assert env.document("deploy.web")["version"] == 2
+    assert len(env.gist.list_commits(register.gist_id)) == 2
+
+
+def test_one_write_carries_every_dirty_key_of_a_gist_and_namespaces_get_their_own(env: Env) -> None:
+    sync = env.sync(keys_per_gist=4)
+    keys = [f"app.k{n}" for n in range(10)] + ["db:main", "plain"]
+    for n, key in enumerate(keys):
+        env.write(key, {"n": n})
+    outcome = sync.sync("app.k0", max_gists=10)
+    # app: 10 keys in shards of 4 -> 3 gists, one create each; db and plain are other namespaces' turn.
+    assert outcome.gist_writes == 3 and outcome.files_written == 10
+    registers = env.store.registers(keys)
+    assert {registers[f"app.k{n}"].shard for n in range(10)} == {"app/0", "app/1", "app/2"}
+    assert all(registers[f"app.k{n}"].synced_version == 1 for n in range(10))
+    assert registers["db:main"].synced_version == 0 and registers["plain"].synced_version == 0
+    for n in range(10):
+        assert value_of(env, f"app.k{n}") == {"n": n}
+    sync.sync("db:main")
+    sync.sync("plain")
+    registers = env.store.registers(keys)
+    assert (registers["db:main"].shard, registers["plain"].shard) == ("db/0", "_default/0")
+    assert len({r.gist_id for r in registers.values()}) == 5
+    assert len(env.gist_writes()) == 5
 
 
 def test_sync_coalesces_and_a_synced_key_costs_no_gist_call(env: Env) -> None:
@@ -137,15 +204,38 @@ def test_sync_coalesces_and_a_synced_key_costs_no_gist_call(env: Env) -> None:
     assert outcome.written_version == 3
     register = env.store.register("k")
     assert register is not None and register.gist_id is not None
-    commits = env.gist.list_commits(register.gist_id)
-    assert len(commits) == 1  # versions 1 and 2 were never written
-    assert env.document(register.gist_id)["version"] == 3
+    assert len(env.gist.list_commits(register.gist_id)) == 1  # versions 1 and 2 were never written
+    assert env.document("k")["version"] == 3
 
     before = env.gist_requests()
     again = sync.sync("k")
     unknown = sync.sync("never-written")
     assert (again.written_version, unknown.written_version) == (None, None)
     assert env.gist_requests() == before
+
+
+def test_a_request_is_split_only_to_stay_under_the_body_limit(env: Env) -> None:
+    sync = env.sync(request_bytes=3000)
+    for n in range(4):
+        env.write(f"big.k{n}", "x" * 900)
+    outcome = sync.sync("big.k0")
+    assert outcome.files_written == 4 and outcome.gist_writes == 2  # ~1.1 kB a file: two per request
+    registers = env.store.registers([f"big.k{n}" for n in range(4)])
+    assert len({r.gist_id for r in registers.values()}) == 1  # one gist, two revisions
+    assert all(value_of(env, f"big.k{n}") == "x" * 900 for n in range(4))
+
+
+def test_a_deleted_key_leaves_a_tombstone_not_an_absent_file(env: Env) -> None:
+    sync = env.sync()
+    env.write("t.k", {"a": 1})
+    sync.sync("t.k")
+    read = env.store.register("t.k")
+    env.store.commit("t.k", read, "null", digest_of(None), deleted=True)
+    sync.sync("t.k")
+    document = env.document("t.k")
+    assert (document["version"], document["deleted"]) == (2, True)
+    decoded = layout.decode(codec_for("plaintext"), "t.k", json.dumps(document))
+    assert (decoded.version, decoded.deleted) == (2, True)
 
 
 def test_an_exhausted_budget_refuses_before_writing_and_says_when(env: Env) -> None:
@@ -178,26 +268,68 @@ def test_a_refusal_by_one_limit_spends_nothing_of_the_others() -> None:
     assert minute.allowed  # the one write taken before the refusals left one of two
 
 
-def test_find_version_reads_past_versions_back_and_detects_tampering(env: Env) -> None:
+def test_find_version_reads_a_key_back_across_shard_revisions_and_detects_tampering(env: Env) -> None:
     sync = env.sync()
-    for value in ("first", {"second": [1, 2]}, "third"):
-        env.write("k", value)
-        sync.sync("k")
-    register = env.store.register("k")
+    for n, value in enumerate(("first", {"second": [1, 2]}, "third")):
+        env.write("h.k", value)
+        env.write(f"h.other{n}", n)  # other keys' writes add revisions of the same shard
+        sync.sync("h.k")
+    register = env.store.register("h.k")
     assert register is not None and register.gist_id is not None
-    gist_id = register.gist_id
-    assert sync.find_version("k", gist_id, 2) == ({"second": [1, 2]}, False)
-    assert sync.find_version("k", gist_id, 1) == ("first", False)
-    assert sync.find_version("k", gist_id, 9) is None
-    assert sync.find_version("k", gist_id, 1, max_revisions=2) is None  # beyond the revisions read
+    assert sync.find_version(register, 2) == ({"second": [1, 2]}, False)
+    assert sync.find_version(register, 1) == ("first", False)
+    assert sync.find_version(register, 9) is None
+    assert sync.find_version(register, 1, max_revisions=2) is None  # beyond the revisions read
 
-    # A new revision claiming version 2 with another value but version 2's digest.
-    forged = env.document(gist_id)
-    forged.update(version=2, digest=digest_of({"second": [1, 2]}))
-    forged["value"] = codec_for("plaintext").encrypt(b'{"second":[6,6]}', {"cmdgate:state-key": "k"})
-    env.patch_gist(gist_id, json.dumps(forged, indent=2, sort_keys=True))
+    # A new revision claiming version 2 while its sealed content says version 3.
+    forged = env.document("h.k")
+    forged["version"] = 2
+    env.patch_gist(register.gist_id, "h.k.json", json.dumps(forged, indent=2, sort_keys=True))
     with pytest.raises(GistContentMismatch):
-        sync.find_version("k", gist_id, 2)
+        sync.find_version(register, 2)
+
+
+def test_a_lost_answer_is_read_back_and_the_write_not_sent_twice(env: Env) -> None:
+    sync = env.sync()
+    env.write("l.k", 1)
+    sync.sync("l.k")
+    env.write("l.k", 2)
+    env.server.app.set_fault("lost", count=1, methods=frozenset({"PATCH"}))
+    outcome = sync.sync("l.k")
+    assert outcome.written_version == 2
+    register = env.store.register("l.k")
+    assert register is not None and register.gist_id is not None and register.synced_version == 2
+    assert [w["method"] for w in env.gist_writes()] == ["POST", "PATCH"]  # not resent
+    assert register.revision_sha == env.gist.list_commits(register.gist_id)[0].version
+
+
+def test_a_lost_create_is_found_again_not_created_twice(env: Env) -> None:
+    sync = env.sync()
+    env.write("c.k", {"v": 1})
+    env.server.app.set_fault("lost", count=1, methods=frozenset({"POST"}))
+    outcome = sync.sync("c.k")
+    assert outcome.written_version == 1
+    assert [w["method"] for w in env.gist_writes()] == ["POST"]  # the landed create was adopted
+    assert value_of(env, "c.k") == {"v": 1}
+
+
+def test_a_format_1_gist_is_still_written_and_read_back(env: Env) -> None:
+    env.write("old", {"v": 1})
+    legacy = layout.encode_legacy(
+        codec_for("plaintext"), "old", 1, '{"v":1}', deleted=False, updated_at="t", digest=digest_of({"v": 1})
+    )
+    gist = env.gist.create_gist({STATE_FILE: legacy}, "cmdgate state: old")
+    env.store.mark_synced("old", 1, gist.id, gist.version or "")
+    sync = env.sync()
+    env.write("old", {"v": 2})
+    outcome = sync.sync("old")
+    register = env.store.register("old")
+    assert register is not None
+    assert (outcome.written_version, register.gist_id, register.shard) == (2, gist.id, None)
+    document = env.document("old")
+    assert (document["key"], document["version"]) == ("old", 2)
+    assert sync.find_version(register, 1) == ({"v": 1}, False)
+    assert sync.find_version(register, 2) == ({"v": 2}, False)
 
 
 def test_write_through_syncs_now_or_queues_and_reports_pending(env: Env) -> None:
@@ -259,27 +391,27 @@ class HeldFirstWrite:
         self._writes = 0
         self._lock = threading.Lock()
 
-    def update_file(self, gist_id: str, filename: str, content: str) -> Any:
+    def update_files(self, gist_id: str, files: dict[str, str], **options: Any) -> Any:
         with self._lock:
             self._writes += 1
             first = self._writes == 1
         if first:
             self.first_started.set()
             assert self.release_first.wait(10)
-        return self._gist.update_file(gist_id, filename, content)
+        return self._gist.update_files(gist_id, files, **options)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._gist, name)
 
 
 @pytest.mark.parametrize("serial", [True, False], ids=["with-sync-lease", "without"])
-def test_two_syncs_of_one_key_never_move_its_gist_back(env: Env, table_like: Any, serial: bool) -> None:
+def test_two_syncs_of_one_gist_never_move_a_key_back(env: Env, table_like: Any, serial: bool) -> None:
     table_like("ControlTable")
     env.write("k", 1)
     env.sync().sync("k")
     env.write("k", 2)
     held = HeldFirstWrite(env.gist)
-    waiting = threading.Event()  # the second sync found the key's sync lease held
+    waiting = threading.Event()  # the second sync found the gist's sync lease held
 
     def wait(seconds: float) -> None:
         waiting.set()
@@ -288,7 +420,7 @@ def test_two_syncs_of_one_key_never_move_its_gist_back(env: Env, table_like: Any
     locks = LockManager(
         DynamoDBLockStore(boto3.client("dynamodb", region_name="us-east-1"), "unit-ControlTable"), sleep=wait
     )
-    sync = GistSync(env.store, held, codec_for("plaintext"), None, locks if serial else None)  # type: ignore[arg-type]
+    sync = env.sync(gist=held, locks=locks if serial else None)
     first = threading.Thread(target=sync.sync, args=("k",))
     first.start()
     assert held.first_started.wait(10)  # the first sync read version 2 and is writing it
@@ -303,7 +435,7 @@ def test_two_syncs_of_one_key_never_move_its_gist_back(env: Env, table_like: Any
     second.join(10)
     register = env.store.register("k")
     assert register is not None and register.gist_id is not None
-    newest = env.document(register.gist_id)["version"]
+    newest = env.document("k")["version"]
     if serial:
         assert newest == 3 and register.synced_version == 3
     else:

@@ -18,6 +18,7 @@ from cmdgate.state.errors import (
     StateTooLarge,
     VersionNotRetained,
 )
+from cmdgate.state.model import Register
 from cmdgate.state.service import Preconditions, StateService
 from cmdgate.state.store import StateStore, lease_name
 from tests.unit.aws_helpers import CallLog
@@ -64,8 +65,8 @@ class Archive:
         self.values = values
         self.calls: list[tuple[str, str, int]] = []
 
-    def find_version(self, key: str, gist_id: str, version: int) -> Any:
-        self.calls.append((key, gist_id, version))
+    def find_version(self, register: Register, version: int) -> Any:
+        self.calls.append((register.key, register.gist_id or "", version))
         return (self.values[version], False) if version in self.values else None
 
 

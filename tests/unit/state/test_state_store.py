@@ -98,3 +98,43 @@ def test_merge_patch_follows_rfc_7396() -> None:
     assert apply_merge_patch("text", {"a": 1}) == {"a": 1}
     assert apply_merge_patch({"a": 1}, ["x"]) == ["x"]
     assert target == {"a": "b", "c": {"d": "e", "f": "g"}}  # inputs untouched
+
+
+def test_a_write_makes_the_key_dirty_and_only_its_newest_synced_version_clears_it(
+    parts: tuple[StateStore, LockManager, Clock],
+) -> None:
+    store, _, clock = parts
+    write(store, "app.a", 1)
+    clock.now += 5
+    write(store, "app.b", 1)
+    write(store, "app.a", 2)  # still dirty since its first unsynced write
+    write(store, "other:c", 1)
+    assert store.dirty_keys("app", 10) == ["app.a", "app.b"]  # oldest unsynced write first
+    assert store.dirty_keys("other", 10) == ["other:c"]
+    a = store.register("app.a")
+    assert a is not None and a.dirty_at == NOW
+
+    store.mark_synced("app.a", 1, "gist-1", "sha-1")  # version 2 is newer: app.a stays dirty
+    assert store.dirty_keys("app", 10) == ["app.a", "app.b"]
+    store.mark_synced("app.a", 2, "gist-1", "sha-2")
+    assert store.dirty_keys("app", 10) == ["app.b"]
+    store.mark_synced("app.a", 1, "gist-1", "sha-1")  # a late mark never moves synced_version back
+    a = store.register("app.a")
+    assert a is not None and (a.synced_version, a.revision_sha, a.dirty_at) == (2, "sha-2", None)
+
+
+def test_registers_are_read_in_batches_and_placing_a_key_is_first_come(
+    parts: tuple[StateStore, LockManager, Clock],
+) -> None:
+    store, _, _ = parts
+    keys = [f"n.k{i}" for i in range(130)]  # more than one BatchGetItem
+    for key in keys:
+        write(store, key, key)
+    found = store.registers([*keys, "n.unknown"])
+    assert sorted(found) == sorted(keys) and found["n.k129"].value == "n.k129"
+
+    assert store.place("n.k0", "n/0", "n.k0.json") == ("n/0", "n.k0.json", None)
+    assert store.place("n.k0", "n/1", "n.k0.json") == ("n/0", "n.k0.json", None)  # the first placement stands
+    store.mark_synced("n.k1", 1, "old-gist", "sha")  # a format-1 key: it has a gist and no shard
+    assert store.place("n.k1", "n/0", "n.k1.json") == (None, None, "old-gist")
+    assert store.place("never", "n/0", "never.json")[0] is None  # no register, no placement

@@ -50,6 +50,9 @@ class Register:
     gist_id: str | None = None
     synced_version: int = 0
     revision_sha: str | None = None
+    shard: str | None = None  # "<namespace>/<n>": the shard gist the key's file is in (format 2)
+    gist_file: str | None = None  # the key's file in that gist
+    dirty_at: float | None = None  # the oldest write not yet synced (epoch s), None when synced
 
     @property
     def value(self) -> Any:

@@ -126,7 +126,7 @@ class StateService:
         register = self._store.register(key)
         if self._archive is None or register is None or register.gist_id is None or version > register.version:
             return None
-        found = self._archive().find_version(key, register.gist_id, version)
+        found = self._archive().find_version(register, version)
         if found is None:
             return None
         value, deleted = found

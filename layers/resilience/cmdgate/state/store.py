@@ -6,6 +6,12 @@ read (and, for fenced writes, on `fence <= token`) - and the new log entry, so a
 lands whole or not at all, and no path can clobber another. A write that carries no fence also
 checks, in the same transaction, that nobody holds a live lease on the key (`lock#state#<key>`
 in the control table): a lease holder excludes every other writer, and its own writes are fenced.
+
+Gist sync bookkeeping lives on the register too: a write sets `dirty_ns` (the key's namespace)
+and, unless already set, `dirty_at`; the sparse `DirtyIndex` (hash `dirty_ns`, range `dirty_at`)
+is therefore the set of keys whose newest version is not in a gist yet, oldest first. Marking a
+version synced removes both only if no newer version was written meanwhile. `shard` and
+`gist_file` say where the key's file is (cmdgate.state.layout).
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from cmdgate.locks import fenced_update
 from cmdgate.locks.store.base import lock_key
 from cmdgate.retry import Retrier, RetryPolicy
 from cmdgate.state.errors import StateThrottled
+from cmdgate.state.layout import namespace_of
 from cmdgate.state.model import Register, VersionEntry
 
 REGISTER_SK = "register"
@@ -34,6 +41,8 @@ THROTTLING_CODES = frozenset({"ThrottlingException", "ProvisionedThroughputExcee
 COMMIT_RETRY = RetryPolicy(max_attempts=3, base_s=0.05, cap_s=0.4, min_attempt_s=0.2, safety_margin_s=0.0)
 THROTTLED_RETRY_AFTER_S = 1
 REGISTER_UPDATE_INDEX, LEASE_CHECK_INDEX = 0, 2  # the transaction's members: register update, log put, lease check
+DIRTY_INDEX = "DirtyIndex"
+BATCH_GET_MAX = 100  # DynamoDB's BatchGetItem limit
 
 
 def _pk(key: str) -> str:
@@ -89,6 +98,7 @@ class StateStore:
         self._retention_s = retention_s
         self._lease_table = lease_table  # the control table, where keys' leases live
         self._clock = clock
+        self._pause = sleep
         self._retrier = Retrier(COMMIT_RETRY, is_retryable=_transient_cancellation, sleep=sleep, random=rand)
 
     def register(self, key: str) -> Register | None:
@@ -145,6 +155,8 @@ class StateStore:
             ":digest": {"S": digest},
             ":updated": {"S": updated_at},
             ":deleted": {"BOOL": deleted},
+            ":ns": {"S": namespace_of(key)},
+            ":now": {"N": f"{now:.3f}"},
         }
         if read is None:
             condition = "attribute_not_exists(pk)"
@@ -156,7 +168,7 @@ class StateStore:
             "Key": {"pk": {"S": _pk(key)}, "sk": {"S": REGISTER_SK}},
             "UpdateExpression": (
                 "SET version = :version, value_json = :value, digest = :digest, updated_at = :updated, "
-                "deleted = :deleted"
+                "deleted = :deleted, dirty_ns = :ns, dirty_at = if_not_exists(dirty_at, :now)"
             ),
             "ConditionExpression": condition,
             "ExpressionAttributeValues": values,
@@ -214,6 +226,9 @@ class StateStore:
             gist_id=read.gist_id if read else None,
             synced_version=read.synced_version if read else 0,
             revision_sha=read.revision_sha if read else None,
+            shard=read.shard if read else None,
+            gist_file=read.gist_file if read else None,
+            dirty_at=read.dirty_at if read and read.dirty_at is not None else round(now, 3),
         )
 
     def _no_live_lease(self, key: str, now: float) -> dict[str, Any]:
@@ -226,23 +241,109 @@ class StateStore:
             "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
         }
 
-    def mark_synced(self, key: str, version: int, gist_id: str, revision_sha: str) -> None:
-        """Record that `version` is in gist revision `revision_sha` (never moving synced_version back)."""
+    def registers(self, keys: list[str]) -> dict[str, Register]:
+        """The registers of several keys (strongly consistent); unknown keys are absent."""
+        found: dict[str, Register] = {}
+        unique = list(dict.fromkeys(keys))
+        for start in range(0, len(unique), BATCH_GET_MAX):
+            request: dict[str, Any] = {
+                self._table: {
+                    "Keys": [
+                        {"pk": {"S": _pk(k)}, "sk": {"S": REGISTER_SK}} for k in unique[start : start + BATCH_GET_MAX]
+                    ],
+                    "ConsistentRead": True,
+                }
+            }
+            for attempt in range(8):
+                answer = self._client.batch_get_item(RequestItems=request)
+                for item in answer.get("Responses", {}).get(self._table, []):
+                    key = item["pk"]["S"].removeprefix("key#")
+                    found[key] = _register(key, item)
+                request = answer.get("UnprocessedKeys") or {}
+                if not request:
+                    break
+                self._sleep_unprocessed(attempt)
+            else:
+                raise StateThrottled("The state table is busy; try again shortly.")
+        return found
+
+    def dirty_keys(self, namespace: str, limit: int) -> list[str]:
+        """Keys of a namespace with a write not yet synced, oldest first (the index lags writes slightly)."""
+        keys: list[str] = []
+        start: dict[str, Any] | None = None
+        while len(keys) < limit:
+            kwargs: dict[str, Any] = {
+                "TableName": self._table,
+                "IndexName": DIRTY_INDEX,
+                "KeyConditionExpression": "dirty_ns = :ns",
+                "ExpressionAttributeValues": {":ns": {"S": namespace}},
+                "Limit": limit - len(keys),
+            }
+            if start:
+                kwargs["ExclusiveStartKey"] = start
+            answer = self._client.query(**kwargs)
+            keys.extend(item["pk"]["S"].removeprefix("key#") for item in answer.get("Items", []))
+            start = answer.get("LastEvaluatedKey")
+            if not start:
+                break
+        return keys
+
+    def place(self, key: str, shard: str, gist_file: str) -> tuple[str | None, str | None, str | None]:
+        """Put a key in a shard's file unless it has a gist already; `(shard, gist_file, gist_id)` as it stands."""
         try:
             self._client.update_item(
                 TableName=self._table,
                 Key={"pk": {"S": _pk(key)}, "sk": {"S": REGISTER_SK}},
-                UpdateExpression="SET synced_version = :v, revision_sha = :sha, gist_id = :gist",
-                ConditionExpression="attribute_not_exists(synced_version) OR synced_version < :v",
-                ExpressionAttributeValues={
-                    ":v": {"N": str(version)},
-                    ":sha": {"S": revision_sha},
-                    ":gist": {"S": gist_id},
-                },
+                UpdateExpression="SET #shard = :shard, gist_file = :file",
+                ConditionExpression=(
+                    "attribute_exists(pk) AND attribute_not_exists(#shard) AND attribute_not_exists(gist_id)"
+                ),
+                ExpressionAttributeNames={"#shard": "shard"},
+                ExpressionAttributeValues={":shard": {"S": shard}, ":file": {"S": gist_file}},
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
         except ClientError as error:
             if error.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
                 raise
+            item = error.response.get("Item") or {}
+            return (
+                item.get("shard", {}).get("S"),
+                item.get("gist_file", {}).get("S"),
+                item.get("gist_id", {}).get("S"),
+            )
+        return shard, gist_file, None
+
+    def mark_synced(self, key: str, version: int, gist_id: str, revision_sha: str) -> None:
+        """Record that `version` is in gist revision `revision_sha` (never moving synced_version back).
+
+        The key stops being dirty only if `version` is still its newest.
+        """
+        values = {":v": {"N": str(version)}, ":sha": {"S": revision_sha}, ":gist": {"S": gist_id}}
+        not_behind = "(attribute_not_exists(synced_version) OR synced_version < :v)"
+        try:
+            self._client.update_item(
+                TableName=self._table,
+                Key={"pk": {"S": _pk(key)}, "sk": {"S": REGISTER_SK}},
+                UpdateExpression=(
+                    "SET synced_version = :v, revision_sha = :sha, gist_id = :gist REMOVE dirty_ns, dirty_at"
+                ),
+                ConditionExpression=f"{not_behind} AND version = :v",
+                ExpressionAttributeValues=values,
+            )
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+                raise
+            try:  # a newer version was written meanwhile: it stays dirty
+                self._client.update_item(
+                    TableName=self._table,
+                    Key={"pk": {"S": _pk(key)}, "sk": {"S": REGISTER_SK}},
+                    UpdateExpression="SET synced_version = :v, revision_sha = :sha, gist_id = :gist",
+                    ConditionExpression=not_behind,
+                    ExpressionAttributeValues=values,
+                )
+            except ClientError as again:
+                if again.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+                    raise
         # A version that reached the gist is kept beyond the retention window.
         try:
             self._client.update_item(
@@ -256,23 +357,8 @@ class StateStore:
             if error.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
                 raise
 
-    def remember_gist(self, key: str, gist_id: str) -> str:
-        """Attach a newly created gist to a key, unless one is attached already; returns the key's gist."""
-        try:
-            self._client.update_item(
-                TableName=self._table,
-                Key={"pk": {"S": _pk(key)}, "sk": {"S": REGISTER_SK}},
-                UpdateExpression="SET gist_id = :gist",
-                ConditionExpression="attribute_exists(pk) AND attribute_not_exists(gist_id)",
-                ExpressionAttributeValues={":gist": {"S": gist_id}},
-                ReturnValuesOnConditionCheckFailure="ALL_OLD",
-            )
-        except ClientError as error:
-            if error.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
-                raise
-            existing = (error.response.get("Item") or {}).get("gist_id", {}).get("S")
-            return str(existing or gist_id)
-        return gist_id
+    def _sleep_unprocessed(self, attempt: int) -> None:
+        self._pause(min(1.0, 0.05 * 2**attempt))
 
     def _expired(self, item: dict[str, Any]) -> bool:
         # DynamoDB deletes TTL-expired items lazily: an expired entry is gone as far as we are concerned.
@@ -323,6 +409,9 @@ def _register(key: str, item: dict[str, Any]) -> Register:
         gist_id=item.get("gist_id", {}).get("S"),
         synced_version=int(item.get("synced_version", {}).get("N", "0")),
         revision_sha=item.get("revision_sha", {}).get("S"),
+        shard=item.get("shard", {}).get("S"),
+        gist_file=item.get("gist_file", {}).get("S"),
+        dirty_at=float(item["dirty_at"]["N"]) if "dirty_at" in item else None,
     )
 
 

@@ -1,48 +1,59 @@
-"""Gist sync: each key's newest version written to its own secret gist, within a write budget.
+"""Gist sync: every dirty key's newest version written to its shard gist, one write per gist, within a budget.
 
-Versions written in between are coalesced (a sync always writes the register's newest version);
-an outage only delays sync - the register keeps every write, `synced_version` lags, and the
-message comes back until the gist answers again.
+The layout is in `cmdgate.state.layout`. A sync starts from one key (a message of the sync queue,
+or a write-through write): it reads the dirty keys of that key's namespace from the register's
+dirty index, places keys not yet in a shard, and writes each dirty gist once - the key's own
+first, then the others oldest unsynced write first, up to `max_gists` - with one
+`PATCH /gists/{id}` carrying every dirty key of that gist (a new shard is created with its first
+files and its manifest in the `POST`). A request is split only to stay under `request_bytes`.
+
+Every write of a gist holds the gist's sync lease (`gistsync#<namespace>/<n>`, `gistsync#<key>`
+for a format-1 gist), from any function, and re-reads its keys' registers under it, so writes of
+one gist are serial and each carries the newest versions: a gist never moves a key back. Versions
+written in between are coalesced. Gists have no conditional writes, so a write whose answer was
+lost is never sent again blind: the gist is read back first, and what it holds decides.
+An outage only delays sync: the register keeps every write and the key stays dirty.
 """
 
 from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from typing import Any
 
 from aws_lambda_powertools import Logger
 
 from cmdgate import errors
 from cmdgate.crypto import Codec
-from cmdgate.gist import GistClient
+from cmdgate.gist import Gist, GistClient, GistWriteUnconfirmed
 from cmdgate.locks import LockLost, LockManager
 from cmdgate.ratelimit import RateLimitPolicy, TokenBucket
-from cmdgate.state.model import digest_of
+from cmdgate.state import layout
+from cmdgate.state.layout import FileNamer, ShardRef, namespace_of
+from cmdgate.state.model import Register
+from cmdgate.state.shards import ShardDirectory
 from cmdgate.state.store import StateStore
 
 logger = Logger(child=True)
-# A key's sync lease outlasts one gist write with its retries; waiters give up in time to answer.
+# A gist's sync lease outlasts one write with its retries; waiters give up in time to answer.
 SYNC_LEASE_S = 60.0
 SYNC_LOCK_WAIT_S = 10.0
-STATE_FILE = "state.json"
+STATE_FILE = layout.LEGACY_FILE
+REQUEST_BYTES = 4_000_000  # a safe body size for one gist request
+DIRTY_KEYS_PER_PASS = 500  # dirty keys of a namespace read per sync
+GISTS_PER_SYNC = 4  # gists one message's sync may write (its own first): the others' messages get their turn
+MIN_REMAINING_S = 15.0  # a gist write is not started with less time than this left
+UNCONFIRMED_RESENDS = 2  # a write whose answer was lost, read back and found missing, is sent again at most this often
+_JSON_OVERHEAD = 64  # bytes a file adds to a request body beyond its name and content
 
 
 class GistBudgetExhausted(errors.ProblemError):
     """The write budget for the GitHub token is used up; sync waits (the message returns later)."""
 
     status, code, title = 503, "GIST_BUDGET_EXHAUSTED", "Gist write budget exhausted"
-
-
-@dataclass(frozen=True)
-class SyncOutcome:
-    """What a sync did for one key."""
-
-    key: str
-    written_version: int | None  # None: nothing to write (unknown key, or already synced)
-    revision: str | None = None
 
 
 class GistWriteBudget:
@@ -70,15 +81,41 @@ class GistWriteBudget:
             )
 
 
-class GistSync:
-    """Writes a key's newest version to its gist and records the revision.
+@dataclass(frozen=True)
+class SyncOutcome:
+    """What a sync did: the starting key's version written (None: nothing to write) and the gist writes made."""
 
-    With `locks`, every sync of a key - the state_sync function's and write-through's in any api
-    instance - holds the key's sync lease while it reads the register and writes the gist, so syncs
-    of one key are serial: each writes the newest version it finds (a gist never moves back to an
-    older one) and a key's first sync creates its one gist. A holder paused past its lease could
-    still land a stale write; the lease is kept well past a gist write's own timeouts.
-    """
+    key: str
+    written_version: int | None
+    revision: str | None = None
+    gist_writes: int = 0
+    files_written: int = 0
+
+
+class SyncDeferred(Exception):
+    """The invocation ran out of time before the key's gist was written; its message comes back."""
+
+
+@dataclass(frozen=True)
+class _Target:
+    """One gist to write: a shard, or a format-1 gist of a single key."""
+
+    lease: str
+    shard: ShardRef | None
+    keys: tuple[str, ...]
+    oldest: float
+
+
+@dataclass
+class _File:
+    key: str
+    version: int
+    name: str
+    content: str
+
+
+class GistSync:
+    """Writes dirty keys to their gists and records, per key, the version and revision written."""
 
     def __init__(
         self,
@@ -87,81 +124,297 @@ class GistSync:
         codec: Codec,
         budget: GistWriteBudget | None,
         locks: LockManager | None = None,
+        *,
+        shards: ShardDirectory,
+        namer: Callable[[], FileNamer],
+        stack_id: str,
+        plaintext: bool,
+        request_bytes: int = REQUEST_BYTES,
+        remaining_s: Callable[[], float] | None = None,
     ) -> None:
         self._store = store
         self._gist = gist
         self._codec = codec
         self._budget = budget
         self._locks = locks
+        self._shards = shards
+        self._namer = namer
+        self._stack_id = stack_id
+        self._plaintext = plaintext
+        self._request_bytes = request_bytes
+        self._remaining_s = remaining_s or (lambda: float("inf"))
 
     def bind_invocation(self, context: Any) -> None:
-        """Bound the Gist client's retries and waits by this invocation's remaining time."""
+        """Bound the Gist client's retries and this sync's passes by the invocation's remaining time."""
         self._gist.register_lambda_context(context)
+        self._remaining_s = lambda: context.get_remaining_time_in_millis() / 1000.0
 
-    def sync(self, key: str) -> SyncOutcome:
-        """Bring the key's gist up to the register's version (no-op when it already is), under its sync lease."""
+    # -- one sync -------------------------------------------------------------
+
+    def sync(self, key: str, *, max_gists: int = GISTS_PER_SYNC) -> SyncOutcome:
+        """Write the gist holding `key` and up to `max_gists - 1` other dirty gists of its namespace."""
+        own = self._store.register(key)
+        if own is None or own.synced_version >= own.version:
+            return SyncOutcome(key, None)
+        dirty = [k for k in self._store.dirty_keys(namespace_of(key), DIRTY_KEYS_PER_PASS) if k != key]
+        registers = self._store.registers([key, *dirty])
+        registers[key] = own
+        targets = self._targets([r for r in registers.values() if r.synced_version < r.version])
+        mine = next(t for t in targets if key in t.keys)
+        others = sorted((t for t in targets if t is not mine), key=lambda t: t.oldest)
+        writes = files = 0
+        written: int | None = None
+        revision: str | None = None
+        for target in [mine, *others][: max(1, max_gists)]:
+            if self._remaining_s() < MIN_REMAINING_S:
+                break
+            carried = self._write(target)
+            writes += carried.requests
+            files += len(carried.versions)
+            if target is mine:
+                written, revision = carried.versions.get(key), carried.revision
+        if written is None and self._store_behind(key):
+            raise SyncDeferred(key)
+        return SyncOutcome(key, written, revision, writes, files)
+
+    def _store_behind(self, key: str) -> bool:
+        register = self._store.register(key)
+        return register is not None and register.synced_version < register.version
+
+    def _targets(self, dirty: list[Register]) -> list[_Target]:
+        """Group dirty keys by the gist they go to, placing keys that have none yet."""
+        groups: dict[str, list[Register]] = {}
+        shard_of: dict[str, ShardRef | None] = {}
+        for register in sorted(dirty, key=lambda r: (r.dirty_at or 0.0, r.key)):
+            shard, lease = self._where(register)
+            groups.setdefault(lease, []).append(register)
+            shard_of[lease] = shard
+        return [
+            _Target(
+                lease=lease,
+                shard=shard_of[lease],
+                keys=tuple(r.key for r in members),
+                oldest=min(r.dirty_at or 0.0 for r in members),
+            )
+            for lease, members in groups.items()
+        ]
+
+    def _where(self, register: Register) -> tuple[ShardRef | None, str]:
+        """The key's shard (placing it in one if it has no gist) and the lease of its gist."""
+        if register.shard is None and register.gist_id is not None:
+            return None, f"gistsync#{register.key}"  # format 1: the key's own gist
+        if register.shard is not None:
+            shard = ShardRef.parse(register.shard)
+            return shard, f"gistsync#{shard.id}"
+        name = self._namer().file_of(register.key)
+        size = len(self._content(register)) + len(name) + _JSON_OVERHEAD
+        placed = self._shards.place(namespace_of(register.key), size)
+        shard_id, _, gist_id = self._store.place(register.key, placed.id, name)
+        if shard_id != placed.id:
+            self._shards.release(placed, size)  # placed elsewhere meanwhile
+            if shard_id is None and gist_id is not None:
+                return None, f"gistsync#{register.key}"
+            if shard_id is None:
+                raise errors.InternalError()
+            placed = ShardRef.parse(shard_id)
+        return placed, f"gistsync#{placed.id}"
+
+    # -- one gist -------------------------------------------------------------
+
+    @contextmanager
+    def _lease(self, name: str) -> Iterator[None]:
         if self._locks is None:
-            return self._sync(key)
-        lease = self._locks.acquire(f"gistsync#{key}", uuid.uuid4().hex, SYNC_LEASE_S, wait_s=SYNC_LOCK_WAIT_S)
+            yield
+            return
+        lease = self._locks.acquire(name, uuid.uuid4().hex, SYNC_LEASE_S, wait_s=SYNC_LOCK_WAIT_S)
         try:
-            return self._sync(key)
+            yield
         finally:
             try:
                 self._locks.release(lease)
             except LockLost:
-                logger.warning("gist sync lease lost before release", extra={"key": key})
+                logger.warning("gist sync lease lost before release", extra={"lease": name})
 
-    def _sync(self, key: str) -> SyncOutcome:
-        register = self._store.register(key)
-        if register is None or register.synced_version >= register.version:
-            return SyncOutcome(key, None)
+    def _write(self, target: _Target) -> _Carried:
+        """Under the gist's lease: re-read its keys, write the newest versions, mark them synced."""
+        with self._lease(target.lease):
+            fresh = self._store.registers(list(target.keys))
+            dirty = [r for r in fresh.values() if r.synced_version < r.version]
+            if not dirty:
+                return _Carried()
+            if target.shard is None:
+                return self._write_legacy(dirty[0])
+            return self._write_shard(target.shard, dirty)
+
+    def _write_shard(self, shard: ShardRef, dirty: list[Register]) -> _Carried:
+        carried = _Carried()
+        files = [_File(r.key, r.version, r.gist_file or self._namer().file_of(r.key), self._content(r)) for r in dirty]
+        gist_id = self._shards.gist_of(shard)
+        for chunk in self._chunks(files):
+            if gist_id is None:
+                gist = self._create_shard(shard, chunk)
+                gist_id = self._shards.remember_gist(shard, gist.id)
+                if gist_id != gist.id:  # cannot happen under the lease; never write a key into two gists
+                    raise errors.InternalError()
+            else:
+                gist = self._patch(gist_id, chunk)
+            carried.add(self._confirm(gist, chunk))
+        return carried
+
+    def _write_legacy(self, register: Register) -> _Carried:
+        if register.gist_id is None:
+            raise errors.InternalError()
+        content = layout.encode_legacy(
+            self._codec,
+            register.key,
+            register.version,
+            register.value_json,
+            deleted=register.deleted,
+            updated_at=register.updated_at,
+            digest=register.digest,
+        )
+        chunk = [_File(register.key, register.version, STATE_FILE, content)]
+        carried = _Carried()
+        carried.add(self._confirm(self._patch(register.gist_id, chunk), chunk))
+        return carried
+
+    def _content(self, register: Register) -> str:
+        return layout.encode(
+            self._codec,
+            register.key,
+            register.version,
+            register.value_json,
+            deleted=register.deleted,
+            updated_at=register.updated_at,
+            digest=register.digest,
+            plaintext=self._plaintext,
+        )
+
+    def _chunks(self, files: list[_File]) -> Iterator[list[_File]]:
+        chunk: list[_File] = []
+        size = 0
+        for file in files:
+            cost = len(file.content.encode("utf-8")) + len(file.name) + _JSON_OVERHEAD
+            if chunk and size + cost > self._request_bytes:
+                yield chunk
+                chunk, size = [], 0
+            chunk.append(file)
+            size += cost
+        if chunk:
+            yield chunk
+
+    def _take_budget(self) -> None:
         if self._budget is not None:
             self._budget.take()
-        envelope = self._codec.encrypt(register.value_json.encode("utf-8"), {"cmdgate:state-key": key})
-        document = {
-            "key": key,
-            "version": register.version,
-            "updated_at": register.updated_at,
-            "deleted": register.deleted,
-            "digest": register.digest,
-            "value": envelope,
-        }
-        content = json.dumps(document, indent=2, sort_keys=True)
-        if register.gist_id is None:
-            created = self._gist.create_gist({STATE_FILE: content}, f"cmdgate state: {key}")
-            gist_id = self._store.remember_gist(key, created.id)
-            gist = created if gist_id == created.id else self._gist.update_file(gist_id, STATE_FILE, content)
-        else:
-            gist_id = register.gist_id
-            gist = self._gist.update_file(gist_id, STATE_FILE, content)
-        revision = gist.history[0].version if gist.history else None
+
+    def _patch(self, gist_id: str, chunk: list[_File]) -> Gist:
+        """One PATCH of the chunk's files; a lost answer is read back, and the write resent only if it did not land."""
+        files = {f.name: f.content for f in chunk}
+        for _ in range(UNCONFIRMED_RESENDS + 1):
+            self._take_budget()
+            try:
+                return self._gist.update_files(gist_id, files, blind_retry=False)
+            except GistWriteUnconfirmed:
+                logger.warning("gist write unconfirmed: reading it back", extra={"gist_id": gist_id})
+                current = self._gist.get_gist(gist_id)
+                if self._holds(current, chunk):
+                    return current
+        raise GistWriteUnconfirmed("update_files", "the gist write did not land after it was resent")
+
+    def _create_shard(self, shard: ShardRef, chunk: list[_File]) -> Gist:
+        """Create the shard's gist with its manifest and first files, adopting one an earlier attempt left."""
+        description = layout.description(self._stack_id, shard)
+        files = {layout.MANIFEST_FILE: layout.manifest(self._stack_id, shard), **{f.name: f.content for f in chunk}}
+        for _ in range(UNCONFIRMED_RESENDS + 1):
+            orphan = self._find_shard_gist(description)
+            if orphan is not None:
+                # An earlier create landed but its answer (or its record) was lost: that gist is the shard's.
+                gist_id = self._shards.remember_gist(shard, orphan)
+                current = self._gist.get_gist(gist_id)
+                return current if self._holds(current, chunk) else self._patch(gist_id, chunk)
+            self._take_budget()
+            try:
+                return self._gist.create_gist(files, description, blind_retry=False)
+            except GistWriteUnconfirmed:
+                logger.warning("gist create unconfirmed: looking for it", extra={"shard": shard.id})
+        raise GistWriteUnconfirmed("create_gist", "the gist was not created after it was resent")
+
+    def _find_shard_gist(self, description: str) -> str | None:
+        """A gist of this token already holding the shard (newest updated first; the first page only)."""
+        for listed in self._gist.list_gists(per_page=100):
+            if listed.description == description and layout.MANIFEST_FILE in listed.files:
+                return listed.id
+        return None
+
+    def _holds(self, gist: Gist, chunk: list[_File]) -> bool:
+        for file in chunk:
+            if file.name not in gist.files:
+                return False
+            if self._gist.read_file(gist, file.name) != file.content:
+                return False
+        return True
+
+    def _confirm(self, gist: Gist, chunk: list[_File]) -> _Carried:
+        """Check what the answer shows against what was sent, then mark each file's version synced."""
+        revision = gist.version
         if revision is None:
             raise errors.InternalError()
-        stored = gist.files.get(STATE_FILE)
-        if stored is not None and not stored.truncated and stored.content is not None and stored.content != content:
-            # What GitHub kept is not what we wrote: report it, and do not count the version as synced.
-            logger.error("gist content differs from what was written", extra={"key": key, "revision": revision})
-            raise GistContentMismatch(f"The gist of {key!r} does not hold what was written.")
-        self._store.mark_synced(key, register.version, gist_id, revision)
-        logger.info("state synced to gist", extra={"key": key, "version": register.version, "revision": revision})
-        return SyncOutcome(key, register.version, revision)
+        for file in chunk:
+            stored = gist.files.get(file.name)
+            if stored is None or (
+                not stored.truncated and stored.content is not None and stored.content != file.content
+            ):
+                # What GitHub kept is not what we wrote: report it, and do not count the version as synced.
+                logger.error("gist content differs from what was written", extra={"revision": revision})
+                raise GistContentMismatch("A gist does not hold what was written.")
+        for file in chunk:
+            self._store.mark_synced(file.key, file.version, gist.id, revision)
+        logger.info("state synced to gist", extra={"gist_id": gist.id, "revision": revision, "files": len(chunk)})
+        return _Carried(requests=1, versions={f.key: f.version for f in chunk}, revision=revision)
 
-    def find_version(self, key: str, gist_id: str, version: int, max_revisions: int = 10) -> tuple[Any, bool] | None:
+    # -- reading back -----------------------------------------------------------
+
+    def find_version(self, register: Register, version: int, max_revisions: int = 10) -> tuple[Any, bool] | None:
         """`(value, deleted)` of `version` read back from the key's gist history (the newest
-        `max_revisions` revisions: it costs GitHub calls inside a request), decrypted and checked
-        against the digest written with it; None if it is not there."""
+        `max_revisions` revisions: it costs GitHub calls inside a request), decrypted and checked;
+        None if it is not there."""
+        gist_id = register.gist_id
+        if gist_id is None:
+            return None
+        name = register.gist_file or STATE_FILE
         for commit in self._gist.list_commits(gist_id, per_page=max_revisions):
-            document = json.loads(self._gist.read_file(self._gist.get_revision(gist_id, commit.version), STATE_FILE))
-            found = int(document.get("version", 0))
-            if found < version:
-                return None  # newest first: the version is older than anything retained here
-            if found == version:
-                value = json.loads(self._codec.decrypt(document["value"], {"cmdgate:state-key": key}))
-                if digest_of(value) != document.get("digest"):
-                    logger.error("gist revision fails its digest", extra={"key": key, "revision": commit.version})
-                    raise GistContentMismatch(f"Gist revision {commit.version} of {key!r} fails its digest.")
-                return value, bool(document.get("deleted", False))
+            revision = self._gist.get_revision(gist_id, commit.version)
+            if name not in revision.files:
+                return None  # newest first: the key was not in this gist yet
+            content = self._gist.read_file(revision, name)
+            try:
+                found = layout.version_in(content)
+                if found < version:
+                    return None  # the version is older than anything retained here
+                if found > version:
+                    continue
+                decoded = layout.decode(self._codec, register.key, content)
+            except layout.InvalidStateFile:
+                logger.error("gist revision fails its check", extra={"revision": commit.version})
+                raise GistContentMismatch(
+                    f"Gist revision {commit.version} of {register.key!r} fails its check."
+                ) from None
+            return decoded.value, decoded.deleted
         return None
+
+
+@dataclass
+class _Carried:
+    """What writes of one gist carried: requests made, key -> version written, the last revision."""
+
+    requests: int = 0
+    versions: dict[str, int] = field(default_factory=dict)
+    revision: str | None = None
+
+    def add(self, other: _Carried) -> None:
+        self.requests += other.requests
+        self.versions.update(other.versions)
+        self.revision = other.revision or self.revision
 
 
 class GistContentMismatch(errors.ProblemError):
@@ -192,7 +445,7 @@ class WriteThroughSync:
     def schedule(self, key: str, version: int) -> None:
         """Sync now; on failure queue the sync (nothing is lost) and answer 503 with the committed version."""
         try:
-            self._sync().sync(key)
+            self._sync().sync(key, max_gists=1)
         except Exception as failure:  # noqa: BLE001 - any failure: queue the sync, tell the caller
             try:
                 self._fallback.schedule(key, version)

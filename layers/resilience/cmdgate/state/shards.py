@@ -1,0 +1,142 @@
+"""The shard directory: which shard gists a namespace has, how full each is, and its gist id.
+
+Items in the state table: `pk = "shard#<namespace>"`, `sk = "<6-digit shard number>"`, with
+`files` and `bytes` counters and, once the gist exists, `gist_id`. A key joins the newest shard
+of its namespace with one conditional update (`files < StateKeysPerGist` and `bytes` leaving room
+for the key's file); when that shard is full the next one is created with a conditional put, so
+concurrent syncs (the state_sync function and write-through in api instances) never overfill a
+shard or create one twice. Bytes are counted when a key joins, from its file then: a value that
+grows later is not moved (a shard can outgrow `StateBytesPerGist` by its keys' growth).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from cmdgate.state.layout import ShardRef
+
+MAX_PLACEMENT_ATTEMPTS = 8
+
+
+def _pk(namespace: str) -> str:
+    return f"shard#{namespace}"
+
+
+def _sk(number: int) -> str:
+    return f"{number:06d}"
+
+
+def _conditional_failed(error: ClientError) -> bool:
+    return error.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
+
+
+class ShardDirectory:
+    """Places keys in shards and remembers each shard's gist."""
+
+    def __init__(self, client: Any, table: str, *, keys_per_gist: int = 50, bytes_per_gist: int = 5_000_000) -> None:
+        self._client = client
+        self._table = table
+        self.keys_per_gist = keys_per_gist
+        self.bytes_per_gist = bytes_per_gist
+
+    def place(self, namespace: str, size: int) -> ShardRef:
+        """Count one more file of `size` bytes in the namespace's newest shard with room (a new one if full)."""
+        for _ in range(MAX_PLACEMENT_ATTEMPTS):
+            newest = self._newest(namespace)
+            if newest is None:
+                if self._create(namespace, 0, size):
+                    return ShardRef(namespace, 0)
+                continue
+            if self._join(namespace, newest, size):
+                return ShardRef(namespace, newest)
+            if self._create(namespace, newest + 1, size):
+                return ShardRef(namespace, newest + 1)
+        raise RuntimeError(f"no shard of {namespace!r} took a file after {MAX_PLACEMENT_ATTEMPTS} attempts")
+
+    def release(self, shard: ShardRef, size: int) -> None:
+        """Give back a placement that was not used (its key was placed elsewhere first)."""
+        self._client.update_item(
+            TableName=self._table,
+            Key={"pk": {"S": _pk(shard.namespace)}, "sk": {"S": _sk(shard.number)}},
+            UpdateExpression="ADD files :minus_one, #bytes :minus_size",
+            ExpressionAttributeNames={"#bytes": "bytes"},
+            ExpressionAttributeValues={":minus_one": {"N": "-1"}, ":minus_size": {"N": str(-size)}},
+        )
+
+    def gist_of(self, shard: ShardRef) -> str | None:
+        """The shard's gist id, once it has one."""
+        item = self._client.get_item(
+            TableName=self._table,
+            Key={"pk": {"S": _pk(shard.namespace)}, "sk": {"S": _sk(shard.number)}},
+            ConsistentRead=True,
+        ).get("Item")
+        return item.get("gist_id", {}).get("S") if item else None
+
+    def remember_gist(self, shard: ShardRef, gist_id: str) -> str:
+        """Record the shard's new gist unless it has one already; returns the shard's gist."""
+        try:
+            self._client.update_item(
+                TableName=self._table,
+                Key={"pk": {"S": _pk(shard.namespace)}, "sk": {"S": _sk(shard.number)}},
+                UpdateExpression="SET gist_id = :gist",
+                ConditionExpression="attribute_exists(pk) AND attribute_not_exists(gist_id)",
+                ExpressionAttributeValues={":gist": {"S": gist_id}},
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
+        except ClientError as error:
+            if not _conditional_failed(error):
+                raise
+            existing = (error.response.get("Item") or {}).get("gist_id", {}).get("S")
+            return str(existing or gist_id)
+        return gist_id
+
+    def _newest(self, namespace: str) -> int | None:
+        answer = self._client.query(
+            TableName=self._table,
+            KeyConditionExpression="pk = :pk",
+            ExpressionAttributeValues={":pk": {"S": _pk(namespace)}},
+            ScanIndexForward=False,
+            Limit=1,
+            ConsistentRead=True,
+        )
+        items = answer.get("Items", [])
+        return int(items[0]["sk"]["S"]) if items else None
+
+    def _join(self, namespace: str, number: int, size: int) -> bool:
+        try:
+            self._client.update_item(
+                TableName=self._table,
+                Key={"pk": {"S": _pk(namespace)}, "sk": {"S": _sk(number)}},
+                UpdateExpression="ADD files :one, #bytes :size",
+                ConditionExpression="files < :max_files AND #bytes <= :room",
+                ExpressionAttributeNames={"#bytes": "bytes"},
+                ExpressionAttributeValues={
+                    ":one": {"N": "1"},
+                    ":size": {"N": str(size)},
+                    ":max_files": {"N": str(self.keys_per_gist)},
+                    ":room": {"N": str(self.bytes_per_gist - size)},
+                },
+            )
+        except ClientError as error:
+            if _conditional_failed(error):
+                return False
+            raise
+        return True
+
+    def _create(self, namespace: str, number: int, size: int) -> bool:
+        try:
+            self._client.update_item(
+                TableName=self._table,
+                Key={"pk": {"S": _pk(namespace)}, "sk": {"S": _sk(number)}},
+                UpdateExpression="SET files = :one, #bytes = :size",
+                ConditionExpression="attribute_not_exists(pk)",
+                ExpressionAttributeNames={"#bytes": "bytes"},
+                ExpressionAttributeValues={":one": {"N": "1"}, ":size": {"N": str(size)}},
+            )
+        except ClientError as error:
+            if _conditional_failed(error):
+                return False
+            raise
+        return True
