@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
@@ -11,19 +12,31 @@ from aws_lambda_powertools.utilities.batch.types import PartialItemFailureRespon
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from cmdgate.state.sync import parse_sync_message
+from cmdgate.state.sync import SyncDeferred, parse_sync_message
 from cmdgate.wiring import services
 
 logger = Logger()
 tracer = Tracer()
 metrics = Metrics()
-# FIFO: after a failure the rest of the batch is returned too, so a key's versions keep their order.
-processor = SqsFifoPartialProcessor()
+# FIFO with one group per key: a deferred key holds back its own group only.
+processor = SqsFifoPartialProcessor(skip_group_on_error=True)
+MAX_DEFER_S = 300
 
 
 @tracer.capture_method
 def record_handler(record: SQSRecord) -> None:
-    outcome = services().gist_sync.sync(parse_sync_message(record.body))
+    try:
+        outcome = services().gist_sync.sync(parse_sync_message(record.body))
+    except SyncDeferred as deferred:
+        # The message comes back when the key's gist is due, not after the whole visibility timeout.
+        wait_s = min(MAX_DEFER_S, max(1, math.ceil(deferred.wait_s)))
+        services().clients.client("sqs").change_message_visibility(
+            QueueUrl=services().settings.state_sync_queue_url,
+            ReceiptHandle=record.receipt_handle,
+            VisibilityTimeout=wait_s,
+        )
+        metrics.add_metric(name="GistSyncsDeferred", unit="Count", value=1)
+        raise
     if outcome.gist_writes:
         metrics.add_metric(name="GistWrites", unit="Count", value=outcome.gist_writes)
         metrics.add_metric(name="GistFilesWritten", unit="Count", value=outcome.files_written)

@@ -99,6 +99,7 @@ def running_stack(workdir: Path, extra_params: tuple[str, ...] = ()) -> Iterator
         f"JwtSecretArn={JWT_SECRET_NAME}",  # the authorizer's policy names the secret it reads
         "HttpRequestAllowedHosts=127.0.0.1",
         "StateSyncVisibilityTimeoutS=2",
+        "StateGistLingerS=1",  # tests wait for syncs; the shard tests start a stack of their own with more
         *extra_params,
     )
     try:

@@ -44,6 +44,9 @@ class Settings(BaseSettings):
     state_keys_per_gist: int = Field(default=50, ge=1, le=250)  # GitHub lists at most 300 files of a gist
     state_bytes_per_gist: int = Field(default=5_000_000, ge=1024)
     state_gist_request_bytes: int = Field(default=4_000_000, ge=1024)
+    state_gist_linger_s: float = Field(
+        default=10.0, ge=0
+    )  # a gist is written once its oldest unsynced write is this old
     stack_id: str = "cmdgate"  # names this deployment in its gists' manifests and descriptions
     max_state_body_bytes: int = Field(default=256 * 1024, ge=1)
     command_packs: str = "builtin"

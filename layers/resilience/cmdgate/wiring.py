@@ -262,6 +262,7 @@ class Services:
             stack_id=settings.stack_id,
             plaintext=plaintext,
             request_bytes=settings.state_gist_request_bytes,
+            linger_s=settings.state_gist_linger_s,
         )
 
     def _file_namer(self) -> FileNamer:

@@ -18,6 +18,7 @@ An outage only delays sync: the register keeps every write and the key stays dir
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -93,7 +94,11 @@ class SyncOutcome:
 
 
 class SyncDeferred(Exception):
-    """The invocation ran out of time before the key's gist was written; its message comes back."""
+    """The key's gist is not written now (it lingers, or time ran out); its message comes back in `wait_s`."""
+
+    def __init__(self, key: str, wait_s: float) -> None:
+        super().__init__(key)
+        self.wait_s = wait_s
 
 
 @dataclass(frozen=True)
@@ -130,7 +135,9 @@ class GistSync:
         stack_id: str,
         plaintext: bool,
         request_bytes: int = REQUEST_BYTES,
+        linger_s: float = 0.0,
         remaining_s: Callable[[], float] | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self._store = store
         self._gist = gist
@@ -142,6 +149,8 @@ class GistSync:
         self._stack_id = stack_id
         self._plaintext = plaintext
         self._request_bytes = request_bytes
+        self._linger_s = linger_s
+        self._clock = clock  # wall clock, as writes stamp dirty_at
         self._remaining_s = remaining_s or (lambda: float("inf"))
 
     def bind_invocation(self, context: Any) -> None:
@@ -151,8 +160,14 @@ class GistSync:
 
     # -- one sync -------------------------------------------------------------
 
-    def sync(self, key: str, *, max_gists: int = GISTS_PER_SYNC) -> SyncOutcome:
-        """Write the gist holding `key` and up to `max_gists - 1` other dirty gists of its namespace."""
+    def sync(self, key: str, *, max_gists: int = GISTS_PER_SYNC, now: bool = False) -> SyncOutcome:
+        """Write the gist holding `key` and up to `max_gists - 1` other dirty gists of its namespace.
+
+        A gist is written once its oldest unsynced write is `linger_s` old (so one write carries a
+        burst, and a busy gist spends one write per `linger_s`, not one per state write); before
+        that, or without the time to write, SyncDeferred says when to come back. `now` (write-through)
+        writes the key's gist at once.
+        """
         own = self._store.register(key)
         if own is None or own.synced_version >= own.version:
             return SyncOutcome(key, None)
@@ -161,7 +176,10 @@ class GistSync:
         registers[key] = own
         targets = self._targets([r for r in registers.values() if r.synced_version < r.version])
         mine = next(t for t in targets if key in t.keys)
-        others = sorted((t for t in targets if t is not mine), key=lambda t: t.oldest)
+        lingers = self._lingering(mine)
+        if lingers > 0 and not now:
+            raise SyncDeferred(key, lingers)
+        others = sorted((t for t in targets if t is not mine and self._lingering(t) <= 0), key=lambda t: t.oldest)
         writes = files = 0
         written: int | None = None
         revision: str | None = None
@@ -174,8 +192,12 @@ class GistSync:
             if target is mine:
                 written, revision = carried.versions.get(key), carried.revision
         if written is None and self._store_behind(key):
-            raise SyncDeferred(key)
+            raise SyncDeferred(key, 1.0)
         return SyncOutcome(key, written, revision, writes, files)
+
+    def _lingering(self, target: _Target) -> float:
+        """Seconds until the target's oldest unsynced write is `linger_s` old (<= 0: write it now)."""
+        return target.oldest + self._linger_s - self._clock()
 
     def _store_behind(self, key: str) -> bool:
         register = self._store.register(key)
@@ -445,7 +467,7 @@ class WriteThroughSync:
     def schedule(self, key: str, version: int) -> None:
         """Sync now; on failure queue the sync (nothing is lost) and answer 503 with the committed version."""
         try:
-            self._sync().sync(key, max_gists=1)
+            self._sync().sync(key, max_gists=1, now=True)
         except Exception as failure:  # noqa: BLE001 - any failure: queue the sync, tell the caller
             try:
                 self._fallback.schedule(key, version)
