@@ -1,4 +1,4 @@
-"""Write-behind gist sync against the loopback Gist API: encrypted content, revisions, outages."""
+"""Gist sync against the loopback Gist API: encrypted shard files, revisions, tombstones, format-1 gists, outages."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import httpx
 import pytest
 
 from cmdgate.crypto import codec_for
+from cmdgate.state import layout
 from tests.integration.conftest import Stack, wait_for
 
 pytestmark = pytest.mark.integration
@@ -30,14 +31,27 @@ def synced(stack: Stack, key: str) -> int:
     return int(stack.admin.get(f"/v1/state/{key}").headers["gist-synced-version"])
 
 
-def gist_document(stack: Stack, gist_id: str) -> dict[str, Any]:
-    gist = httpx.get(f"{stack.state['gist_url']}/gists/{gist_id}", headers={"Authorization": "Bearer test"}).json()
-    return json.loads(gist["files"]["state.json"]["content"])
+GITHUB = {"Authorization": "Bearer test"}
 
 
-def decrypt(stack: Stack, key: str, envelope: dict[str, Any]) -> Any:
+def gist_file(stack: Stack, key: str, revision: str | None = None) -> str:
+    """The key's file content in the gist its register names (at `revision`, else the newest)."""
+    item = register(stack, key)
+    gist_id = item["gist_id"]["S"]
+    path = f"/gists/{gist_id}/{revision}" if revision else f"/gists/{gist_id}"
+    gist = httpx.get(f"{stack.state['gist_url']}{path}", headers=GITHUB).json()
+    content: str = gist["files"][item.get("gist_file", {}).get("S", layout.LEGACY_FILE)]["content"]
+    return content
+
+
+def gist_document(stack: Stack, key: str) -> dict[str, Any]:
+    return dict(json.loads(gist_file(stack, key)))
+
+
+def opened(stack: Stack, key: str, revision: str | None = None) -> layout.FileVersion:
+    """The key's file, decrypted and checked."""
     codec = codec_for("kms", stack.aws("kms"), stack.resource("StateKey"))
-    return json.loads(codec.decrypt(envelope, {"cmdgate:state-key": key}))
+    return layout.decode(codec, key, gist_file(stack, key, revision))
 
 
 def admin(stack: Stack, path: str, body: dict[str, Any]) -> None:
@@ -49,11 +63,11 @@ def test_writes_reach_an_encrypted_gist_and_history_lists_revisions(stack: Stack
     stack.admin.put(f"/v1/state/{key}", json={"secret": "s3cr3t", "n": 1}, headers={"If-None-Match": "*"})
     stack.admin.patch(f"/v1/state/{key}", json={"n": 2}, headers=MERGE)
     wait_for(lambda: synced(stack, key) == 2, timeout_s=30)
-    gist_id = register(stack, key)["gist_id"]["S"]
-    document = gist_document(stack, gist_id)
+    document = gist_document(stack, key)
     assert document["version"] == 2
     assert "s3cr3t" not in json.dumps(document)  # a secret gist is readable by URL: content is encrypted
-    assert decrypt(stack, key, document["value"]) == {"secret": "s3cr3t", "n": 2}
+    assert key not in json.dumps(document)  # and so is the key's name
+    assert opened(stack, key).value == {"secret": "s3cr3t", "n": 2}
     history = stack.admin.get(f"/v1/state/{key}/history").json()["versions"]
     assert history[0]["version"] == 2 and history[0]["revision"]
 
@@ -75,8 +89,7 @@ def test_gist_outage_delays_sync_loses_nothing_and_drains(stack: Stack) -> None:
     recovered_at = time.monotonic()
     wait_for(lambda: synced(stack, key) == 6, timeout_s=90, interval_s=0.5)
     print(f"backlog drained {time.monotonic() - recovered_at:.1f} s after the gist API recovered")
-    gist_id = register(stack, key)["gist_id"]["S"]
-    assert decrypt(stack, key, gist_document(stack, gist_id)["value"]) == {"n": 5}
+    assert opened(stack, key).value == {"n": 5}
 
 
 @pytest.fixture(scope="module")
@@ -173,18 +186,76 @@ def test_concurrent_write_through_writes_make_one_gist_that_never_moves_back(wri
     item = wait_for(fully_synced, timeout_s=60)
     # One gist for the key, and its newest revision holds the register's newest version.
     assert httpx.get(f"{stack.state['gist_url']}/_admin/stats").json()["gists"] == gists_before + 1
-    document = gist_document(stack, item["gist_id"]["S"])
-    assert document["version"] == int(item["version"]["N"])
-    assert decrypt(stack, key, document["value"]) == 8
-    versions = [
-        json.loads(
-            httpx.get(
-                f"{stack.state['gist_url']}/gists/{item['gist_id']['S']}/{commit['version']}",
-                headers={"Authorization": "Bearer test"},
-            ).json()["files"]["state.json"]["content"]
-        )["version"]
-        for commit in httpx.get(
-            f"{stack.state['gist_url']}/gists/{item['gist_id']['S']}/commits", headers={"Authorization": "Bearer test"}
-        ).json()
-    ]
+    newest = opened(stack, key)
+    assert (newest.version, newest.value) == (int(item["version"]["N"]), 8)
+    commits = httpx.get(f"{stack.state['gist_url']}/gists/{item['gist_id']['S']}/commits", headers=GITHUB).json()
+    versions = [layout.version_in(gist_file(stack, key, commit["version"])) for commit in commits]
     assert versions == sorted(versions, reverse=True)  # newest first, and never an older one after a newer
+
+
+def test_a_deleted_key_leaves_a_tombstone_in_its_gist(stack: Stack) -> None:
+    key = f"tomb.{uuid.uuid4().hex[:10]}"
+    stack.admin.put(f"/v1/state/{key}", json={"n": 1}, headers={"If-None-Match": "*"})
+    wait_for(lambda: int(register(stack, key).get("synced_version", {"N": "0"})["N"]) == 1, timeout_s=30)
+    assert stack.admin.delete(f"/v1/state/{key}", headers={"If-Match": '"1"'}).status_code == 204
+    wait_for(lambda: int(register(stack, key).get("synced_version", {"N": "0"})["N"]) == 2, timeout_s=30)
+    tombstone = opened(stack, key)
+    assert (tombstone.version, tombstone.deleted, tombstone.value) == (2, True, None)
+
+
+def test_history_and_restore_of_a_key_across_shard_revisions(stack: Stack) -> None:
+    ns = f"hist{uuid.uuid4().hex[:8]}"
+    key, neighbour = f"{ns}.k", f"{ns}.other"
+    stack.admin.put(f"/v1/state/{key}", json={"n": 1}, headers={"If-None-Match": "*"})
+    stack.admin.put(f"/v1/state/{neighbour}", json=0, headers={"If-None-Match": "*"})
+    for n in (2, 3):
+        wait_for(lambda n=n: synced(stack, key) == n - 1, timeout_s=30)
+        stack.admin.patch(f"/v1/state/{key}", json={"n": n}, headers=MERGE)
+        stack.admin.patch(f"/v1/state/{neighbour}", json=n, headers=MERGE)  # more revisions of the same gist
+    wait_for(lambda: synced(stack, key) == 3, timeout_s=30)
+    assert register(stack, key)["gist_id"] == register(stack, neighbour)["gist_id"]  # one shard
+    history = stack.admin.get(f"/v1/state/{key}/history").json()["versions"]
+    revisions = [entry["revision"] for entry in history]
+    assert [entry["version"] for entry in history] == [3, 2, 1] and len(set(revisions)) == 3
+    for entry in history:  # each logged revision of the shard holds that version of the key
+        assert opened(stack, key, entry["revision"]).version == entry["version"]
+    # The log gone, the gist's revisions still give version 1 back; restore writes it as version 4.
+    stack.aws("dynamodb").delete_item(
+        TableName=stack.resource("StateTable"), Key={"pk": {"S": f"key#{key}"}, "sk": {"S": f"v#{1:012d}"}}
+    )
+    assert stack.admin.get(f"/v1/state/{key}", params={"version": 1}).json() == {"n": 1}
+    restored = stack.admin.post(f"/v1/state/{key}/restore", json={"version": 1})
+    assert restored.status_code in (200, 204), restored.text
+    wait_for(lambda: synced(stack, key) == 4, timeout_s=30)
+    assert opened(stack, key).value == {"n": 1}
+
+
+def test_a_single_key_gist_of_the_old_layout_is_read_written_and_restored(stack: Stack) -> None:
+    from cmdgate.state.model import digest_of
+    from cmdgate.state.store import StateStore
+
+    key = f"legacy{uuid.uuid4().hex[:8]}.k"  # a namespace of its own: no other key's sync places it
+    store = StateStore(stack.aws("dynamodb"), stack.resource("StateTable"))
+    store.commit(key, None, '{"n":1}', digest_of({"n": 1}))
+    codec = codec_for("kms", stack.aws("kms"), stack.resource("StateKey"))
+    content = layout.encode_legacy(codec, key, 1, '{"n":1}', deleted=False, updated_at="t", digest=digest_of({"n": 1}))
+    created = httpx.post(
+        f"{stack.state['gist_url']}/gists",
+        json={"description": f"cmdgate state: {key}", "public": False, "files": {"state.json": {"content": content}}},
+        headers=GITHUB,
+    ).json()
+    store.mark_synced(key, 1, created["id"], created["history"][0]["version"])
+
+    assert stack.admin.get(f"/v1/state/{key}").json() == {"n": 1}
+    stack.admin.patch(f"/v1/state/{key}", json={"n": 2}, headers=MERGE)
+    wait_for(lambda: synced(stack, key) == 2, timeout_s=30)
+    item = register(stack, key)
+    assert item["gist_id"]["S"] == created["id"] and "shard" not in item  # still its own gist
+    assert opened(stack, key).value == {"n": 2}
+    stack.aws("dynamodb").delete_item(
+        TableName=stack.resource("StateTable"), Key={"pk": {"S": f"key#{key}"}, "sk": {"S": f"v#{1:012d}"}}
+    )
+    assert stack.admin.get(f"/v1/state/{key}", params={"version": 1}).json() == {"n": 1}
+    stack.admin.post(f"/v1/state/{key}/restore", json={"version": 1})
+    wait_for(lambda: synced(stack, key) == 3, timeout_s=30)
+    assert opened(stack, key).value == {"n": 1} and register(stack, key)["gist_id"]["S"] == created["id"]
