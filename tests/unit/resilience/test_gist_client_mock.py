@@ -394,7 +394,7 @@ def test_an_unconfirmed_write_still_counts_as_a_breaker_failure(make: Any, fake:
 # -- listing the token's gists -------------------------------------------------------
 
 
-def listed_gist(gist_id: str, description: str, files: dict[str, int]) -> Any:
+def listed_gist(gist_id: str, description: str | None, files: dict[str, int]) -> Any:
     """One item of GitHub's GET /gists answer (base-gist): no content, no history."""
     return {
         "url": f"{BASE}/gists/{gist_id}",
