@@ -45,7 +45,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol, TypeVar
 from urllib.parse import quote, urlsplit
 
@@ -247,8 +247,9 @@ class GistClient:
     def list_gists(self, per_page: int = 100, page: int = 1, since: datetime | None = None) -> list[GistSummary]:
         """One page of the token's own gists (secret ones included), as GitHub lists them.
 
-        `since` (timezone-aware) keeps gists last updated after it; GitHub takes whole
-        seconds, so it is rounded down (nothing updated in that second is missed).
+        `since` (timezone-aware) keeps gists last updated after it. GitHub takes whole
+        seconds, so it is sent rounded down and one second earlier: nothing updated at
+        or after `since` is missed, a gist or two from just before it may be listed.
         Listed files carry names and sizes, no content: read a gist for its files.
         """
         if not 1 <= per_page <= 100 or page < 1:
@@ -257,7 +258,8 @@ class GistClient:
         if since is not None:
             if since.tzinfo is None or since.utcoffset() is None:
                 raise ValueError("since must be timezone-aware")
-            params["since"] = since.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+            earlier = since.astimezone(UTC).replace(microsecond=0) - timedelta(seconds=1)
+            params["since"] = earlier.strftime("%Y-%m-%dT%H:%M:%SZ")
         answer = self._call("list_gists", "GET", f"{self._base_url}/gists", params=params)
         try:
             return _summaries_adapter.validate_json(answer.content)
