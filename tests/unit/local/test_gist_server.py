@@ -233,7 +233,7 @@ def test_list_gists_paginates_with_a_link_header_that_keeps_since(
     server: GistServer, client: httpx.Client, clock: FakeClock
 ) -> None:
     since = "2023-11-14T22:13:20Z"  # the fake clock's start
-    ids = []
+    ids: list[str] = []
     for n in range(5):
         ids.insert(0, create(client, str(n))["id"])
         clock.advance(1)
