@@ -350,6 +350,8 @@ def test_update_gist_200_edit_rename_delete(ctx: Ctx, strict_openapi: OpenAPI) -
         {"files": {"a.json": {"content": '{"v": 2}'}}},
         {"files": {"b.txt": {"filename": "renamed.txt"}}},
         {"files": {"c.md": None}},
+        # Many files in one body, as GitHub takes them: an edit, a new file, a deletion.
+        {"files": {"a.json": {"content": '{"v": 3}'}, "d.json": {"content": "d"}, "d2.json": None}},
     ]
     for body in bodies:
         response = ctx.client.patch(f"/gists/{gist['id']}", json=body)
@@ -358,7 +360,7 @@ def test_update_gist_200_edit_rename_delete(ctx: Ctx, strict_openapi: OpenAPI) -
         assert_api_headers(response)
         assert_full_gist(response.json())
     final = response.json()
-    assert set(final["files"]) == {"a.json", "renamed.txt"}
+    assert set(final["files"]) == {"a.json", "renamed.txt", "d.json"}
     assert final["description"] == "An updated gist description"
     assert len(final["history"]) == 1 + len(bodies)
 
@@ -391,6 +393,39 @@ def test_list_commits_200_paginated_then_304(ctx: Ctx, strict_openapi: OpenAPI) 
     )
     assert cached.status_code == 304
     assert cached.content == b""
+    assert_documented(strict_openapi, cached)
+
+
+def test_list_gists_200_paginated_then_304(ctx: Ctx, strict_openapi: OpenAPI) -> None:
+    created = [ctx.create({"manifest.json": "{}", f"k{n}.json": str(n)}) for n in range(3)]
+    ctx.clock.advance(5)
+    since = ctx.client.patch(f"/gists/{created[0]['id']}", json={"description": "renewed"}).json()["updated_at"]
+
+    first = ctx.client.get("/gists", params={"per_page": 2})
+    assert first.status_code == 200
+    assert_documented(strict_openapi, first)
+    assert_api_headers(first)
+    assert [g["id"] for g in first.json()] == [created[0]["id"], created[2]["id"]]
+    assert 'rel="next"' in first.headers["Link"]
+    for item in first.json():
+        assert item.keys() >= GIST_KEYS - {"forks", "history"}
+        assert "history" not in item
+        for name, entry in item["files"].items():
+            assert entry.keys() >= FILE_KEYS - {"truncated", "content"}
+            assert entry["filename"] == name and "content" not in entry
+
+    last = ctx.client.get("/gists", params={"per_page": 2, "page": 2})
+    assert_documented(strict_openapi, last)
+    assert [g["id"] for g in last.json()] == [created[1]["id"]]
+    assert 'rel="prev"' in last.headers["Link"]
+
+    recent = ctx.client.get("/gists", params={"since": since})
+    assert_documented(strict_openapi, recent)
+    assert [g["description"] for g in recent.json()] == ["renewed"]
+
+    etag = assert_strong_etag(first)
+    cached = ctx.client.get("/gists", params={"per_page": 2}, headers={"If-None-Match": etag})
+    assert cached.status_code == 304
     assert_documented(strict_openapi, cached)
 
 

@@ -5,8 +5,9 @@ It keeps gists in memory and copies the parts of GitHub's behaviour the
 project depends on: revisions with 40-hex shas, ETag/304 that costs no rate
 limit, the 1 MiB per-file truncation with a raw_url, the 400 GitHub gives to
 conditional headers on unsafe requests, the primary and secondary rate limits
-with their headers, and GitHub's error bodies. Faults (502, slow answers, 429)
-can be injected at runtime for chaos tests. Everything under /_admin/ is this
+with their headers, and GitHub's error bodies, and GET /gists listing each
+token's own gists. Faults (502, slow answers, 429, and answers lost after the
+write was applied) can be injected at runtime for chaos tests. Everything under /_admin/ is this
 server's own control surface, not GitHub's API.
 
 Modules: `revisions` (gists and their revisions), `render` (GitHub's JSON),

@@ -34,7 +34,7 @@ from cmdgate_local.gist_server.responses import (
     error,
     json_response,
 )
-from cmdgate_local.gist_server.revisions import Gist
+from cmdgate_local.gist_server.revisions import Gist, owner_of
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
@@ -91,6 +91,7 @@ class GistApp:
         self._sequence = 0
         self._url_map = Map(
             [
+                Rule("/gists", methods=["GET"], endpoint="list"),
                 Rule("/gists", methods=["POST"], endpoint="create"),
                 Rule("/gists/<gist_id>", methods=["GET"], endpoint="get"),
                 Rule("/gists/<gist_id>", methods=["PATCH"], endpoint="update"),
@@ -120,7 +121,10 @@ class GistApp:
         delay_s: float = 30.0,
         methods: Iterable[str] | None = None,
     ) -> Fault:
-        """Make the next `count` API requests (all while None) fail as `mode`."""
+        """Make the next `count` API requests (all while None) fail as `mode` (see `faults`).
+
+        "lost" and "lost_timeout" apply the request first, then spoil its answer.
+        """
         if mode not in FAULT_MODES:
             raise ValueError(f"unknown fault mode {mode!r}")
         if count is not None and count < 0:
@@ -259,13 +263,20 @@ class GistApp:
                     self._rate.charge(token)
                 self._rate.headers(response, token)
             common_headers(response, request)
-            return response
+            # A "lost" fault: the request was handled (a write has landed); its answer goes astray.
+            lost, stall = self._faults.take_lost(request)
+        if stall:
+            # Outside the lock, like the "timeout" fault: the client gives up before this answer comes.
+            self._closing.wait(stall)
+        return lost if lost is not None else response
 
     def _route(self, endpoint: str, args: Mapping[str, str], request: Request, token: str) -> Response:
         validation.refuse_conditional_on_unsafe(request)
         base = request.host_url.rstrip("/")
         if endpoint == "create":
             return self._create(request, base, token)
+        if endpoint == "list":
+            return self._list(request, base, token)
         if endpoint == "unknown":
             raise Reject(error(404, "Not Found", DOCS), "not_found")
         gist = self._gists.get(args["gist_id"])
@@ -293,7 +304,7 @@ class GistApp:
             raise Reject(json_response(exc.status, exc.body), "validation") from None
         self._rate.charge_write(token, request.method)
         now = self._clock()
-        gist = Gist.new(uuid.uuid4().hex, public=public, now=now)
+        gist = Gist.new(uuid.uuid4().hex, public=public, now=now, owner=owner_of(token))
         self._commit(gist, files, description, now, request.method)
         self._gists[gist.gist_id] = gist
         return json_response(201, self._render(gist, 0, base), {"Location": f"{base}/gists/{gist.gist_id}"})
@@ -309,6 +320,28 @@ class GistApp:
         now = self._clock()
         self._commit(gist, files, description, now, request.method)
         return json_response(200, self._render(gist, len(gist.revisions) - 1, base))
+
+    def _list(self, request: Request, base: str, token: str) -> Response:
+        """GET /gists: the token's own gists, most recently updated first, paginated."""
+        per_page = min(max(validation.int_arg(request, "per_page", 30), 1), 100)
+        page = max(validation.int_arg(request, "page", 1), 1)
+        since = validation.since_arg(request)
+        owner = owner_of(token)
+        mine = [
+            gist
+            for gist in self._gists.values()
+            if gist.owner == owner and (since is None or math.floor(gist.revisions[-1].committed_at) >= since)
+        ]
+        mine.sort(key=lambda gist: (gist.revisions[-1].committed_at, gist.revisions[-1].sequence), reverse=True)
+        last_page = max(math.ceil(len(mine) / per_page), 1)
+        chunk = mine[(page - 1) * per_page : page * per_page]
+        items: list[object] = [render.listed_gist_json(gist, base, self._login) for gist in chunk]
+        response = conditional_get(request, items)
+        query = {"since": render.iso(since)} if since is not None else None
+        link = render.link_header(f"{base}/gists", per_page, page, last_page, query)
+        if link:
+            response.headers["Link"] = link
+        return response
 
     def _commits(self, gist: Gist, request: Request, base: str) -> Response:
         per_page = min(max(validation.int_arg(request, "per_page", 30), 1), 100)

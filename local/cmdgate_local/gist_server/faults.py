@@ -1,4 +1,11 @@
-"""Faults injected into API answers for chaos tests: 502, slow answers, 429."""
+"""Faults injected into API answers for chaos tests: 502, slow answers, 429, lost answers.
+
+"502", "timeout" and "429" hit a request before it is handled: nothing is applied.
+"lost" and "lost_timeout" hit it after: the request is handled as usual (a write
+lands, a revision is committed, the rate limit is charged), then its answer is
+lost, as when a proxy or the network drops it: "lost" replaces the answer with a
+502 page, "lost_timeout" holds the answer back `delay_s` so the client times out.
+"""
 
 from __future__ import annotations
 
@@ -9,13 +16,27 @@ from werkzeug.wrappers import Request, Response
 
 from cmdgate_local.gist_server.responses import DOC_SECONDARY, error
 
-FaultMode = Literal["502", "timeout", "429", "none"]
+FaultMode = Literal["502", "timeout", "429", "lost", "lost_timeout", "none"]
 FAULT_MODES: dict[str, FaultMode] = {
     "502": "502",
     "timeout": "timeout",
     "429": "429",
+    "lost": "lost",
+    "lost_timeout": "lost_timeout",
     "none": "none",
 }
+
+
+def bad_gateway() -> Response:
+    """The HTML page GitHub's front end gives for a 502."""
+    return Response(
+        "<html><head><title>502 Bad Gateway</title></head><body>\n"
+        "<h1>502 Bad Gateway</h1>\n"
+        "<p>The server returned an invalid or incomplete response.</p>\n"
+        "</body></html>\n",
+        status=502,
+        content_type="text/html; charset=utf-8",
+    )
 
 
 @dataclass
@@ -74,17 +95,19 @@ class FaultInjector:
             return None
         self._consume()
         if self.fault.mode == "502":
-            return Response(
-                "<html><head><title>502 Bad Gateway</title></head><body>\n"
-                "<h1>502 Bad Gateway</h1>\n"
-                "<p>The server returned an invalid or incomplete response.</p>\n"
-                "</body></html>\n",
-                status=502,
-                content_type="text/html; charset=utf-8",
-            )
+            return bad_gateway()
         return error(
             429,
             "You have exceeded a secondary rate limit. Please wait a few minutes before you try again.",
             DOC_SECONDARY,
             {"Retry-After": str(self.fault.retry_after)},
         )
+
+    def take_lost(self, request: Request) -> tuple[Response | None, float]:
+        """For a request already handled: the answer replacing its own ("lost") and seconds to stall it first."""
+        if self.fault.mode not in ("lost", "lost_timeout") or not self._applies(request):
+            return None, 0.0
+        self._consume()
+        if self.fault.mode == "lost":
+            return bad_gateway(), 0.0
+        return None, self.fault.delay_s

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 from cmdgate_local.gist_server.revisions import Gist, Revision
 
@@ -80,25 +81,19 @@ def history_item(gist: Gist, revision: Revision, base: str, login: str) -> dict[
     }
 
 
-def gist_json(gist: Gist, index: int, base: str, login: str) -> dict[str, object]:
-    """The gist as it was at revision `index`: what GET gives for that sha."""
-    revision = gist.revisions[index]
-    files: dict[str, object] = {}
-    for filename, content in list(revision.files.items())[:MAX_LISTED_FILES]:
-        raw = content.encode("utf-8")
-        mime, language = file_type(filename)
-        truncated = len(raw) > TRUNCATE_BYTES
-        shown = raw[:TRUNCATE_BYTES].decode("utf-8", errors="ignore") if truncated else content
-        files[filename] = {
-            "filename": filename,
-            "type": mime,
-            "language": language,
-            "raw_url": f"{base}/raw/{gist.gist_id}/{revision.sha}/{quote(filename)}",
-            "size": len(raw),
-            "truncated": truncated,
-            "content": shown,
-            "encoding": "utf-8",
-        }
+def _file_json(gist: Gist, revision: Revision, filename: str, base: str) -> dict[str, object]:
+    mime, language = file_type(filename)
+    return {
+        "filename": filename,
+        "type": mime,
+        "language": language,
+        "raw_url": f"{base}/raw/{gist.gist_id}/{revision.sha}/{quote(filename)}",
+        "size": len(revision.files[filename].encode("utf-8")),
+    }
+
+
+def _gist_fields(gist: Gist, revision: Revision, base: str, login: str) -> dict[str, object]:
+    """What a gist shows both in GET /gists (base-gist) and in a gist's own answer, files aside."""
     gist_url = f"{base}/gists/{gist.gist_id}"
     return {
         "url": gist_url,
@@ -109,7 +104,7 @@ def gist_json(gist: Gist, index: int, base: str, login: str) -> dict[str, object
         "git_pull_url": f"{base}/{gist.gist_id}.git",
         "git_push_url": f"{base}/{gist.gist_id}.git",
         "html_url": f"{base}/{login}/{gist.gist_id}",
-        "files": files,
+        "files": {},
         "public": gist.public,
         "created_at": iso(gist.created_at),
         "updated_at": iso(revision.committed_at),
@@ -119,17 +114,49 @@ def gist_json(gist: Gist, index: int, base: str, login: str) -> dict[str, object
         "user": None,
         "comments_url": f"{gist_url}/comments",
         "owner": user(base, login),
+    }
+
+
+def gist_json(gist: Gist, index: int, base: str, login: str) -> dict[str, object]:
+    """The gist as it was at revision `index`: what GET gives for that sha."""
+    revision = gist.revisions[index]
+    files: dict[str, object] = {}
+    for filename, content in list(revision.files.items())[:MAX_LISTED_FILES]:
+        raw = content.encode("utf-8")
+        truncated = len(raw) > TRUNCATE_BYTES
+        shown = raw[:TRUNCATE_BYTES].decode("utf-8", errors="ignore") if truncated else content
+        files[filename] = {
+            **_file_json(gist, revision, filename, base),
+            "truncated": truncated,
+            "content": shown,
+            "encoding": "utf-8",
+        }
+    return {
+        **_gist_fields(gist, revision, base, login),
+        "files": files,
         "forks": [],
         "history": [history_item(gist, rev, base, login) for rev in reversed(gist.revisions[: index + 1])],
         "truncated": len(revision.files) > MAX_LISTED_FILES,
     }
 
 
-def link_header(url: str, per_page: int, page: int, last_page: int) -> str:
-    """GitHub's pagination Link header (empty when there is one page)."""
+def listed_gist_json(gist: Gist, base: str, login: str) -> dict[str, object]:
+    """The gist as GET /gists lists it (`base-gist`): files by name and size, no content, no history."""
+    revision = gist.revisions[-1]
+    names = list(revision.files)[:MAX_LISTED_FILES]
+    return {
+        **_gist_fields(gist, revision, base, login),
+        "files": {name: _file_json(gist, revision, name, base) for name in names},
+        "truncated": len(revision.files) > MAX_LISTED_FILES,
+    }
+
+
+def link_header(url: str, per_page: int, page: int, last_page: int, query: Mapping[str, str] | None = None) -> str:
+    """GitHub's pagination Link header (empty when there is one page); `query` is kept in every link."""
+    kept = f"&{urlencode(query)}" if query else ""
 
     def ref(number: int, rel: str) -> str:
-        return f'<{url}?per_page={per_page}&page={number}>; rel="{rel}"'
+        return f'<{url}?per_page={per_page}&page={number}{kept}>; rel="{rel}"'
 
     links = []
     if page > 1:

@@ -18,6 +18,7 @@ class Revision:
     description: str | None
     additions: int
     deletions: int
+    sequence: int  # server-wide write order: orders gists updated in the same clock second
 
 
 @dataclass
@@ -28,11 +29,13 @@ class Gist:
     created_at: float
     # Oldest first; the API lists them newest first.
     revisions: list[Revision]
+    # Who created it: a digest of the token (GET /gists lists a token's own gists), never the token.
+    owner: str = ""
 
     @classmethod
-    def new(cls, gist_id: str, *, public: bool, now: float) -> Gist:
+    def new(cls, gist_id: str, *, public: bool, now: float, owner: str = "") -> Gist:
         node_id = "G_kwDO" + base64.b64encode(gist_id.encode()).decode().rstrip("=")
-        return cls(gist_id=gist_id, node_id=node_id, public=public, created_at=now, revisions=[])
+        return cls(gist_id=gist_id, node_id=node_id, public=public, created_at=now, revisions=[], owner=owner)
 
     def find(self, sha: str) -> int | None:
         """Index of the revision with this sha, or None."""
@@ -45,7 +48,7 @@ class Gist:
         parent = self.revisions[-1].sha if self.revisions else ""
         seed = json.dumps([self.gist_id, parent, sequence, now, files, description])
         sha = hashlib.sha1(seed.encode("utf-8"), usedforsecurity=False).hexdigest()
-        revision = Revision(sha, now, dict(files), description, additions, deletions)
+        revision = Revision(sha, now, dict(files), description, additions, deletions, sequence)
         self.revisions.append(revision)
         return revision
 
@@ -61,3 +64,8 @@ def line_changes(old: Mapping[str, str], new: Mapping[str, str]) -> tuple[int, i
         additions += sum((after - before).values())
         deletions += sum((before - after).values())
     return additions, deletions
+
+
+def owner_of(token: str) -> str:
+    """The owner a token's gists record: a digest, so the server keeps no token."""
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from datetime import UTC, datetime
 
 from werkzeug.wrappers import Request
 
@@ -104,6 +105,24 @@ def int_arg(request: Request, name: str, default: int) -> int:
         return int(request.args.get(name, default))
     except ValueError:
         return default
+
+
+def since_arg(request: Request) -> float | None:
+    """The `since` query parameter (ISO 8601, e.g. 2026-01-01T00:00:00Z) as epoch seconds.
+
+    None when absent; an unreadable value is ignored, as `int_arg` ignores a bad number.
+    A time without a zone is taken as UTC.
+    """
+    value = request.args.get("since")
+    if not value:
+        return None
+    try:
+        when = datetime.fromisoformat(value.strip())
+    except ValueError:
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return when.timestamp()
 
 
 def parse_description(body: Mapping[str, object], doc: str) -> str | None:

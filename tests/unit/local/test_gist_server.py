@@ -143,6 +143,125 @@ def test_commits_are_newest_first_and_paginated(client: httpx.Client) -> None:
     assert 'rel="next"' not in pages[2].headers["Link"]
 
 
+def test_one_patch_writes_many_files_and_makes_one_revision(server: GistServer, client: httpx.Client) -> None:
+    gist = client.post(
+        "/gists",
+        json={"files": {"manifest.json": {"content": "m1"}, "k1.json": {"content": "1"}, "k2.json": {"content": "2"}}},
+    ).json()
+    body = {
+        "files": {
+            "manifest.json": {"content": "m2"},
+            "k1.json": {"content": "1b"},
+            "k2.json": None,
+            "k3.json": {"content": "3"},
+        }
+    }
+    response = client.patch(f"/gists/{gist['id']}", json=body)
+    assert response.status_code == 200, response.text
+    files = response.json()["files"]
+    assert {name: f["content"] for name, f in files.items()} == {"manifest.json": "m2", "k1.json": "1b", "k3.json": "3"}
+    assert len(response.json()["history"]) == 2  # the four changes are one revision
+    assert server.app.stats()["writes"] == 2
+
+
+def test_a_multi_file_patch_is_validated_whole_and_refused_whole(server: GistServer, client: httpx.Client) -> None:
+    gist = client.post("/gists", json={"files": {"a.json": {"content": "a"}, "b.json": {"content": "b"}}}).json()
+    refused = [
+        {"files": {"a.json": {"content": "a2"}, "b.json": {"content": ""}}},  # empty content
+        {"files": {"a.json": {"content": "a2"}, "b.json": {"content": 7}}},  # not a string
+        {"files": {"a.json": {"content": "a2"}, "new.json": {"filename": "n.json"}}},  # a new file needs content
+        {"files": {"a.json": None, "b.json": None}},  # no file left
+        {"files": ["a.json"]},  # files must be a map
+    ]
+    for body in refused:
+        response = client.patch(f"/gists/{gist['id']}", json=body)
+        assert response.status_code == 422, body
+    current = client.get(f"/gists/{gist['id']}").json()
+    assert {name: f["content"] for name, f in current["files"].items()} == {"a.json": "a", "b.json": "b"}
+    assert server.app.stats()["writes"] == 1  # nothing of a refused body was applied
+
+
+# ---------------------------------------------------------------- list gists
+
+
+def other_client(server: GistServer, token: str) -> httpx.Client:
+    return httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {token}"}, timeout=10)
+
+
+def test_list_gists_shows_the_tokens_own_gists_most_recently_updated_first(
+    server: GistServer, client: httpx.Client, clock: FakeClock
+) -> None:
+    first = create(client, "1")
+    clock.advance(10)
+    second = create(client, "2")
+    with other_client(server, "ghp_someone_else") as other:
+        theirs = create(other, "x")
+        assert [g["id"] for g in other.get("/gists").json()] == [theirs["id"]]
+    clock.advance(10)
+    patch(client, first["id"], "1b")  # updated last: listed first
+    third = create(client, "3")  # same second, written after: before it
+
+    listed = client.get("/gists")
+    assert listed.status_code == 200
+    assert [g["id"] for g in listed.json()] == [third["id"], first["id"], second["id"]]
+    assert "Link" not in listed.headers  # one page
+
+
+def test_listed_gists_carry_file_names_and_sizes_but_no_content_or_history(client: httpx.Client) -> None:
+    response = client.post(
+        "/gists",
+        json={"description": "cmdgate shard 7", "files": {"manifest.json": {"content": "€uro"}}},
+    )
+    gist = response.json()
+    item = client.get("/gists").json()[0]
+    assert item["id"] == gist["id"]
+    assert item["description"] == "cmdgate shard 7"
+    assert item["updated_at"] == gist["updated_at"] and item["created_at"] == gist["created_at"]
+    assert item["files"] == {
+        "manifest.json": {
+            "filename": "manifest.json",
+            "type": "application/json",
+            "language": "JSON",
+            "raw_url": gist["files"]["manifest.json"]["raw_url"],
+            "size": 6,
+        }
+    }
+    assert "history" not in item and "forks" not in item
+
+
+def test_list_gists_paginates_with_a_link_header_that_keeps_since(
+    server: GistServer, client: httpx.Client, clock: FakeClock
+) -> None:
+    since = "2023-11-14T22:13:20Z"  # the fake clock's start
+    ids: list[str] = []
+    for n in range(5):
+        ids.insert(0, create(client, str(n))["id"])
+        clock.advance(1)
+    pages = [client.get("/gists", params={"per_page": 2, "page": p, "since": since}) for p in (1, 2, 3)]
+    assert [g["id"] for page in pages for g in page.json()] == ids
+    first = pages[0].headers["Link"]
+    assert f'<{server.url}/gists?per_page=2&page=2&since=2023-11-14T22%3A13%3A20Z>; rel="next"' in first
+    assert 'page=3&since=2023-11-14T22%3A13%3A20Z>; rel="last"' in first
+    assert 'rel="next"' not in pages[2].headers["Link"]
+    assert client.get("/gists", params={"per_page": 2, "page": 4}).json() == []
+
+
+def test_list_gists_since_keeps_gists_updated_at_or_after_it(client: httpx.Client, clock: FakeClock) -> None:
+    old = create(client, "old")
+    clock.advance(60)
+    updated_at = create(client, "new")["updated_at"]
+    clock.advance(60)
+    renewed = patch(client, old["id"], "renewed").json()
+
+    assert [g["id"] for g in client.get("/gists", params={"since": updated_at}).json()] == [
+        renewed["id"],
+        client.get("/gists").json()[1]["id"],
+    ]
+    assert [g["id"] for g in client.get("/gists", params={"since": renewed["updated_at"]}).json()] == [old["id"]]
+    assert client.get("/gists", params={"since": "2099-01-01T00:00:00Z"}).json() == []
+    assert len(client.get("/gists", params={"since": "not a time"}).json()) == 2  # ignored, like a bad page
+
+
 # ------------------------------------------------------------ ETag and limits
 
 
@@ -310,6 +429,41 @@ def test_timeout_fault_delays_the_answer(server: GistServer, client: httpx.Clien
     assert client.get(f"/gists/{gist['id']}").status_code == 200
 
 
+def test_lost_fault_applies_the_write_then_answers_502(server: GistServer, client: httpx.Client) -> None:
+    gist = create(client)
+    admin = httpx.post(f"{server.url}/_admin/faults", json={"mode": "lost", "count": 2, "methods": ["PATCH", "POST"]})
+    assert admin.status_code == 200 and admin.json()["mode"] == "lost"
+
+    spoiled = patch(client, gist["id"], "landed")
+    assert spoiled.status_code == 502
+    assert "502 Bad Gateway" in spoiled.text
+    assert client.get(f"/gists/{gist['id']}").status_code == 200  # GET is not in `methods`
+    current = client.get(f"/gists/{gist['id']}").json()
+    assert current["files"]["state.json"]["content"] == "landed"
+    assert len(current["history"]) == 2  # the revision exists though its answer was lost
+
+    lost_create = client.post("/gists", json={"description": "shard 9", "files": {"m.json": {"content": "m"}}})
+    assert lost_create.status_code == 502
+    assert [g["description"] for g in client.get("/gists").json()] == ["shard 9", None]  # found by a scan
+
+    stats = server.app.stats()
+    assert stats["faults_injected"] == 2
+    assert stats["writes"] == 3
+    assert patch(client, gist["id"], "after").status_code == 200  # count ran out
+
+
+def test_lost_timeout_fault_applies_the_write_then_stalls_the_answer(server: GistServer, client: httpx.Client) -> None:
+    gist = create(client)
+    server.app.set_fault("lost_timeout", count=1, delay_s=5.0, methods=["PATCH"])
+    with pytest.raises(httpx.ReadTimeout):
+        client.patch(f"/gists/{gist['id']}", json={"files": {"state.json": {"content": "landed"}}}, timeout=0.3)
+    current = client.get(f"/gists/{gist['id']}").json()
+    assert current["files"]["state.json"]["content"] == "landed"
+    assert [entry["method"] for entry in server.app.write_log()] == ["POST", "PATCH"]
+    assert server.app.stats()["faults_injected"] == 1
+    assert patch(client, gist["id"], "next").status_code == 200
+
+
 def test_stop_does_not_wait_for_a_sleeping_timeout_fault(clock: FakeClock) -> None:
     gist_server = GistServer(port=0, clock=clock).start()
     gist_server.app.set_fault("timeout", delay_s=600.0)
@@ -400,6 +554,9 @@ def test_admin_stats_and_reset(server: GistServer, client: httpx.Client) -> None
 
 def test_admin_rejects_bad_input(server: GistServer) -> None:
     assert httpx.post(f"{server.url}/_admin/faults", json={"mode": "x"}).status_code == 400
+    for mode in ("lost", "lost_timeout"):
+        accepted = httpx.post(f"{server.url}/_admin/faults", json={"mode": mode, "count": 1, "delay_s": 2})
+        assert accepted.json() == {"mode": mode, "count": 1, "retry_after": 60, "delay_s": 2.0, "methods": None}
     assert httpx.post(f"{server.url}/_admin/limits", json={"secondary_status": 500}).status_code == 400
     assert httpx.post(f"{server.url}/_admin/limits", json={"nope": 1}).status_code == 400
 

@@ -21,6 +21,7 @@ from cmdgate.gist import (
     GistRateLimited,
     GistRequestRejected,
     GistUnavailable,
+    GistWriteUnconfirmed,
 )
 from cmdgate.gist import client as client_module
 from cmdgate_local.gist_server import GistServer
@@ -251,6 +252,70 @@ def test_retries_stop_at_the_callers_deadline(env: Env) -> None:
         client.get_gist(gist_id)
     assert "deadline" in str(info.value)
     assert env.requests("GET") == gets + 1
+
+
+# -- shards: many files per PATCH, lost answers, the recovery scan -------------------
+
+
+def test_update_files_writes_a_shard_in_one_revision(env: Env) -> None:
+    client = env.client()
+    shard = client.create_gist({"manifest.json": "[]", "k1.json": state(1), "k2.json": state(1)}, "shard 1")
+    updated = client.update_files(
+        shard.id, {"manifest.json": '["k1", "k3"]', "k1.json": state(2), "k2.json": None, "k3.json": state(1)}
+    )
+    assert {name: f.content for name, f in updated.files.items()} == {
+        "manifest.json": '["k1", "k3"]',
+        "k1.json": state(2),
+        "k3.json": state(1),
+    }
+    assert len(updated.history) == 2
+    assert client.get_gist(shard.id).version == updated.version
+
+
+def test_a_lost_patch_answer_without_blind_retry_is_unconfirmed_and_the_write_landed(env: Env) -> None:
+    client = env.client()
+    shard = client.create_gist({"manifest.json": "[]"}, "shard 1")
+    env.server.app.set_fault("lost", count=1, methods=["PATCH"])
+    patches = env.requests("PATCH")
+    with pytest.raises(GistWriteUnconfirmed) as info:
+        client.update_files(shard.id, {"manifest.json": '["k1"]', "k1.json": state(1)}, blind_retry=False)
+    assert info.value.status_code == 502
+    assert env.requests("PATCH") == patches + 1  # not retried
+    read_back = client.get_gist(shard.id)
+    assert read_back.files["k1.json"].content == state(1)  # it had landed
+    assert len(read_back.history) == 2
+
+
+def test_a_lost_patch_answer_with_blind_retry_writes_twice(env: Env) -> None:
+    client = env.client()
+    shard = client.create_gist({"manifest.json": "[]"}, "shard 1")
+    env.server.app.set_fault("lost", count=1, methods=["PATCH"])
+    updated = client.update_files(shard.id, {"manifest.json": '["k1"]'})
+    assert len(updated.history) == 3  # the lost write and its blind repeat
+
+
+def test_a_timed_out_create_is_unconfirmed_and_found_by_listing(env: Env) -> None:
+    client = env.client(config=GistClientConfig(read_timeout_s=0.3))
+    client.create_gist({"manifest.json": "[]"}, "shard 1")
+    env.server.app.set_fault("lost_timeout", count=1, delay_s=5.0, methods=["POST"])
+    with pytest.raises(GistWriteUnconfirmed, match="ReadTimeout"):
+        client.create_gist({"manifest.json": "[]"}, "shard 2", blind_retry=False)
+    assert env.requests("POST") == 2
+    listed = client.list_gists()
+    assert [g.description for g in listed] == ["shard 2", "shard 1"]
+    assert set(listed[0].files) == {"manifest.json"}
+    assert listed[0].files["manifest.json"].size == 2
+
+
+def test_list_gists_pages_and_since_against_the_server(env: Env) -> None:
+    client = env.client()
+    ids = [client.create_gist({"m.json": str(n)}, f"shard {n}").id for n in range(3)]
+    env.time.now += 120
+    client.update_file(ids[0], "m.json", "renewed")
+    renewed_at = client.get_gist(ids[0]).updated_at
+    assert [g.id for g in client.list_gists(per_page=2)] == [ids[0], ids[2]]
+    assert [g.id for g in client.list_gists(per_page=2, page=2)] == [ids[1]]
+    assert [g.id for g in client.list_gists(since=renewed_at)] == [ids[0]]
 
 
 # -- rate limits -----------------------------------------------------------------

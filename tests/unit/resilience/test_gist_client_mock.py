@@ -6,6 +6,7 @@ import json
 import threading
 import uuid
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import httpx
@@ -21,6 +22,7 @@ from cmdgate.gist import (
     GistRateLimited,
     GistRequestRejected,
     GistUnavailable,
+    GistWriteUnconfirmed,
 )
 from cmdgate.gist.limits import classify_limit, retry_after_s
 
@@ -256,6 +258,194 @@ def test_retry_budget_stops_retries(make: Any) -> None:
     with pytest.raises(GistUnavailable, match="budget"):
         client.get_gist("g1")
     assert len(recorder.requests) == 2  # one retry, then the budget is empty
+
+
+# -- many files in one PATCH ---------------------------------------------------------
+
+
+def test_update_files_sends_every_file_in_one_patch_and_null_deletes(make: Any) -> None:
+    recorder = Recorder(ok(headers={"ETag": '"e1"'}))
+    client = make(recorder)
+    client.get_gist("g1")
+    gist = client.update_files("g1", {"a.json": "1", "b.json": "2", "old.json": None}, description="shard 3")
+    assert gist.id == "g1"
+    _, patch = recorder.requests
+    assert patch.method == "PATCH" and patch.url.path == "/gists/g1"
+    assert json.loads(patch.content) == {
+        "files": {"a.json": {"content": "1"}, "b.json": {"content": "2"}, "old.json": None},
+        "description": "shard 3",
+    }
+    client.get_gist("g1")
+    assert "If-None-Match" not in recorder.requests[-1].headers  # the update dropped the cached ETag
+
+
+def test_update_files_checks_every_file_before_sending(make: Any) -> None:
+    recorder = Recorder(ok())
+    client = make(recorder)
+    with pytest.raises(ValueError, match="empty"):
+        client.update_files("g1", {"a.json": "1", "b.json": ""})  # GitHub would delete b.json
+    with pytest.raises(ValueError, match="/"):
+        client.update_files("g1", {"a.json": "1", "dir/b.json": None})
+    with pytest.raises(ValueError, match="at least one file"):
+        client.update_files("g1", {})
+    assert recorder.requests == []
+
+
+def test_update_file_is_update_files_of_one_file(make: Any) -> None:
+    recorder = Recorder(ok())
+    client = make(recorder)
+    client.update_file("g1", "state.json", "v2")
+    assert json.loads(recorder.requests[0].content) == {"files": {"state.json": {"content": "v2"}}}
+
+
+# -- writes without blind retries ----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "outcome",
+    [
+        lambda _: error(502, "Server Error"),
+        lambda _: error(500, "Internal Server Error"),
+        httpx.ReadTimeout("timed out"),
+        httpx.WriteTimeout("timed out"),
+        httpx.RemoteProtocolError("peer closed connection"),
+        httpx.ReadError("connection reset"),
+    ],
+    ids=["502", "500", "ReadTimeout", "WriteTimeout", "RemoteProtocolError", "ReadError"],
+)
+def test_a_write_that_may_have_landed_is_not_retried_without_blind_retry(
+    make: Any, fake: FakeTime, token: str, outcome: Handler | Exception
+) -> None:
+    for write in ("update", "create"):
+        recorder = Recorder(outcome, ok(status=201 if write == "create" else 200))
+        client = make(recorder)
+        with pytest.raises(GistWriteUnconfirmed) as info:
+            if write == "update":
+                client.update_files("g1", {"a.json": "1"}, blind_retry=False)
+            else:
+                client.create_gist({"a.json": "1"}, "shard", blind_retry=False)
+        assert len(recorder.requests) == 1, write
+        assert isinstance(info.value, GistUnavailable)  # callers catching GistUnavailable still do
+        assert "may or may not have landed" in str(info.value)
+        assert token not in str(info.value)
+        if isinstance(outcome, Exception):
+            assert info.value.__cause__ is None and info.value.__suppress_context__  # the request is not attached
+        else:
+            assert info.value.status_code == outcome(recorder.requests[0]).status_code
+
+
+def test_the_same_failures_are_still_retried_with_blind_retry(make: Any) -> None:
+    recorder = Recorder(error(502, "Server Error"), httpx.ReadTimeout("timed out"), ok())
+    client = make(recorder)
+    assert client.update_files("g1", {"a.json": "1"}).id == "g1"
+    assert len(recorder.requests) == 3
+
+
+@pytest.mark.parametrize(
+    "outcome",
+    [
+        httpx.ConnectError("refused"),
+        httpx.ConnectTimeout("timed out"),
+        httpx.PoolTimeout("no connection"),
+        error(422, "Gist cannot be updated."),
+        error(403, "You have exceeded a secondary rate limit. Please wait a few minutes before you try again."),
+        error(429, "slow down", {"Retry-After": "1"}),
+    ],
+    ids=["ConnectError", "ConnectTimeout", "PoolTimeout", "422-cannot-be-updated", "secondary-403", "429"],
+)
+def test_a_write_known_not_applied_is_retried_without_blind_retry(
+    make: Any, outcome: httpx.Response | Exception
+) -> None:
+    recorder = Recorder(outcome, ok(status=201))
+    client = make(recorder, config=GistClientConfig(max_rate_limit_wait_s=300))
+    assert client.create_gist({"a.json": "1"}, "shard", blind_retry=False).id == "g1"
+    assert len(recorder.requests) == 2
+
+
+def test_connect_errors_then_a_502_is_unconfirmed_and_reads_keep_retrying(make: Any) -> None:
+    recorder = Recorder(httpx.ConnectError("refused"), error(502, "Server Error"), ok())
+    client = make(recorder)
+    with pytest.raises(GistWriteUnconfirmed, match="attempt 2"):
+        client.update_files("g1", {"a.json": "1"}, blind_retry=False)
+    assert len(recorder.requests) == 2
+    # Connect errors only, until attempts run out: nothing was sent, a plain GistUnavailable.
+    recorder = Recorder(httpx.ConnectError("refused"))
+    client = make(recorder, config=GistClientConfig(max_attempts=3))
+    with pytest.raises(GistUnavailable) as info:
+        client.update_files("g1", {"a.json": "1"}, blind_retry=False)
+    assert not isinstance(info.value, GistWriteUnconfirmed)
+    assert len(recorder.requests) == 3
+
+
+def test_an_unconfirmed_write_still_counts_as_a_breaker_failure(make: Any, fake: FakeTime) -> None:
+    breaker = CircuitBreaker(
+        "gists", InMemoryBreakerStore(), BreakerConfig(min_calls=2, refresh_s=0, open_s=30), clock=fake
+    )
+    recorder = Recorder(error(502, "Server Error"), httpx.ReadTimeout("timed out"), ok())
+    client = make(recorder, breaker=breaker)
+    for _ in range(2):
+        with pytest.raises(GistWriteUnconfirmed):
+            client.update_files("g1", {"a.json": "1"}, blind_retry=False)
+    with pytest.raises(CircuitOpen):
+        client.get_gist("g1")
+    assert len(recorder.requests) == 2
+
+
+# -- listing the token's gists -------------------------------------------------------
+
+
+def listed_gist(gist_id: str, description: str | None, files: dict[str, int]) -> Any:
+    """One item of GitHub's GET /gists answer (base-gist): no content, no history."""
+    return {
+        "url": f"{BASE}/gists/{gist_id}",
+        "id": gist_id,
+        "node_id": "G_x",
+        "files": {
+            name: {"filename": name, "type": "application/json", "language": "JSON", "raw_url": f"{BASE}/r/{name}",
+                   "size": size}
+            for name, size in files.items()
+        },
+        "public": False,
+        "created_at": "2023-11-14T22:13:20Z",
+        "updated_at": "2023-11-14T22:15:00Z",
+        "description": description,
+        "comments": 0,
+        "user": None,
+        "owner": {"login": "octocat", "id": 1},
+        "truncated": False,
+    }  # fmt: skip
+
+
+def test_list_gists_parses_summaries_and_sends_paging_and_since(make: Any) -> None:
+    body = [listed_gist("s1", "cmdgate shard 1", {"manifest.json": 40, "k1.json": 12}), listed_gist("s2", None, {})]
+    recorder = Recorder(ok(body))
+    client = make(recorder)
+    since = datetime(2023, 11, 14, 23, 13, 20, 900_000, tzinfo=timezone(timedelta(hours=1)))
+    gists = client.list_gists(per_page=50, page=3, since=since)
+
+    request = recorder.requests[0]
+    assert request.method == "GET" and request.url.path == "/gists"
+    # 23:13:20.9 at UTC+1, rounded down, one second earlier: GitHub's "after" misses nothing from since on.
+    assert dict(request.url.params) == {"per_page": "50", "page": "3", "since": "2023-11-14T22:13:19Z"}
+    assert [g.id for g in gists] == ["s1", "s2"]
+    first = gists[0]
+    assert first.description == "cmdgate shard 1"
+    assert {name: f.size for name, f in first.files.items()} == {"manifest.json": 40, "k1.json": 12}
+    assert first.files["k1.json"].raw_url == f"{BASE}/r/k1.json"
+    assert first.created_at == datetime(2023, 11, 14, 22, 13, 20, tzinfo=UTC)
+    assert first.updated_at == datetime(2023, 11, 14, 22, 15, tzinfo=UTC)
+    assert gists[1].description is None and gists[1].files == {}
+
+
+def test_list_gists_refuses_bad_arguments_and_bad_answers(make: Any) -> None:
+    recorder = Recorder(ok({"not": "a list"}))
+    client = make(recorder)
+    for kwargs in ({"per_page": 0}, {"per_page": 101}, {"page": 0}, {"since": datetime(2023, 1, 1)}):
+        with pytest.raises(ValueError):
+            client.list_gists(**kwargs)
+    assert recorder.requests == []
+    with pytest.raises(GistError, match="unexpected answer"):
+        client.list_gists()
 
 
 # -- rate limits ------------------------------------------------------------------

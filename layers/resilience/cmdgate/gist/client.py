@@ -26,6 +26,14 @@ One public call goes through these steps, in order:
 Retries apply to POST as to PATCH and GET: a create that timed out may still have
 created its gist, so a retried create can leave an unused gist behind (the caller
 would have retried anyway). PATCH is safe to repeat: it writes the same content.
+
+A write called with `blind_retry=False` is retried only after an outcome that
+proves GitHub did not apply it: a connect failure (ConnectError, ConnectTimeout,
+PoolTimeout: nothing was sent), a rate-limit 403/429 and the 422 "Gist cannot be
+updated." (refusals). After any other retryable outcome (a 5xx, a read or write
+timeout, a broken connection) it raises `GistWriteUnconfirmed` at once, so the
+caller can read the gist back, or list its gists, before writing again. The
+breaker counts that attempt as a failure all the same.
 """
 
 from __future__ import annotations
@@ -37,6 +45,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol, TypeVar
 from urllib.parse import quote, urlsplit
 
@@ -53,10 +62,11 @@ from cmdgate.gist.exceptions import (
     GistRateLimited,
     GistRequestRejected,
     GistUnavailable,
+    GistWriteUnconfirmed,
 )
 from cmdgate.gist.gate import TokenGate, gate_for
 from cmdgate.gist.limits import classify_limit, parse_rate_limit
-from cmdgate.gist.models import Gist, GistCommit, RateLimit
+from cmdgate.gist.models import Gist, GistCommit, GistSummary, RateLimit
 from cmdgate.retry import GiveUpReason, Retrier, RetryBudget, RetryPolicy
 
 logger = Logger(child=True)
@@ -74,8 +84,11 @@ _RETRYABLE_422 = "gist cannot be updated"
 _MAX_MESSAGE_CHARS = 200
 # Network failures: no answer, or a broken one. Retried, and failures for the breaker.
 _TRANSIENT_ERRORS = (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError)
+# The transient errors that prove the request never left: a write that met one was not applied.
+_NOT_SENT_ERRORS = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 
 _commits_adapter = TypeAdapter(list[GistCommit])
+_summaries_adapter = TypeAdapter(list[GistSummary])
 M = TypeVar("M", bound=BaseModel)
 
 
@@ -154,8 +167,14 @@ class GistClient:
         """Bound retries and rate-limit waits by this invocation's remaining time."""
         self._remaining_s = lambda: context.get_remaining_time_in_millis() / 1000.0
 
-    def create_gist(self, files: Mapping[str, str], description: str, public: bool = False) -> Gist:
-        """Create a gist holding `files` (name -> content); secret unless `public`."""
+    def create_gist(
+        self, files: Mapping[str, str], description: str, public: bool = False, *, blind_retry: bool = True
+    ) -> Gist:
+        """Create a gist holding `files` (name -> content); secret unless `public`.
+
+        `blind_retry=False`: an attempt GitHub may have applied is not retried; it raises
+        `GistWriteUnconfirmed` (find the gist with `list_gists` before creating another).
+        """
         if not files:
             raise ValueError("a gist needs at least one file")
         for name, content in files.items():
@@ -165,7 +184,9 @@ class GistClient:
             "public": public,
             "files": {name: {"content": content} for name, content in files.items()},
         }
-        answer = self._call("create_gist", "POST", f"{self._base_url}/gists", json_body=body, write=True)
+        answer = self._call(
+            "create_gist", "POST", f"{self._base_url}/gists", json_body=body, write=True, blind_retry=blind_retry
+        )
         return self._parse("create_gist", answer, Gist)
 
     def get_gist(self, gist_id: str) -> Gist:
@@ -186,17 +207,64 @@ class GistClient:
 
     def update_file(self, gist_id: str, filename: str, content: str, description: str | None = None) -> Gist:
         """Replace one file's content (PATCH, never conditional); returns the gist at its new revision."""
-        _check_file(filename, content)
-        body: dict[str, Any] = {"files": {filename: {"content": content}}}
+        return self.update_files(gist_id, {filename: content}, description)
+
+    def update_files(
+        self,
+        gist_id: str,
+        files: Mapping[str, str | None],
+        description: str | None = None,
+        *,
+        blind_retry: bool = True,
+    ) -> Gist:
+        """Write many files in one PATCH (one revision); a None content deletes that file.
+
+        Files not named are left as they are. Returns the gist at its new revision.
+        `blind_retry=False`: an attempt GitHub may have applied is not retried; it raises
+        `GistWriteUnconfirmed` (read the gist back before writing again).
+        """
+        if not files:
+            raise ValueError("an update needs at least one file")
+        changes: dict[str, dict[str, str] | None] = {}
+        for name, content in files.items():
+            if content is None:
+                _check_filename(name)
+                changes[name] = None  # GitHub's way to delete a file
+            else:
+                _check_file(name, content)
+                changes[name] = {"content": content}
+        body: dict[str, Any] = {"files": changes}
         if description is not None:
             body["description"] = description
         url = f"{self._base_url}/gists/{_segment(gist_id)}"
         try:
-            answer = self._call("update_file", "PATCH", url, json_body=body, write=True)
+            answer = self._call("update_files", "PATCH", url, json_body=body, write=True, blind_retry=blind_retry)
         finally:
             # Whatever happened, the cached body may be stale now; its ETag would only cost a 200.
             self._etags.pop(gist_id)
-        return self._parse("update_file", answer, Gist)
+        return self._parse("update_files", answer, Gist)
+
+    def list_gists(self, per_page: int = 100, page: int = 1, since: datetime | None = None) -> list[GistSummary]:
+        """One page of the token's own gists (secret ones included), as GitHub lists them.
+
+        `since` (timezone-aware) keeps gists last updated after it. GitHub takes whole
+        seconds, so it is sent rounded down and one second earlier: nothing updated at
+        or after `since` is missed, a gist or two from just before it may be listed.
+        Listed files carry names and sizes, no content: read a gist for its files.
+        """
+        if not 1 <= per_page <= 100 or page < 1:
+            raise ValueError("per_page must be 1..100 and page >= 1")
+        params: dict[str, int | str] = {"per_page": per_page, "page": page}
+        if since is not None:
+            if since.tzinfo is None or since.utcoffset() is None:
+                raise ValueError("since must be timezone-aware")
+            earlier = since.astimezone(UTC).replace(microsecond=0) - timedelta(seconds=1)
+            params["since"] = earlier.strftime("%Y-%m-%dT%H:%M:%SZ")
+        answer = self._call("list_gists", "GET", f"{self._base_url}/gists", params=params)
+        try:
+            return _summaries_adapter.validate_json(answer.content)
+        except ValidationError:
+            raise GistError("list_gists", "unexpected answer from GitHub", status_code=answer.status) from None
 
     def list_commits(self, gist_id: str, per_page: int = 100, page: int = 1) -> list[GistCommit]:
         """One page of the gist's revisions, newest first."""
@@ -251,8 +319,9 @@ class GistClient:
         *,
         json_body: object = None,
         headers: Mapping[str, str] | None = None,
-        params: Mapping[str, int] | None = None,
+        params: Mapping[str, int | str] | None = None,
         write: bool = False,
+        blind_retry: bool = True,
         max_bytes: int | None = None,
     ) -> _Answer:
         token = self._token(operation)
@@ -274,7 +343,9 @@ class GistClient:
             waits = 0
             while True:
                 self._honour_block(operation, gate, write)
-                answer = self._send_with_retries(operation, request, token, gate, write=write, max_bytes=limit)
+                answer = self._send_with_retries(
+                    operation, request, token, gate, write=write, blind_retry=blind_retry, max_bytes=limit
+                )
                 message = _github_message(answer, token)
                 signal = classify_limit(
                     answer.status,
@@ -314,8 +385,18 @@ class GistClient:
                 self._honour_block(operation, gate, write, status_code=answer.status, github_message=message)
 
     def _send_with_retries(
-        self, operation: str, request: httpx.Request, token: str, gate: TokenGate, *, write: bool, max_bytes: int
+        self,
+        operation: str,
+        request: httpx.Request,
+        token: str,
+        gate: TokenGate,
+        *,
+        write: bool,
+        blind_retry: bool,
+        max_bytes: int,
     ) -> _Answer:
+        # Only a write can be applied twice; a read is always safe to repeat.
+        careful = write and not blind_retry
         attempts = 0
         gave_up: list[GiveUpReason] = []
 
@@ -343,9 +424,14 @@ class GistClient:
                 },
             )
 
+        def is_retryable(outcome: object) -> bool:
+            if careful and _may_have_landed(outcome):
+                return False
+            return _is_retryable(outcome, token)
+
         retrier = Retrier(
             self._policy,
-            is_retryable=lambda outcome: _is_retryable(outcome, token),
+            is_retryable=is_retryable,
             remaining_s=self._remaining_s,
             budget=self._retry_budget,
             sleep=self._sleep,
@@ -357,7 +443,16 @@ class GistClient:
             answer = retrier.call(attempt)
         except httpx.HTTPError as exc:
             # `from None`: httpx errors keep the request, headers (and token) included.
+            if careful and _may_have_landed(exc):
+                raise GistWriteUnconfirmed(operation, f"{type(exc).__name__} on attempt {attempts}") from None
             raise GistUnavailable(operation, _gave_up_text(type(exc).__name__, attempts, gave_up)) from None
+        if careful and _may_have_landed(answer):
+            raise GistWriteUnconfirmed(
+                operation,
+                f"GitHub answered {answer.status} on attempt {attempts}",
+                status_code=answer.status,
+                github_message=_github_message(answer, token),
+            )
         if _is_retryable(answer, token):
             raise GistUnavailable(
                 operation,
@@ -505,9 +600,13 @@ def _segment(value: str) -> str:
     return quote(value, safe="")
 
 
-def _check_file(filename: str, content: str) -> None:
+def _check_filename(filename: str) -> None:
     if not filename or "/" in filename:
         raise ValueError("a file name must be non-empty and hold no '/'")
+
+
+def _check_file(filename: str, content: str) -> None:
+    _check_filename(filename)
     if not content:
         # GitHub deletes a file sent with empty content (or refuses it): never by accident.
         raise ValueError("file content must not be empty")
@@ -535,6 +634,13 @@ def _is_retryable(outcome: object, token: str) -> bool:
         message = _github_message(outcome, token) if outcome.status == 422 else None
         return message is not None and message.lower().startswith(_RETRYABLE_422)
     return isinstance(outcome, _TRANSIENT_ERRORS)
+
+
+def _may_have_landed(outcome: object) -> bool:
+    """A write met this outcome and GitHub may have applied it: a 5xx, or a failure after sending began."""
+    if isinstance(outcome, _Answer):
+        return outcome.status >= 500
+    return isinstance(outcome, _TRANSIENT_ERRORS) and not isinstance(outcome, _NOT_SENT_ERRORS)
 
 
 def _describe(outcome: object) -> dict[str, object]:

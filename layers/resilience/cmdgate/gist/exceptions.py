@@ -76,6 +76,30 @@ class GistUnavailable(GistError):
     status, code, title = 503, "GIST_UNAVAILABLE", "The state store is unavailable"
 
 
+class GistWriteUnconfirmed(GistUnavailable):
+    """A write (blind_retry=False) got no answer that says whether GitHub applied it; it was not retried.
+
+    A 5xx, a read or write timeout, or a connection broken after the request went
+    out: GitHub may have created the gist or committed the revision, or not. Read
+    the gist back (or list the gists) before deciding to write again.
+    """
+
+    def __init__(
+        self,
+        operation: str,
+        what: str,
+        *,
+        status_code: int | None = None,
+        github_message: str | None = None,
+    ) -> None:
+        super().__init__(
+            operation,
+            f"{what}; the write may or may not have landed, read it back before retrying",
+            status_code=status_code,
+            github_message=github_message,
+        )
+
+
 class GistRequestRejected(GistError):
     """GitHub refused the request with a 4xx that retrying cannot fix (401, 403, 400, 422...)."""
 

@@ -55,6 +55,25 @@ class Gist(_Model):
         return self.history[0].version if self.history else None
 
 
+class GistFileSummary(_Model):
+    """One file of a listed gist: GitHub's list answers carry no content (read the gist for it)."""
+
+    filename: str
+    size: int = 0  # bytes, UTF-8
+    raw_url: str | None = None
+
+
+class GistSummary(_Model):
+    """A gist as GET /gists lists it (GitHub's `base-gist`): names and sizes of its files, no content, no history."""
+
+    id: str
+    description: str | None = None
+    public: bool = False
+    files: dict[str, GistFileSummary]
+    created_at: datetime
+    updated_at: datetime
+
+
 @dataclass(frozen=True)
 class RateLimit:
     """GitHub's primary rate limit as its last answer reported it (`x-ratelimit-*`)."""
