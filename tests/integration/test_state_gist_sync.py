@@ -209,7 +209,12 @@ def test_history_and_restore_of_a_key_across_shard_revisions(stack: Stack) -> No
     stack.admin.put(f"/v1/state/{key}", json={"n": 1}, headers={"If-None-Match": "*"})
     stack.admin.put(f"/v1/state/{neighbour}", json=0, headers={"If-None-Match": "*"})
     for n in (2, 3):
-        wait_for(lambda n=n: synced(stack, key) == n - 1, timeout_s=30)
+        previous = n - 1
+
+        def caught_up(previous: int = previous) -> bool:
+            return synced(stack, key) == previous
+
+        wait_for(caught_up, timeout_s=30)
         stack.admin.patch(f"/v1/state/{key}", json={"n": n}, headers=MERGE)
         stack.admin.patch(f"/v1/state/{neighbour}", json=n, headers=MERGE)  # more revisions of the same gist
     wait_for(lambda: synced(stack, key) == 3, timeout_s=30)

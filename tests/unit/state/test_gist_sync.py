@@ -33,6 +33,7 @@ from cmdgate.state.sync import (
     GistSyncPending,
     GistSyncUnscheduled,
     GistWriteBudget,
+    SyncDeferred,
     WriteThroughSync,
 )
 from cmdgate_local.gist_server import GistServer
@@ -77,6 +78,7 @@ class Env:
         request_bytes: int = 4_000_000,
         gist: Any = None,
         locks: LockManager | None = None,
+        linger_s: float = 0.0,
     ) -> GistSync:
         return GistSync(
             self.store,
@@ -89,6 +91,8 @@ class Env:
             stack_id="unit-stack",
             plaintext=True,
             request_bytes=request_bytes,
+            linger_s=linger_s,
+            clock=self.time,
         )
 
     def write(self, key: str, value: Any) -> int:
@@ -194,6 +198,24 @@ def test_one_write_carries_every_dirty_key_of_a_gist_and_namespaces_get_their_ow
     assert (registers["db:main"].shard, registers["plain"].shard) == ("db/0", "_default/0")
     assert len({r.gist_id for r in registers.values()}) == 5
     assert len(env.gist_writes()) == 5
+
+
+def test_a_gist_lingers_until_its_oldest_unsynced_write_is_old_enough(env: Env) -> None:
+    sync = env.sync(linger_s=10)
+    env.write("burst.a", 1)
+    env.time.now += 4
+    env.write("burst.b", 1)
+    with pytest.raises(SyncDeferred) as deferred:
+        sync.sync("burst.b")
+    assert deferred.value.wait_s == pytest.approx(6)  # due 10 s after burst.a's write, not burst.b's
+    assert env.gist_writes() == []
+    env.time.now += 6
+    env.write("burst.c", 1)  # a write just before the gist is due still rides along
+    outcome = sync.sync("burst.b")
+    assert (outcome.gist_writes, outcome.files_written) == (1, 3)
+    env.write("burst.a", 2)
+    written = env.sync(linger_s=10).sync("burst.a", now=True)  # write-through does not linger
+    assert written.written_version == 2
 
 
 def test_sync_coalesces_and_a_synced_key_costs_no_gist_call(env: Env) -> None:
