@@ -261,3 +261,117 @@ def test_make_bench_state_installs_the_plot_dependencies_and_setup_does_not() ->
     assert install < run
     assert bench[install].startswith(".venv/bin/pip")  # the dev venv the benchmark runs in
     assert not any("requirements/bench.txt" in line for line in dry("setup"))
+
+
+def _many(**changes: Any) -> dict[str, Any]:
+    many: dict[str, Any] = {
+        "keys": 1000,
+        "namespaces": 10,
+        "puts": {"201": 1000},
+        "write_s": 90.0,
+        "last_write_s": 90.0,
+        "put_p95": 800.0,
+        "synced": 1000,
+        "all_synced": True,
+        "to_all_synced_s": 42.0,
+        "polled_s": 42.5,
+        "gists_created": 20,
+        "sharded": 1000,
+        "distinct_gists": 20,
+        **state_sync.write_figures([Write(0.0, "POST", "g1", "s1", 50), Write(1.0, "PATCH", "g1", "s2", 10)]),
+        "projected_more_s": None,
+        "api_agrees": "10/10",
+        "series": [(float(t), min(1000, t * 10)) for t in range(0, 140, 2)],
+        "write_times": [95.0, 96.0],
+    }
+    return many | changes
+
+
+def _mix(**changes: Any) -> dict[str, Any]:
+    mix: dict[str, Any] = {
+        "keys": 1000,
+        "writes": 1500,
+        "rate": 8.3,
+        "statuses": {"200": 1500},
+        "seconds": 180.2,
+        "unsynced": 0,
+        **lag_percentiles([1.0, 2.0, 30.0]),
+        "dirty_mean": 12.3,
+        "dirty_max": 18,
+        "dirty_keys_mean": 40.1,
+        "goal_s": 17.3,
+        "goal_met": False,
+        "within_own_goal": 2,
+        "samples": 250,
+        "scan_p95_s": 0.3,
+        **state_sync.write_figures([Write(0.0, "PATCH", "g1", "s1", 8)]),
+        "hourly_keys": 4000,
+        "start": 0.0,
+        "lags": [],
+        "dirty": [],
+    }
+    return mix | changes
+
+
+def test_the_section_shows_each_scenario_that_ran_and_its_goals() -> None:
+    args = state_sync.parse(["--only", "many", "--only", "mix"])
+    figures: dict[str, Any] = {
+        "args": args,
+        "elapsed_s": 500,
+        "hot": None,
+        "many": _many(),
+        "mix": _mix(),
+        "seed": None,
+        "write_log": [0.0, 1.0, 2.5],
+        "plots": {"many": state_sync.IMAGES / state_plots.MANY_KEYS_PNG, "mix": Path("/tmp/elsewhere/mix.png")},
+    }
+    text = state_sync.render(figures)
+    assert "Hot key" not in text
+    assert "**all 1000 keys synced 42.0 s after the last write** (goal <= 60 s: met)" in text
+    assert "gists created: **20**, gist writes: **2** {'POST': 1, 'PATCH': 1}" in text
+    assert "keys carried per gist write: 30.0 (POST 50.0, PATCH 10.0;" in text
+    assert "**p95 27.2 s**" in text
+    assert "goal p95 <= 12.3 x 1 s + 5 s = 17.3 s: **missed**" in text
+    assert "**4000 key syncs/h** (500 x 8.0 keys per gist PATCH)" in text
+    assert "![Many keys: keys synced and cumulative gist writes over time](img/state-many-keys.png)" in text
+    assert "mix.png" not in text  # a plot outside docs/img/ is not linked from the docs
+    assert "--only hot" in text  # how to run each scenario
+
+    figures["many"] = _many(all_synced=False, synced=400, projected_more_s=600, to_all_synced_s=None)
+    text = state_sync.render(figures)
+    assert "**400 of 1000 keys synced** 42.5 s after the last write (bound 180 s reached; goal <= 60 s: missed;" in text
+    assert "the rest would take about 600 s more" in text
+
+
+def test_the_hot_key_part_shows_the_ratio_to_echo_and_the_retries() -> None:
+    figures: dict[str, Any] = {
+        "args": state_sync.parse(["--only", "hot"]),
+        "elapsed_s": 200,
+        "echo": {"ok": 600, "seconds": 60.0, "rps": 10.0, "statuses": {"200": 600}},
+        "hot": {
+            "key": "bench.hot.x",
+            "writes": 480,
+            "contention": 1,
+            "statuses": {"200": 480, "409 STATE_CONTENTION": 1},
+            "seconds": 60.0,
+            "rate": 8.0,
+            **state_sync.percentiles([100.0, 200.0, 300.0]),
+            "latencies": [100.0, 200.0, 300.0],
+            "catch_up_s": 1.2,
+        },
+        "hot_gist_writes": 50,
+        "hot_gist_requests": 52,
+        "calls": {3: 400, 4: 80},
+        "ops": {"dynamodb.GetItem": 1.0, "dynamodb.TransactWriteItems": 1.25},
+        "delays": [1.0, 2.0],
+        "many": None,
+        "mix": None,
+        "seed": None,
+        "write_log": [],
+        "plots": {"hot": state_sync.IMAGES / state_plots.HOT_KEY_PNG},
+    }
+    text = state_sync.render(figures)
+    assert "**8.0 writes/s** = **0.80x echo** (goal >= 0.8) = **8.0x** the gist budget" in text
+    assert "0.25 lost races retried inside the api per PATCH" in text
+    assert "](img/state-hot-key-latency.png)" in text
+    assert "Many keys" not in text and "Steady mix" not in text
