@@ -188,11 +188,11 @@ def within_goal(lags: list[tuple[float, float]], dirty: list[tuple[float, int]])
 def rolling_lag(
     lags: list[tuple[float, float]], start: float, window_s: float
 ) -> list[tuple[float, float, float, float]]:
-    """(window end s since `start`, p50, p95, max) of the lags of writes made in each `window_s` window."""
+    """(window middle s since `start`, p50, p95, max) of the lags of writes made in each `window_s` window."""
     buckets: dict[int, list[float]] = defaultdict(list)
     for written, lag in lags:
         buckets[max(0, int((written - start) // window_s))].append(lag)
     return [
-        ((index + 1) * window_s, quantile(values, 0.5), quantile(values, 0.95), max(values))
+        ((index + 0.5) * window_s, quantile(values, 0.5), quantile(values, 0.95), max(values))
         for index, values in sorted(buckets.items())
     ]

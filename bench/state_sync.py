@@ -357,6 +357,7 @@ def steady_mix(
     dirty: list[tuple[float, int]] = []  # (sampled at, dirty gists)
     dirty_keys: list[tuple[float, int]] = []
     scans: list[float] = []
+    sharded: list[int] = []  # registers carrying a shard attribute, per sample
     stop = threading.Event()
 
     def sample() -> None:
@@ -368,6 +369,7 @@ def steady_mix(
             dirty.append((at, dirty_gists(state, keys_per_gist)))
             dirty_keys.append((at, sum(1 for register in state.values() if register.dirty)))
             scans.append(at - began)
+            sharded.append(sum(1 for register in state.values() if register.shard is not None))
             stop.wait(interval_s)
 
     def call() -> httpx.Response:
@@ -414,6 +416,8 @@ def steady_mix(
         "goal_met": goal is not None and stats["p95"] is not None and float(stats["p95"]) <= goal,
         "within_own_goal": within_goal(lags, dirty),
         "samples": len(scans),
+        "sharded": max(sharded, default=0),
+        "keys_per_gist": keys_per_gist,
         "scan_p95_s": round(statistics.quantiles(scans, n=20, method="inclusive")[18], 2) if len(scans) > 1 else None,
         **figures,
         "hourly_keys": round(hourly_steady_state(per_patch)) if per_patch is not None else None,
@@ -744,6 +748,11 @@ def render_mix(f: dict[str, Any]) -> list[str]:
         else "n/a (no gist PATCH read back)"
     )
     verdict = "met" if mix["goal_met"] else "missed"
+    counted = (
+        "by the registers' shard attribute"
+        if mix["sharded"]
+        else f"no register carries a shard attribute: ceil(dirty keys of a namespace / {mix['keys_per_gist']})"
+    )
     return [
         f"Steady mix: {args.mix_clients} clients PATCH random keys out of {mix['keys']} ({source}) for"
         f" {mix['seconds']} s, then up to {args.mix_drain:.0f} s for the last writes to sync; registers sampled"
@@ -754,7 +763,8 @@ def render_mix(f: dict[str, Any]) -> list[str]:
         f"- sync lag per write: p50 {mix['p50']} s, **p95 {mix['p95']} s**, max {mix['max']} s over {mix['n']}"
         f" writes ({mix['unsynced']} not synced by the end, counted at what they had waited);",
         f"- dirty gists while writing: mean {mix['dirty_mean']}, max {mix['dirty_max']} (dirty keys mean"
-        f" {mix['dirty_keys_mean']}); goal p95 <= {mix['dirty_mean']} x 1 s + 5 s = {mix['goal_s']} s: **{verdict}**;"
+        f" {mix['dirty_keys_mean']}; {counted});"
+        f" goal p95 <= {mix['dirty_mean']} x 1 s + 5 s = {mix['goal_s']} s: **{verdict}**;"
         f" {mix['within_own_goal']} of {mix['n']} writes synced within the goal for the dirty gists when written;",
         f"- gist writes: {mix['gist_writes']} {mix['by_method']}, at most {mix['max_1s']} in any 1 s and"
         f" {mix['max_60s']} in any 60 s, {mix['rate_per_min']} writes/min; keys carried per gist PATCH"

@@ -122,7 +122,7 @@ def test_lag_goal_per_write_uses_the_dirty_gists_when_it_was_written() -> None:
 
 def test_rolling_lag_groups_writes_by_window() -> None:
     rows = rolling_lag([(100.0, 1.0), (105.0, 3.0), (112.0, 10.0)], start=100.0, window_s=10.0)
-    assert rows == [(10.0, 2.0, 2.9, 3.0), (20.0, 10.0, 10.0, 10.0)]
+    assert rows == [(5.0, 2.0, 2.9, 3.0), (15.0, 10.0, 10.0, 10.0)]
 
 
 def test_write_figures_count_keys_carried_by_method() -> None:
@@ -233,7 +233,7 @@ def test_plot_functions_draw_their_series() -> None:
     assert list(writes_axes.lines[0].get_ydata())[-1] == 3  # cumulative gist writes
     lag_axes, dirty_axes = mix.axes
     p50 = lag_axes.lines[0]
-    assert list(p50.get_xdata()) == [10.0, 20.0] and list(p50.get_ydata()) == [2.5, 4.0]
+    assert list(p50.get_xdata()) == [5.0, 15.0] and list(p50.get_ydata()) == [2.5, 4.0]
     assert list(lag_axes.lines[3].get_ydata()) == [lag_goal_s(3), lag_goal_s(4)]
     assert list(dirty_axes.lines[0].get_ydata()) == [3, 4]
     assert sum(patch.get_height() for patch in hot.axes[0].patches) == 4
@@ -303,6 +303,8 @@ def _mix(**changes: Any) -> dict[str, Any]:
         "goal_met": False,
         "within_own_goal": 2,
         "samples": 250,
+        "sharded": 0,
+        "keys_per_gist": 50,
         "scan_p95_s": 0.3,
         **state_sync.write_figures([Write(0.0, "PATCH", "g1", "s1", 8)]),
         "hourly_keys": 4000,
@@ -332,6 +334,7 @@ def test_the_section_shows_each_scenario_that_ran_and_its_goals() -> None:
     assert "keys carried per gist write: 30.0 (POST 50.0, PATCH 10.0;" in text
     assert "**p95 27.2 s**" in text
     assert "goal p95 <= 12.3 x 1 s + 5 s = 17.3 s: **missed**" in text
+    assert "no register carries a shard attribute: ceil(dirty keys of a namespace / 50)" in text
     assert "**4000 key syncs/h** (500 x 8.0 keys per gist PATCH)" in text
     assert "![Many keys: keys synced and cumulative gist writes over time](img/state-many-keys.png)" in text
     assert "mix.png" not in text  # a plot outside docs/img/ is not linked from the docs
