@@ -74,7 +74,12 @@ openapi: setup
 bench: build
 	PYTHONPATH=$(PYTHONPATH_DEV) $(VENV)/bin/python -m bench.run $(ARGS)
 
-bench-state: build
+# Benchmark-only dependencies (the state benchmark's plots), into the dev venv once.
+$(VENV)/.bench-installed: requirements/bench.txt $(VENV)/.installed
+	$(VENV)/bin/pip install -q -r requirements/bench.txt
+	touch $@
+
+bench-state: build $(VENV)/.bench-installed
 	PYTHONPATH=$(PYTHONPATH_DEV) $(VENV)/bin/python -m bench.state_sync $(ARGS)
 
 clean:
