@@ -128,8 +128,10 @@ def test_a_gist_outage_mid_burst_loses_nothing_and_writes_no_version_twice(shard
     first = {f"burst{run}.k{n:02d}": {"n": n} for n in range(40)}
     put_all(shard_stack, first)
     wait_for(lambda: all_synced(shard_stack, list(first)), timeout_s=LINGER_S + 60, interval_s=1)
-    # The gist API fails mid-burst: answers lost after the write landed, then plain 502s.
-    gist_admin(shard_stack, "faults", {"mode": "lost", "count": 2, "methods": ["PATCH"]})
+    # The gist API fails mid-burst: answers lost after the write landed (a PATCH of shard 0 and
+    # the POST creating shard 1), then plain 502s.
+    injected_before = gist_admin(shard_stack, "stats")["faults_injected"]
+    gist_admin(shard_stack, "faults", {"mode": "lost", "count": 2, "methods": ["PATCH", "POST"]})
     second = {key: {"n": value["n"], "round": 2} for key, value in first.items()}
     second |= {f"burst{run}.new{n:02d}": {"new": n} for n in range(30)}
 
@@ -143,7 +145,11 @@ def test_a_gist_outage_mid_burst_loses_nothing_and_writes_no_version_twice(shard
     with ThreadPoolExecutor(max_workers=8) as pool:
         statuses = list(pool.map(patch, second))
     assert set(statuses) <= {200, 201}  # every write succeeds while the gist API fails
-    wait_for(lambda: gist_admin(shard_stack, "stats")["faults_injected"] >= 2, timeout_s=LINGER_S + 60, interval_s=1)
+
+    def both_lost() -> bool:
+        return bool(gist_admin(shard_stack, "stats")["faults_injected"] >= injected_before + 2)
+
+    wait_for(both_lost, timeout_s=LINGER_S + 60, interval_s=1)
     gist_admin(shard_stack, "faults", {"mode": "502", "count": 3})
     found = wait_for(lambda: all_synced(shard_stack, list(second)), timeout_s=LINGER_S + 120, interval_s=1)
     gist_admin(shard_stack, "faults", {"mode": "none"})
