@@ -171,6 +171,9 @@ class GistSync:
         own = self._store.register(key)
         if own is None or own.synced_version >= own.version:
             return SyncOutcome(key, None)
+        if not now and own.dirty_at is not None and own.dirty_at + self._linger_s > self._clock():
+            # One read per deferral: if an older key makes the gist due sooner, that key's message writes it.
+            raise SyncDeferred(key, own.dirty_at + self._linger_s - self._clock())
         dirty = [k for k in self._store.dirty_keys(namespace_of(key), DIRTY_KEYS_PER_PASS) if k != key]
         registers = self._store.registers([key, *dirty])
         registers[key] = own
