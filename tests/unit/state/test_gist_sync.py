@@ -304,6 +304,7 @@ def test_find_version_reads_a_key_back_across_shard_revisions_and_detects_tamper
     assert sync.find_version(register, 1) == ("first", False)
     assert sync.find_version(register, 9) is None
     assert sync.find_version(register, 1, max_revisions=2) is None  # beyond the revisions read
+    assert sync.find_version(register, 1, max_bytes=500) is None  # beyond the bytes read
 
     # A new revision claiming version 2 while its sealed content says version 3.
     forged = env.document("h.k")

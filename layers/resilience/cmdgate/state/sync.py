@@ -399,18 +399,25 @@ class GistSync:
 
     # -- reading back -----------------------------------------------------------
 
-    def find_version(self, register: Register, version: int, max_revisions: int = 10) -> tuple[Any, bool] | None:
-        """`(value, deleted)` of `version` read back from the key's gist history (the newest
-        `max_revisions` revisions: it costs GitHub calls inside a request), decrypted and checked;
-        None if it is not there."""
+    def find_version(
+        self, register: Register, version: int, max_revisions: int = 10, max_bytes: int = 8_000_000
+    ) -> tuple[Any, bool] | None:
+        """`(value, deleted)` of `version` read back from the key's gist history, decrypted and
+        checked; None if it is not there. Bounded, since it costs GitHub calls inside a request:
+        the newest `max_revisions` revisions, and no more than `max_bytes` of the key's file read."""
         gist_id = register.gist_id
         if gist_id is None:
             return None
         name = register.gist_file or STATE_FILE
+        read = 0
         for commit in self._gist.list_commits(gist_id, per_page=max_revisions):
             revision = self._gist.get_revision(gist_id, commit.version)
-            if name not in revision.files:
+            file = revision.files.get(name)
+            if file is None:
                 return None  # newest first: the key was not in this gist yet
+            read += file.size
+            if read > max_bytes:
+                return None
             content = self._gist.read_file(revision, name)
             try:
                 found = layout.version_in(content)
