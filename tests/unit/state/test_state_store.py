@@ -138,3 +138,27 @@ def test_registers_are_read_in_batches_and_placing_a_key_is_first_come(
     store.mark_synced("n.k1", 1, "old-gist", "sha")  # a format-1 key: it has a gist and no shard
     assert store.place("n.k1", "n/0", "n.k1.json") == (None, None, "old-gist")
     assert store.place("never", "n/0", "never.json")[0] is None  # no register, no placement
+
+
+def test_placing_and_marking_many_keys_is_one_transaction_or_falls_back_key_by_key(
+    parts: tuple[StateStore, LockManager, Clock],
+) -> None:
+    store, _, _ = parts
+    for key in ("m.a", "m.b", "m.c"):
+        write(store, key, 1)
+    store.place("m.b", "m/0", "m.b.json")  # placed already: the batch's transaction is cancelled
+    stands = store.place_many([("m.a", "m/1", "m.a.json"), ("m.b", "m/1", "m.b.json"), ("m.c", "m/1", "m.c.json")])
+    assert stands == {
+        "m.a": ("m/1", "m.a.json", None),
+        "m.b": ("m/0", "m.b.json", None),  # the first placement stands
+        "m.c": ("m/1", "m.c.json", None),
+    }
+    write(store, "m.c", 2)  # m.c moved on: the batch mark falls back, and m.c stays dirty
+    store.mark_synced_many({"m.a": 1, "m.b": 1, "m.c": 1}, "gist-1", "sha-1")
+    registers = store.registers(["m.a", "m.b", "m.c"])
+    assert [registers[k].synced_version for k in ("m.a", "m.b", "m.c")] == [1, 1, 1]
+    assert store.dirty_keys("m", 10) == ["m.c"]
+    entry = store.version("m.a", 1)
+    assert entry is not None and entry.revision == "sha-1"
+    store.mark_synced_many({"m.c": 2}, "gist-1", "sha-2")  # the usual case: one transaction
+    assert store.dirty_keys("m", 10) == []

@@ -2,8 +2,8 @@
 
 Items in the state table: `pk = "shard#<namespace>"`, `sk = "<6-digit shard number>"`, with
 `files` and `bytes` counters and, once the gist exists, `gist_id`. A key joins the newest shard
-of its namespace with one conditional update (`files < StateKeysPerGist` and `bytes` leaving room
-for the key's file); when that shard is full the next one is created with a conditional put, so
+of its namespace with one conditional update on the counts it read (many keys at once: as many as
+fit); when that shard is full the next one is created with a conditional put, so
 concurrent syncs (the state_sync function and write-through in api instances) never overfill a
 shard or create one twice. Bytes are counted when a key joins, from its file then: a value that
 grows later is not moved (a shard can outgrow `StateBytesPerGist` by its keys' growth).
@@ -43,17 +43,41 @@ class ShardDirectory:
 
     def place(self, namespace: str, size: int) -> ShardRef:
         """Count one more file of `size` bytes in the namespace's newest shard with room (a new one if full)."""
-        for _ in range(MAX_PLACEMENT_ATTEMPTS):
+        return self.place_many(namespace, [size])[0]
+
+    def place_many(self, namespace: str, sizes: list[int]) -> list[ShardRef]:
+        """Shards for files of these sizes, in order: as many as fit join the newest shard in one
+        conditional update (on the counts read), the rest start the next shard."""
+        placed: list[ShardRef] = []
+        attempts = 0
+        while len(placed) < len(sizes):
+            attempts += 1
+            if attempts > MAX_PLACEMENT_ATTEMPTS + len(sizes):
+                raise RuntimeError(f"no shard of {namespace!r} took its files after {attempts - 1} attempts")
+            pending = sizes[len(placed) :]
             newest = self._newest(namespace)
-            if newest is None:
-                if self._create(namespace, 0, size):
-                    return ShardRef(namespace, 0)
-                continue
-            if self._join(namespace, newest, size):
-                return ShardRef(namespace, newest)
-            if self._create(namespace, newest + 1, size):
-                return ShardRef(namespace, newest + 1)
-        raise RuntimeError(f"no shard of {namespace!r} took a file after {MAX_PLACEMENT_ATTEMPTS} attempts")
+            if newest is not None:
+                number, files, used = newest
+                taken = self._fitting(pending, files, used)
+                if taken and self._join(namespace, number, files, used, taken):
+                    placed.extend([ShardRef(namespace, number)] * len(taken))
+                    continue
+                if taken:
+                    continue  # the counts moved under us: read them again
+            number = 0 if newest is None else newest[0] + 1
+            taken = self._fitting(pending, 0, 0) or pending[:1]  # a file larger than a gist gets one alone
+            if self._create(namespace, number, taken):
+                placed.extend([ShardRef(namespace, number)] * len(taken))
+        return placed
+
+    def _fitting(self, sizes: list[int], files: int, used: int) -> list[int]:
+        """The leading files that fit beside `files` files of `used` bytes."""
+        taken: list[int] = []
+        for size in sizes:
+            if files + len(taken) + 1 > self.keys_per_gist or used + sum(taken) + size > self.bytes_per_gist:
+                break
+            taken.append(size)
+        return taken
 
     def release(self, shard: ShardRef, size: int) -> None:
         """Give back a placement that was not used (its key was placed elsewhere first)."""
@@ -92,7 +116,8 @@ class ShardDirectory:
             return str(existing or gist_id)
         return gist_id
 
-    def _newest(self, namespace: str) -> int | None:
+    def _newest(self, namespace: str) -> tuple[int, int, int] | None:
+        """The newest shard of the namespace: (number, files, bytes)."""
         answer = self._client.query(
             TableName=self._table,
             KeyConditionExpression="pk = :pk",
@@ -102,21 +127,24 @@ class ShardDirectory:
             ConsistentRead=True,
         )
         items = answer.get("Items", [])
-        return int(items[0]["sk"]["S"]) if items else None
+        if not items:
+            return None
+        item = items[0]
+        return int(item["sk"]["S"]), int(item.get("files", {}).get("N", "0")), int(item.get("bytes", {}).get("N", "0"))
 
-    def _join(self, namespace: str, number: int, size: int) -> bool:
+    def _join(self, namespace: str, number: int, files: int, used: int, sizes: list[int]) -> bool:
         try:
             self._client.update_item(
                 TableName=self._table,
                 Key={"pk": {"S": _pk(namespace)}, "sk": {"S": _sk(number)}},
-                UpdateExpression="ADD files :one, #bytes :size",
-                ConditionExpression="files < :max_files AND #bytes <= :room",
+                UpdateExpression="ADD files :n, #bytes :size",
+                ConditionExpression="files = :files AND #bytes = :used",
                 ExpressionAttributeNames={"#bytes": "bytes"},
                 ExpressionAttributeValues={
-                    ":one": {"N": "1"},
-                    ":size": {"N": str(size)},
-                    ":max_files": {"N": str(self.keys_per_gist)},
-                    ":room": {"N": str(self.bytes_per_gist - size)},
+                    ":n": {"N": str(len(sizes))},
+                    ":size": {"N": str(sum(sizes))},
+                    ":files": {"N": str(files)},
+                    ":used": {"N": str(used)},
                 },
             )
         except ClientError as error:
@@ -125,15 +153,15 @@ class ShardDirectory:
             raise
         return True
 
-    def _create(self, namespace: str, number: int, size: int) -> bool:
+    def _create(self, namespace: str, number: int, sizes: list[int]) -> bool:
         try:
             self._client.update_item(
                 TableName=self._table,
                 Key={"pk": {"S": _pk(namespace)}, "sk": {"S": _sk(number)}},
-                UpdateExpression="SET files = :one, #bytes = :size",
+                UpdateExpression="SET files = :n, #bytes = :size",
                 ConditionExpression="attribute_not_exists(pk)",
                 ExpressionAttributeNames={"#bytes": "bytes"},
-                ExpressionAttributeValues={":one": {"N": "1"}, ":size": {"N": str(size)}},
+                ExpressionAttributeValues={":n": {"N": str(len(sizes))}, ":size": {"N": str(sum(sizes))}},
             )
         except ClientError as error:
             if _conditional_failed(error):

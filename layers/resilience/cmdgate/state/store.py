@@ -43,6 +43,13 @@ THROTTLED_RETRY_AFTER_S = 1
 REGISTER_UPDATE_INDEX, LEASE_CHECK_INDEX = 0, 2  # the transaction's members: register update, log put, lease check
 DIRTY_INDEX = "DirtyIndex"
 BATCH_GET_MAX = 100  # DynamoDB's BatchGetItem limit
+TRANSACTION_MAX = 100  # items in one TransactWriteItems
+_PLACEABLE = "attribute_exists(pk) AND attribute_not_exists(#shard) AND attribute_not_exists(gist_id)"
+_NOT_BEHIND = "(attribute_not_exists(synced_version) OR synced_version < :v)"
+_SYNCED_CLEAN = "SET synced_version = :v, revision_sha = :sha, gist_id = :gist REMOVE dirty_ns, dirty_at"
+
+
+Placement = tuple[str | None, str | None, str | None]  # a key's (shard, gist_file, gist_id) as it stands
 
 
 def _pk(key: str) -> str:
@@ -288,16 +295,14 @@ class StateStore:
                 break
         return keys
 
-    def place(self, key: str, shard: str, gist_file: str) -> tuple[str | None, str | None, str | None]:
+    def place(self, key: str, shard: str, gist_file: str) -> Placement:
         """Put a key in a shard's file unless it has a gist already; `(shard, gist_file, gist_id)` as it stands."""
         try:
             self._client.update_item(
                 TableName=self._table,
                 Key={"pk": {"S": _pk(key)}, "sk": {"S": REGISTER_SK}},
                 UpdateExpression="SET #shard = :shard, gist_file = :file",
-                ConditionExpression=(
-                    "attribute_exists(pk) AND attribute_not_exists(#shard) AND attribute_not_exists(gist_id)"
-                ),
+                ConditionExpression=_PLACEABLE,
                 ExpressionAttributeNames={"#shard": "shard"},
                 ExpressionAttributeValues={":shard": {"S": shard}, ":file": {"S": gist_file}},
                 ReturnValuesOnConditionCheckFailure="ALL_OLD",
@@ -313,20 +318,88 @@ class StateStore:
             )
         return shard, gist_file, None
 
+    def place_many(
+        self, placements: list[tuple[str, str, str]]
+    ) -> dict[str, tuple[str | None, str | None, str | None]]:
+        """`place` for many `(key, shard, gist_file)`: one transaction per 100 keys when none was placed
+        meanwhile (the usual case), key by key otherwise."""
+        placed: dict[str, Placement] = {}
+        for start in range(0, len(placements), TRANSACTION_MAX):
+            chunk = placements[start : start + TRANSACTION_MAX]
+            items = [
+                {
+                    "Update": {
+                        "TableName": self._table,
+                        "Key": {"pk": {"S": _pk(key)}, "sk": {"S": REGISTER_SK}},
+                        "UpdateExpression": "SET #shard = :shard, gist_file = :file",
+                        "ConditionExpression": _PLACEABLE,
+                        "ExpressionAttributeNames": {"#shard": "shard"},
+                        "ExpressionAttributeValues": {":shard": {"S": shard}, ":file": {"S": name}},
+                    }
+                }
+                for key, shard, name in chunk
+            ]
+            try:
+                self._client.transact_write_items(TransactItems=items)
+            except ClientError as error:
+                if error.response.get("Error", {}).get("Code") != "TransactionCanceledException":
+                    raise
+                placed.update({key: self.place(key, shard, name) for key, shard, name in chunk})
+                continue
+            placed.update({key: (shard, name, None) for key, shard, name in chunk})
+        return placed
+
+    def mark_synced_many(self, versions: dict[str, int], gist_id: str, revision_sha: str) -> None:
+        """`mark_synced` for every key one gist revision carried: one transaction per 50 keys when each
+        is still at the version written (the usual case), key by key otherwise."""
+        entries = list(versions.items())
+        for start in range(0, len(entries), TRANSACTION_MAX // 2):
+            chunk = entries[start : start + TRANSACTION_MAX // 2]
+            items: list[dict[str, Any]] = []
+            for key, version in chunk:
+                values = {":v": {"N": str(version)}, ":sha": {"S": revision_sha}, ":gist": {"S": gist_id}}
+                items.append(
+                    {
+                        "Update": {
+                            "TableName": self._table,
+                            "Key": {"pk": {"S": _pk(key)}, "sk": {"S": REGISTER_SK}},
+                            "UpdateExpression": _SYNCED_CLEAN,
+                            "ConditionExpression": f"{_NOT_BEHIND} AND version = :v",
+                            "ExpressionAttributeValues": values,
+                        }
+                    }
+                )
+                items.append(
+                    {
+                        "Update": {
+                            "TableName": self._table,
+                            "Key": {"pk": {"S": _pk(key)}, "sk": {"S": _version_sk(version)}},
+                            "UpdateExpression": "SET revision = :sha REMOVE expires_at",
+                            "ConditionExpression": "attribute_exists(sk)",
+                            "ExpressionAttributeValues": {":sha": {"S": revision_sha}},
+                        }
+                    }
+                )
+            try:
+                self._client.transact_write_items(TransactItems=items)
+            except ClientError as error:
+                if error.response.get("Error", {}).get("Code") != "TransactionCanceledException":
+                    raise
+                for key, version in chunk:
+                    self.mark_synced(key, version, gist_id, revision_sha)
+
     def mark_synced(self, key: str, version: int, gist_id: str, revision_sha: str) -> None:
         """Record that `version` is in gist revision `revision_sha` (never moving synced_version back).
 
         The key stops being dirty only if `version` is still its newest.
         """
         values = {":v": {"N": str(version)}, ":sha": {"S": revision_sha}, ":gist": {"S": gist_id}}
-        not_behind = "(attribute_not_exists(synced_version) OR synced_version < :v)"
+        not_behind = _NOT_BEHIND
         try:
             self._client.update_item(
                 TableName=self._table,
                 Key={"pk": {"S": _pk(key)}, "sk": {"S": REGISTER_SK}},
-                UpdateExpression=(
-                    "SET synced_version = :v, revision_sha = :sha, gist_id = :gist REMOVE dirty_ns, dirty_at"
-                ),
+                UpdateExpression=_SYNCED_CLEAN,
                 ConditionExpression=f"{not_behind} AND version = :v",
                 ExpressionAttributeValues=values,
             )

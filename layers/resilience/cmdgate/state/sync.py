@@ -209,10 +209,18 @@ class GistSync:
 
     def _targets(self, dirty: list[Register]) -> list[_Target]:
         """Group dirty keys by the gist they go to, placing keys that have none yet."""
+        ordered = sorted(dirty, key=lambda r: (r.dirty_at or 0.0, r.key))
+        shards = self._placed([r for r in ordered if r.shard is None and r.gist_id is None])
         groups: dict[str, list[Register]] = {}
         shard_of: dict[str, ShardRef | None] = {}
-        for register in sorted(dirty, key=lambda r: (r.dirty_at or 0.0, r.key)):
-            shard, lease = self._where(register)
+        for register in ordered:
+            if register.key in shards:
+                shard: ShardRef | None = shards[register.key]
+            elif register.shard is not None:
+                shard = ShardRef.parse(register.shard)
+            else:
+                shard = None  # format 1: the key's own gist
+            lease = f"gistsync#{shard.id}" if shard is not None else f"gistsync#{register.key}"
             groups.setdefault(lease, []).append(register)
             shard_of[lease] = shard
         return [
@@ -225,25 +233,31 @@ class GistSync:
             for lease, members in groups.items()
         ]
 
-    def _where(self, register: Register) -> tuple[ShardRef | None, str]:
-        """The key's shard (placing it in one if it has no gist) and the lease of its gist."""
-        if register.shard is None and register.gist_id is not None:
-            return None, f"gistsync#{register.key}"  # format 1: the key's own gist
-        if register.shard is not None:
-            shard = ShardRef.parse(register.shard)
-            return shard, f"gistsync#{shard.id}"
-        name = self._namer().file_of(register.key)
-        size = self._estimated_size(register) + len(name) + _JSON_OVERHEAD
-        placed = self._shards.place(namespace_of(register.key), size)
-        shard_id, _, gist_id = self._store.place(register.key, placed.id, name)
-        if shard_id != placed.id:
-            self._shards.release(placed, size)  # placed elsewhere meanwhile
-            if shard_id is None and gist_id is not None:
-                return None, f"gistsync#{register.key}"
-            if shard_id is None:
-                raise errors.InternalError()
-            placed = ShardRef.parse(shard_id)
-        return placed, f"gistsync#{placed.id}"
+    def _placed(self, unplaced: list[Register]) -> dict[str, ShardRef | None]:
+        """Place keys that are in no gist yet, namespace by namespace, oldest first; None: format 1 after all."""
+        by_namespace: dict[str, list[Register]] = {}
+        for register in unplaced:
+            by_namespace.setdefault(namespace_of(register.key), []).append(register)
+        namer = self._namer() if unplaced else None
+        where: dict[str, ShardRef | None] = {}
+        for namespace, registers in by_namespace.items():
+            assert namer is not None
+            names = [namer.file_of(r.key) for r in registers]
+            sizes = [self._estimated_size(r) + len(n) + _JSON_OVERHEAD for r, n in zip(registers, names, strict=True)]
+            shards = self._shards.place_many(namespace, sizes)
+            stands = self._store.place_many(
+                [(r.key, shard.id, name) for r, shard, name in zip(registers, shards, names, strict=True)]
+            )
+            for register, shard, size in zip(registers, shards, sizes, strict=True):
+                shard_id, _, gist_id = stands[register.key]
+                if shard_id == shard.id:
+                    where[register.key] = shard
+                    continue
+                self._shards.release(shard, size)  # placed elsewhere meanwhile
+                if shard_id is None and gist_id is None:
+                    raise errors.InternalError()
+                where[register.key] = ShardRef.parse(shard_id) if shard_id is not None else None
+        return where
 
     # -- one gist -------------------------------------------------------------
 
@@ -399,8 +413,7 @@ class GistSync:
                 # What GitHub kept is not what we wrote: report it, and do not count the version as synced.
                 logger.error("gist content differs from what was written", extra={"revision": revision})
                 raise GistContentMismatch("A gist does not hold what was written.")
-        for file in chunk:
-            self._store.mark_synced(file.key, file.version, gist.id, revision)
+        self._store.mark_synced_many({f.key: f.version for f in chunk}, gist.id, revision)
         logger.info("state synced to gist", extra={"gist_id": gist.id, "revision": revision, "files": len(chunk)})
         return _Carried(requests=1, versions={f.key: f.version for f in chunk}, revision=revision)
 
