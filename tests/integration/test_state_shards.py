@@ -67,7 +67,7 @@ def all_synced(stack: Stack, keys: list[str]) -> dict[str, dict[str, Any]] | Non
     return found if done else None
 
 
-def put_all(stack: Stack, values: dict[str, Any], clients: int = 8) -> None:
+def put_all(stack: Stack, values: dict[str, Any], clients: int = 4) -> None:
     def put(key: str) -> int:
         return stack.admin.put(f"/v1/state/{key}", json=values[key], headers={"If-None-Match": "*"}).status_code
 
