@@ -67,7 +67,7 @@ class RecordingQueue(MessageQueue):
         super().__init__(sqs=None, queue_url="memory://queue")
         self.sent: list[dict[str, Any]] = []
 
-    def send(self, message: dict[str, Any]) -> str:
+    def send(self, message: dict[str, Any], delay_s: int = 0) -> str:
         self.sent.append(message)
         return f"msg-{len(self.sent)}"
 

@@ -47,7 +47,7 @@ class RecordingQueue(MessageQueue):
         self.sent: list[dict[str, Any]] = []
         self.fail = fail
 
-    def send(self, message: dict[str, Any]) -> str:
+    def send(self, message: dict[str, Any], delay_s: int = 0) -> str:
         if self.fail:
             raise ConnectionError("sqs endpoint unreachable: secret-host.internal")
         self.sent.append(json.loads(json.dumps(message)))
