@@ -13,7 +13,6 @@ from aws_lambda_powertools.event_handler.middlewares import NextMiddleware
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 from aws_lambda_powertools.event_handler.openapi.models import HTTPBearer
 from aws_lambda_powertools.logging import correlation_paths
-from aws_lambda_powertools.metrics import MetricUnit, single_metric
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from cmdgate import aws, errors
@@ -24,7 +23,7 @@ from cmdgate.http import parse_json, problem_response, with_request_id
 from cmdgate.ratelimit import RateLimited
 from routes import admin, commands, executions, health, state
 from routes.problems import handle_not_found, handle_problem, handle_request_validation, handle_unexpected
-from routes.request import take_waited
+from routes.request import report_handler_latency, take_waited
 from routes.services import services
 
 logger, tracer, metrics = Logger(), Tracer(), Metrics()  # one Logger and Metrics per function: shared state
@@ -92,18 +91,9 @@ def get_openapi() -> Response[str]:
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     started = time.monotonic()
     aws.take_call_counts()
-    take_waited()
+    take_waited()  # a request whose wait was counted but never reported must not shorten this one
     response = refuse_bad_body(event, services().settings) or app.resolve(event, context)
-    # The handler's own latency, without a long poll's wait: what the canary's p95 alarm watches (Duration
-    # would count `?wait=` as slowness). Per executed version, so the alarm sees the new version only.
-    own_ms = max(0.0, (time.monotonic() - started - take_waited()) * 1000)
-    with single_metric(
-        name="HandlerLatency",
-        unit=MetricUnit.Milliseconds,
-        value=round(own_ms, 1),
-        default_dimensions={"ExecutedVersion": str(getattr(context, "function_version", "") or "$LATEST")},
-    ):
-        pass
+    report_handler_latency(started, context)
     takes, retried = services().rate_limiter.take_counts()  # this environment's totals so far
     resource = f"{event.get('httpMethod')} {event.get('resource')}"
     aws.report_calls(logger, metrics, resource, rate_limit_takes=takes, rate_limit_retried_takes=retried)

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import time
+
 from aws_lambda_powertools.event_handler.router import APIGatewayRouter
+from aws_lambda_powertools.metrics import MetricUnit, single_metric
+from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from cmdgate import errors
 from cmdgate.auth import Principal
@@ -33,3 +37,21 @@ def take_waited() -> float:
     """The waited seconds of the request just answered (and reset for the next)."""
     waited, _waited_s[0] = _waited_s[0], 0.0
     return waited
+
+
+def report_handler_latency(started: float, context: LambdaContext) -> float:
+    """Emit `HandlerLatency` (EMF, ms): the request's time since `started` without its wait (a long poll).
+
+    The canary's p95 alarm watches it instead of Lambda's Duration, which would count `?wait=` as slowness;
+    it carries the executed version, so the alarm sees the new version only.
+    """
+    own_ms = round(max(0.0, (time.monotonic() - started - take_waited()) * 1000), 1)
+    version = str(getattr(context, "function_version", "") or "$LATEST")
+    with single_metric(
+        name="HandlerLatency",
+        unit=MetricUnit.Milliseconds,
+        value=own_ms,
+        default_dimensions={"ExecutedVersion": version},
+    ):
+        pass
+    return own_ms

@@ -34,6 +34,7 @@ ATTEMPT_LEASE_MARGIN_S = 10.0
 # The worker stops a command this long before its Lambda's own deadline (to record it and answer).
 WORKER_DEADLINE_MARGIN_S = 3.0
 MIN_ATTEMPT_S = 1.0  # less time than this left in the invocation: the message comes back instead
+LEASE_HELD = "another attempt holds the lease"
 MAX_WAIT_S = 20  # GET /v1/executions/{id}?wait=N
 MAX_WAIT_READS = 25  # reads of one long poll: 0.1, 0.2, 0.4, 0.8 s apart, then 1 s (20 s take 24)
 Alert = Callable[[str, str, str], None]  # (alert name, affected id, one-line cause)
@@ -249,7 +250,7 @@ class ExecutionService:
         if record.status == "running" and record.lease_until is not None and record.lease_until >= now:
             # Another attempt holds the lease (a duplicate delivery, or an early redelivery): come back when
             # the lease ends, instead of failing the delivery and burning receives.
-            self._come_back(delivery, math.ceil(record.lease_until - now) + 1, "another attempt holds the lease")
+            self._come_back(delivery, math.ceil(record.lease_until - now) + 1, LEASE_HELD)
             return
         spec = self._registry.get(record.command)
         budget_s, capped = spec.timeout_s if spec else 0.0, False
@@ -264,9 +265,7 @@ class ExecutionService:
         if running is None:
             current = self._store.get(execution_id)
             if current is not None and current.status == "running" and current.lease_until is not None:
-                self._come_back(
-                    delivery, max(1, math.ceil(current.lease_until - now) + 1), "another attempt holds the lease"
-                )
+                self._come_back(delivery, max(1, math.ceil(current.lease_until - now) + 1), LEASE_HELD)
                 return
             logger.info("execution not claimable; message acknowledged", extra={"execution_id": execution_id})
             return
@@ -337,7 +336,8 @@ class ExecutionService:
             # The message goes on to the DLQ (its next receive is past maxReceiveCount): at once, not after
             # the visibility timeout. A copy sent after a lease wait has receives left: it is done here.
             if delivery.receive_count >= self._max_receive_count:
-                self._come_back(delivery, 0, f"attempt {running.attempts} of {execution_id} failed: dead-lettered")
+                self._change_visibility(delivery, 0)
+                raise RetryableFailure(f"attempt {running.attempts} of {execution_id} failed: dead-lettered")
             return
         # Exponential backoff with full jitter (cmdgate.retry), set as the message's visibility.
         delay_s = math.ceil(full_jitter(running.attempts - 1, self._retry_base_s, self._retry_cap_s, self._rand))
@@ -357,14 +357,19 @@ class ExecutionService:
         `delay_s`) and this one is acknowledged: waiting for a lease or a backoff never burns the receive count.
         """
         if delivery.receive_count < self._max_receive_count or delivery.receipt_handle is None:
-            if delivery.receipt_handle is not None:
-                try:
-                    self._executions_queue.change_visibility(delivery.receipt_handle, delay_s)
-                except Exception:
-                    logger.warning("visibility not changed", exc_info=True)
-            raise RetryableFailure(reason)
+            self._change_visibility(delivery, delay_s)
+            raise AttemptInProgress(reason) if reason == LEASE_HELD else RetryableFailure(reason)
         self._executions_queue.send(json.loads(delivery.body), delay_s=delay_s)
         logger.info("message sent again", extra={"reason": reason, "delay_s": delay_s})
+
+    def _change_visibility(self, delivery: _Delivery, visibility_s: int) -> None:
+        if delivery.receipt_handle is None:
+            return
+        try:
+            self._executions_queue.change_visibility(delivery.receipt_handle, visibility_s)
+        except Exception:
+            # The message still returns, after the queue's visibility timeout.
+            logger.warning("visibility not changed", exc_info=True)
 
     def _poison(self, execution_id: str, cause: str) -> None:
         """A message no retry can fix: acknowledged, and alerted."""
