@@ -3,6 +3,7 @@ messages (acknowledged and alerted). Retries with the template's own timers: tes
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import signal
@@ -37,8 +38,15 @@ def epoch(timestamp: str) -> float:
     return datetime.fromisoformat(timestamp.replace("Z", "+00:00")).timestamp()
 
 
+@functools.cache
+def _dynamodb(moto_url: str) -> Any:
+    return boto3.session.Session(
+        aws_access_key_id="testing", aws_secret_access_key="testing", region_name="us-east-1"
+    ).client("dynamodb", endpoint_url=moto_url)
+
+
 def counter(stack: Stack, key: str) -> int:
-    item = stack.aws("dynamodb").get_item(
+    item = _dynamodb(stack.state["moto_url"]).get_item(
         TableName=stack.resource("ControlTable"), Key={"pk": {"S": f"count#{key}"}}, ConsistentRead=True
     )
     return int(item.get("Item", {}).get("executions", {}).get("N", "0"))
@@ -85,17 +93,17 @@ def test_a_killed_worker_runtime_leads_to_a_retry_and_one_count_effect(stack: St
     key = f"kill-{uuid.uuid4().hex[:8]}"
     queued = stack.admin.post(
         "/v1/commands/count",
-        json={"key": key, "hold_s": 5},
+        json={"key": key, "hold_s": 8},
         headers={**ASYNC, "Idempotency-Key": key},
     )
     execution_id = queued.json()["execution_id"]
-    wait_for(lambda: counter(stack, key) == 1, timeout_s=30)  # counted, and now holding
-    assert execution(stack, execution_id)["status"] == "running"
+    wait_for(lambda: counter(stack, key) == 1, timeout_s=30, interval_s=0.05)  # counted, and now holding
     killed = worker_runtimes(stack)
     assert killed
     for pid in killed:
         os.kill(pid, signal.SIGKILL)
     started = time.monotonic()
+    assert execution(stack, execution_id)["status"] == "running"  # killed mid-command
     done = ended(stack, execution_id, "succeeded", timeout_s=60)
     print(f"\nrecovered {time.monotonic() - started:.1f} s after the kill")
     assert done["attempts"] == 2

@@ -915,3 +915,30 @@ def test_wait_reads_a_bounded_number_of_times(h: Harness, monkeypatch: pytest.Mo
     execution, _ = h.service.wait(ALICE, execution_id, 20, sleep=lambda s: None)  # time never passes
     assert execution.status == "queued"
     assert len(reads) == MAX_WAIT_READS
+
+
+def test_a_running_attempt_renews_its_lease_and_stops_when_it_ends(h: Harness) -> None:
+    renewals: list[tuple[str, int]] = []
+    real_renew = h.store.renew_lease
+
+    def renew(execution_id: str, attempt: int, lease_until: float) -> bool:
+        renewals.append((execution_id, attempt))
+        return real_renew(execution_id, attempt, lease_until)
+
+    h.store.renew_lease = renew  # type: ignore[method-assign]
+    worker = ExecutionService(
+        h.store, h.executions, h.events, h.registry, lease_s=1.0, heartbeat_s=0.05, clock=lambda: NOW
+    )
+
+    @command("steady", description="Runs a while.", registry=h.registry)
+    def steady(params: BaseModel, context: CommandContext) -> None:
+        time.sleep(0.4)
+
+    execution_id = submit_async(h, "steady")
+    worker.process_message(h.message_for(execution_id), 1)
+    beats = len(renewals)
+    assert beats >= 3
+    assert set(renewals) == {(execution_id, 1)}
+    time.sleep(0.2)
+    assert len(renewals) == beats  # no beat after the attempt ended
+    assert not h.store.renew_lease(execution_id, 1, NOW + 10)  # a finished attempt has no lease to renew

@@ -23,7 +23,7 @@ class CountParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     key: str = Field(pattern=r"^[a-zA-Z0-9._:-]{1,128}$")
-    hold_s: float = Field(default=0.0, ge=0, le=5, description="Stay running this long after counting.")
+    hold_s: float = Field(default=0.0, ge=0, le=8, description="Stay running this long after counting.")
 
 
 @command(

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import math
 import random
+import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -29,8 +31,10 @@ from cmdgate.ratelimit.policy import RateLimitPolicy
 from cmdgate.retry import full_jitter
 
 logger = Logger(child=True)
-# An attempt's lease outlives the command's timeout by this much before another attempt may take over.
-ATTEMPT_LEASE_MARGIN_S = 10.0
+# An attempt's lease: renewed every HEARTBEAT_S while the attempt runs, so a worker that dies (a killed
+# runtime, a crashed environment) loses it within ATTEMPT_LEASE_S and a redelivery reclaims it.
+ATTEMPT_LEASE_S = 10.0
+HEARTBEAT_S = 3.0
 # The worker stops a command this long before its Lambda's own deadline (to record it and answer).
 WORKER_DEADLINE_MARGIN_S = 3.0
 MIN_ATTEMPT_S = 1.0  # less time than this left in the invocation: the message comes back instead
@@ -96,6 +100,8 @@ class ExecutionService:
         retry_base_s: float = 1.0,
         retry_cap_s: float = 300.0,
         alert: Alert | None = None,
+        lease_s: float = ATTEMPT_LEASE_S,
+        heartbeat_s: float = HEARTBEAT_S,
         clock: Callable[[], float] = time.time,
         rand: Callable[[], float] = random.random,
     ) -> None:
@@ -111,6 +117,8 @@ class ExecutionService:
         self._retry_base_s = retry_base_s
         self._retry_cap_s = retry_cap_s
         self._alert = alert or _no_alert
+        self._lease_s = lease_s
+        self._heartbeat_s = heartbeat_s
         self._clock = clock
         self._rand = rand
 
@@ -261,7 +269,7 @@ class ExecutionService:
                 return
             if available < spec.timeout_s:
                 budget_s, capped = available, True
-        running = self._store.begin_attempt(execution_id, budget_s + ATTEMPT_LEASE_MARGIN_S, now)
+        running = self._store.begin_attempt(execution_id, self._lease_s, now)
         if running is None:
             current = self._store.get(execution_id)
             if current is not None and current.status == "running" and current.lease_until is not None:
@@ -304,7 +312,8 @@ class ExecutionService:
             self._finish(running, "failed", _refusal_outcome(refused))
             return
         probe = functools.partial(self._store.cancel_requested, execution_id)
-        outcome = self._attempt(spec, running, params, budget_s=budget_s, cancel_probe=probe)
+        with self._heartbeat(running):
+            outcome = self._attempt(spec, running, params, budget_s=budget_s, cancel_probe=probe)
         if outcome.ok:
             self._finish(running, "succeeded", outcome)
             return
@@ -361,6 +370,31 @@ class ExecutionService:
             raise AttemptInProgress(reason) if reason == LEASE_HELD else RetryableFailure(reason)
         self._executions_queue.send(json.loads(delivery.body), delay_s=delay_s)
         logger.info("message sent again", extra={"reason": reason, "delay_s": delay_s})
+
+    @contextlib.contextmanager
+    def _heartbeat(self, running: Execution) -> Iterator[None]:
+        """Renew the attempt's lease every `heartbeat_s` while the block runs (stops when the attempt lost it)."""
+        stop = threading.Event()
+
+        def renew() -> None:
+            while not stop.wait(self._heartbeat_s):
+                try:
+                    kept = self._store.renew_lease(
+                        running.execution_id, running.attempts, self._clock() + self._lease_s
+                    )
+                except Exception:  # the next beat tries again; the lease outlives a few misses
+                    logger.warning("lease not renewed", exc_info=True)
+                    continue
+                if not kept:
+                    return
+
+        beat = threading.Thread(target=renew, name=f"lease-{running.execution_id}", daemon=True)
+        beat.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            beat.join(timeout=2)
 
     def _change_visibility(self, delivery: _Delivery, visibility_s: int) -> None:
         if delivery.receipt_handle is None:

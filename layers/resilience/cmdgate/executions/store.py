@@ -60,6 +60,22 @@ class ExecutionStore:
             raise
         return Execution.from_item(response["Attributes"])
 
+    def renew_lease(self, execution_id: str, attempt: int, lease_until: float) -> bool:
+        """Extend attempt `attempt`'s lease (its heartbeat); False once the attempt no longer owns the record."""
+        try:
+            self._table.update_item(
+                Key={"execution_id": execution_id},
+                UpdateExpression="SET lease_until = :lease",
+                ConditionExpression="#s = :running AND attempts = :attempt",
+                ExpressionAttributeNames={"#s": "status"},
+                ExpressionAttributeValues={":lease": int(lease_until) + 1, ":running": "running", ":attempt": attempt},
+            )
+        except ClientError as error:
+            if _is_condition_failure(error):
+                return False
+            raise
+        return True
+
     def finish(
         self,
         execution_id: str,
