@@ -71,22 +71,30 @@ def _descends_from(pid: int, ancestor: int) -> bool:
     return False
 
 
-def worker_runtimes(stack: Stack) -> list[int]:
-    """This stack's worker Python runtimes (`python -m awslambdaric`, children of the RIE processes)."""
-    access_key = f"AWS_ACCESS_KEY_ID={stack.state['functions']['WorkerFunction']['AWS_ACCESS_KEY_ID']}".encode()
-    found = []
+def runtime_running(stack: Stack, execution_id: str) -> int | None:
+    """The pid of this stack's worker runtime (`python -m awslambdaric`) whose environment started an attempt
+    of `execution_id`: its emulator's stdout is the environment's log, where the worker logs each attempt."""
+    started = '"command attempt started"'
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
             cmdline = (entry / "cmdline").read_bytes()
-            environ = (entry / "environ").read_bytes()
+            log = Path(os.readlink(entry / "fd" / "1"))
         except OSError:
             continue
-        runtime = b"awslambdaric" in cmdline and b"aws-lambda-rie" not in cmdline
-        if runtime and access_key in environ.split(b"\0") and _descends_from(int(entry.name), int(stack.state["pid"])):
-            found.append(int(entry.name))
-    return found
+        if b"aws-lambda-rie" not in cmdline or not log.name.startswith("WorkerFunction-"):
+            continue
+        if not _descends_from(int(entry.name), int(stack.state["pid"])):
+            continue
+        lines = [line for line in log.read_text(errors="replace").splitlines() if execution_id in line]
+        if not any(started in line for line in lines):
+            continue
+        children = Path(f"/proc/{entry.name}/task/{entry.name}/children").read_text().split()
+        runtimes = [int(c) for c in children if b"awslambdaric" in Path(f"/proc/{c}/cmdline").read_bytes()]
+        if runtimes:
+            return runtimes[0]
+    return None
 
 
 def test_a_killed_worker_runtime_leads_to_a_retry_and_one_count_effect(stack: Stack) -> None:
@@ -98,10 +106,8 @@ def test_a_killed_worker_runtime_leads_to_a_retry_and_one_count_effect(stack: St
     )
     execution_id = queued.json()["execution_id"]
     wait_for(lambda: counter(stack, key) == 1, timeout_s=30, interval_s=0.05)  # counted, and now holding
-    killed = worker_runtimes(stack)
-    assert killed
-    for pid in killed:
-        os.kill(pid, signal.SIGKILL)
+    runtime = wait_for(lambda: runtime_running(stack, execution_id), timeout_s=10)
+    os.kill(runtime, signal.SIGKILL)  # a process this test's stack started
     started = time.monotonic()
     assert execution(stack, execution_id)["status"] == "running"  # killed mid-command
     done = ended(stack, execution_id, "succeeded", timeout_s=60)

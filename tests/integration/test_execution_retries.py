@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.integration.conftest import Stack, running_stack, wait_for
-from tests.integration.test_execution_lifecycle import ASYNC, ended
+from tests.integration.test_execution_lifecycle import ASYNC, ended, epoch
 
 pytestmark = pytest.mark.integration
 
@@ -31,7 +31,10 @@ def test_with_default_timers_a_transient_failure_is_retried_within_seconds(defau
     took_s = time.monotonic() - started
     assert done["attempts"] == 2
     assert [e["code"] for e in done["attempt_errors"]] == ["COMMAND_TRANSIENT_FAILURE"]
-    assert took_s < 15, f"retried after {took_s:.1f} s (the visibility timeout is 180 s)"
+    # From the first attempt's failure to the second attempt's success (cold starts excluded).
+    retried_s = epoch(done["finished_at"]) - epoch(done["attempt_errors"][0]["at"])
+    print(f"\nretried: {retried_s:.1f} s from the failure to the retry's success ({took_s:.1f} s from the POST)")
+    assert retried_s < 10, f"retried after {retried_s:.1f} s (the visibility timeout is 180 s)"
 
 
 def test_with_default_timers_exhausted_retries_are_dead_lettered_within_a_minute(default_timers: Stack) -> None:

@@ -518,6 +518,10 @@ class ExecutionService:
             services=self._services,
             cancel_probe=cancel_probe,
         )
+        logger.info(
+            "command attempt started",
+            extra={"execution_id": execution.execution_id, "command": spec.name, "attempt": execution.attempts},
+        )
         started = time.monotonic()
         outcome = run_attempt(spec, params, context, self._max_result_bytes)
         logger.info(
