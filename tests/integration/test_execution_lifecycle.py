@@ -71,28 +71,32 @@ def _descends_from(pid: int, ancestor: int) -> bool:
     return False
 
 
-def runtime_running(stack: Stack, execution_id: str) -> int | None:
-    """The pid of this stack's worker runtime (`python -m awslambdaric`) whose environment started an attempt
-    of `execution_id`: its emulator's stdout is the environment's log, where the worker logs each attempt."""
-    started = '"command attempt started"'
+def runtime_holding(stack: Stack, execution_id: str) -> int | None:
+    """The pid of this stack's worker runtime (`python -m awslambdaric`) holding the execution's lease.
+
+    The record names the holder by its log stream (`local/<index>` here); that environment's emulator
+    writes to `WorkerFunction-<index>.log`, and the runtime is the emulator's child.
+    """
+    item = _dynamodb(stack.state["moto_url"]).get_item(
+        TableName=stack.resource("ExecutionsTable"), Key={"execution_id": {"S": execution_id}}, ConsistentRead=True
+    )
+    holder = item.get("Item", {}).get("lease_holder", {}).get("S", "")
+    if not holder.startswith("local/"):
+        return None
+    log = stack.log_dir / f"WorkerFunction-{holder.split('/', 1)[1]}.log"
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
-            cmdline = (entry / "cmdline").read_bytes()
-            log = Path(os.readlink(entry / "fd" / "1"))
+            if b"aws-lambda-rie" not in (entry / "cmdline").read_bytes():
+                continue
+            if Path(os.readlink(entry / "fd" / "1")) != log:
+                continue
+            children = (entry / "task" / entry.name / "children").read_text().split()
+            runtimes = [int(c) for c in children if b"awslambdaric" in Path(f"/proc/{c}/cmdline").read_bytes()]
         except OSError:
             continue
-        if b"aws-lambda-rie" not in cmdline or not log.name.startswith("WorkerFunction-"):
-            continue
-        if not _descends_from(int(entry.name), int(stack.state["pid"])):
-            continue
-        lines = [line for line in log.read_text(errors="replace").splitlines() if execution_id in line]
-        if not any(started in line for line in lines):
-            continue
-        children = Path(f"/proc/{entry.name}/task/{entry.name}/children").read_text().split()
-        runtimes = [int(c) for c in children if b"awslambdaric" in Path(f"/proc/{c}/cmdline").read_bytes()]
-        if runtimes:
+        if runtimes and _descends_from(int(entry.name), int(stack.state["pid"])):
             return runtimes[0]
     return None
 
@@ -106,7 +110,7 @@ def test_a_killed_worker_runtime_leads_to_a_retry_and_one_count_effect(stack: St
     )
     execution_id = queued.json()["execution_id"]
     wait_for(lambda: counter(stack, key) == 1, timeout_s=30, interval_s=0.05)  # counted, and now holding
-    runtime = wait_for(lambda: runtime_running(stack, execution_id), timeout_s=10)
+    runtime = wait_for(lambda: runtime_holding(stack, execution_id), timeout_s=10)
     os.kill(runtime, signal.SIGKILL)  # a process this test's stack started
     started = time.monotonic()
     assert execution(stack, execution_id)["status"] == "running"  # killed mid-command
@@ -120,8 +124,8 @@ def test_a_killed_worker_runtime_leads_to_a_retry_and_one_count_effect(stack: St
 # -- cancel and long polls ----------------------------------------------------------------------------
 
 
-def queued_without_message(stack: Stack, command: str, params: dict[str, Any], delay_s: int) -> str:
-    """An admin's queued execution whose message arrives only after `delay_s` (so it is certainly queued)."""
+def queued_without_message(stack: Stack, command: str, params: dict[str, Any]) -> str:
+    """An admin's queued execution whose message is not sent yet (so it certainly is still queued)."""
     from cmdgate.executions.model import Execution, utc_now_iso
 
     sample = stack.admin.post("/v1/commands/echo", json={}).json()["execution_id"]
@@ -146,22 +150,18 @@ def queued_without_message(stack: Stack, command: str, params: dict[str, Any], d
         retry_safe=True,
     )
     table.put_item(Item=record.to_item())
-    stack.aws("sqs").send_message(
-        QueueUrl=stack.resource("ExecutionsQueue"),
-        MessageBody=json.dumps({"execution_id": execution_id}),
-        DelaySeconds=delay_s,
-    )
     return execution_id
 
 
 def test_cancel_of_a_queued_execution_means_it_never_runs(stack: Stack) -> None:
     key = f"cancel-{uuid.uuid4().hex[:8]}"
-    execution_id = queued_without_message(stack, "count", {"key": key}, delay_s=2)
+    execution_id = queued_without_message(stack, "count", {"key": key})
     answer = stack.admin.post(f"/v1/executions/{execution_id}/cancel")
     assert answer.status_code == 200, answer.text
     assert (answer.json()["status"], answer.json()["cancel_requested"]) == ("cancelled", True)
     # Its message arrives and is acknowledged without a run.
     sqs, queue = stack.aws("sqs"), stack.resource("ExecutionsQueue")
+    sqs.send_message(QueueUrl=queue, MessageBody=json.dumps({"execution_id": execution_id}))
 
     def queue_empty() -> bool:
         attributes = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["All"])["Attributes"]

@@ -10,6 +10,7 @@ keys, not Powertools idempotency, the Gist client or cryptography).
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Callable
 from functools import cached_property, lru_cache
 from typing import TYPE_CHECKING, Any
@@ -112,6 +113,7 @@ class Services:
             execution_ttl_s=settings.execution_ttl_days * 86400,
             retry_base_s=settings.retry_base_s,
             retry_cap_s=settings.retry_cap_s,
+            holder=os.environ.get("AWS_LAMBDA_LOG_STREAM_NAME", ""),
             alert=TopicAlerts(self.clients.client("sns"), settings.alerts_topic_arn)
             if settings.alerts_topic_arn
             else None,

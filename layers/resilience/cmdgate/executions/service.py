@@ -102,6 +102,7 @@ class ExecutionService:
         alert: Alert | None = None,
         lease_s: float = ATTEMPT_LEASE_S,
         heartbeat_s: float = HEARTBEAT_S,
+        holder: str = "",
         clock: Callable[[], float] = time.time,
         rand: Callable[[], float] = random.random,
     ) -> None:
@@ -119,6 +120,7 @@ class ExecutionService:
         self._alert = alert or _no_alert
         self._lease_s = lease_s
         self._heartbeat_s = heartbeat_s
+        self._holder = holder  # this worker environment (its log stream), recorded with each lease it takes
         self._clock = clock
         self._rand = rand
 
@@ -269,7 +271,7 @@ class ExecutionService:
                 return
             if available < spec.timeout_s:
                 budget_s, capped = available, True
-        running = self._store.begin_attempt(execution_id, self._lease_s, now)
+        running = self._store.begin_attempt(execution_id, self._lease_s, now, self._holder)
         if running is None:
             current = self._store.get(execution_id)
             if current is not None and current.status == "running" and current.lease_until is not None:

@@ -29,15 +29,17 @@ class ExecutionStore:
         item = self._table.get_item(Key={"execution_id": execution_id}, ConsistentRead=True).get("Item")
         return Execution.from_item(item) if item else None
 
-    def begin_attempt(self, execution_id: str, lease_s: float, now: float) -> Execution | None:
+    def begin_attempt(self, execution_id: str, lease_s: float, now: float, holder: str = "") -> Execution | None:
         """Claim the next attempt: from `queued`, or from `running` whose attempt lease ran out
-        (its worker died). None if the record is terminal, absent, or another attempt holds it."""
+        (its worker died). None if the record is terminal, absent, or another attempt holds it.
+
+        `holder` names the worker environment taking the lease (its log stream), for whoever looks into it."""
         try:
             response = self._table.update_item(
                 Key={"execution_id": execution_id},
                 UpdateExpression=(
-                    "SET #s = :running, started_at = if_not_exists(started_at, :iso), lease_until = :lease "
-                    "ADD attempts :one"
+                    "SET #s = :running, started_at = if_not_exists(started_at, :iso), lease_until = :lease, "
+                    "lease_holder = :holder ADD attempts :one"
                 ),
                 ConditionExpression=(
                     "attribute_exists(execution_id) AND "
@@ -50,6 +52,7 @@ class ExecutionStore:
                     ":iso": utc_now_iso(),
                     ":now": int(now),
                     ":lease": int(now + lease_s) + 1,
+                    ":holder": holder or "-",
                     ":one": 1,
                 },
                 ReturnValues="ALL_NEW",
