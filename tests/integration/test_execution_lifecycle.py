@@ -28,9 +28,14 @@ def execution(stack: Stack, execution_id: str) -> dict[str, Any]:
 
 
 def ended(stack: Stack, execution_id: str, status: str, timeout_s: float) -> dict[str, Any]:
-    found: dict[str, Any] = wait_for(
-        lambda: (e := execution(stack, execution_id))["status"] == status and e, timeout_s=timeout_s
-    )
+    def reached() -> dict[str, Any] | None:
+        answer = stack.admin.get(f"/v1/executions/{execution_id}")
+        if answer.status_code != 200:  # a local gateway hiccup under load (a cold start past its init timeout)
+            return None
+        body: dict[str, Any] = answer.json()
+        return body if body["status"] == status else None
+
+    found: dict[str, Any] = wait_for(reached, timeout_s=timeout_s)
     return found
 
 
@@ -84,20 +89,27 @@ def runtime_holding(stack: Stack, execution_id: str) -> int | None:
     if not holder.startswith("local/"):
         return None
     log = stack.log_dir / f"WorkerFunction-{holder.split('/', 1)[1]}.log"
+    processes = {}
     for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
+        if entry.name.isdigit():
+            try:
+                processes[int(entry.name)] = (entry / "cmdline").read_bytes()
+            except OSError:
+                continue
+    emulators = []
+    for pid, cmdline in processes.items():
         try:
-            if b"aws-lambda-rie" not in (entry / "cmdline").read_bytes():
-                continue
-            if Path(os.readlink(entry / "fd" / "1")) != log:
-                continue
-            children = (entry / "task" / entry.name / "children").read_text().split()
-            runtimes = [int(c) for c in children if b"awslambdaric" in Path(f"/proc/{c}/cmdline").read_bytes()]
+            if b"aws-lambda-rie" in cmdline and Path(os.readlink(f"/proc/{pid}/fd/1")) == log:
+                emulators.append(pid)
         except OSError:
             continue
-        if runtimes and _descends_from(int(entry.name), int(stack.state["pid"])):
-            return runtimes[0]
+    for pid, cmdline in processes.items():
+        try:
+            parent = _parent(pid)
+        except (OSError, ValueError, IndexError):
+            continue
+        if b"awslambdaric" in cmdline and parent in emulators and _descends_from(parent, int(stack.state["pid"])):
+            return pid
     return None
 
 
