@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 
 from aws_lambda_powertools.event_handler.router import APIGatewayRouter
@@ -46,12 +47,13 @@ def report_handler_latency(started: float, context: LambdaContext) -> float:
     it carries the executed version, so the alarm sees the new version only.
     """
     own_ms = round(max(0.0, (time.monotonic() - started - take_waited()) * 1000), 1)
-    version = str(getattr(context, "function_version", "") or "$LATEST")
+    # The alarm names exactly these two dimensions (template.yaml ApiCanaryDurationAlarm).
+    dimensions = {
+        "ExecutedVersion": str(getattr(context, "function_version", "") or "$LATEST"),
+        "service": os.environ.get("POWERTOOLS_SERVICE_NAME", "cmdgate"),
+    }
     with single_metric(
-        name="HandlerLatency",
-        unit=MetricUnit.Milliseconds,
-        value=own_ms,
-        default_dimensions={"ExecutedVersion": version},
+        name="HandlerLatency", unit=MetricUnit.Milliseconds, value=own_ms, default_dimensions=dimensions
     ):
         pass
     return own_ms

@@ -327,3 +327,19 @@ def test_cancel_route_cancels_a_queued_execution_and_409s_a_finished_one(api: Ap
     assert (refused.status, refused.json()["code"]) == (409, "EXECUTION_FINISHED")
     unknown = execution_call(api, "POST", "nope", "/cancel")
     assert (unknown.status, unknown.json()["code"]) == (404, "EXECUTION_NOT_FOUND")
+
+
+def test_handler_latency_leaves_out_a_long_polls_wait(api: Api, capsys: pytest.CaptureFixture[str]) -> None:
+    import time
+    from types import SimpleNamespace
+
+    from routes.request import add_waited, report_handler_latency
+
+    add_waited(5.0)
+    own_ms = report_handler_latency(time.monotonic() - 5.2, SimpleNamespace(function_version="7"))  # type: ignore[arg-type]
+    assert 150 <= own_ms < 1000
+    emf = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert emf["HandlerLatency"] == [own_ms]
+    assert emf["ExecutedVersion"] == "7"
+    assert ["ExecutedVersion", "service"] in emf["_aws"]["CloudWatchMetrics"][0]["Dimensions"]
+    assert report_handler_latency(time.monotonic(), SimpleNamespace(function_version="7")) < 150  # type: ignore[arg-type]
