@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from functools import lru_cache
 from typing import Any
 
@@ -22,6 +23,7 @@ from cmdgate.http import parse_json, problem_response, with_request_id
 from cmdgate.ratelimit import RateLimited
 from routes import admin, commands, executions, health, state
 from routes.problems import handle_not_found, handle_problem, handle_request_validation, handle_unexpected
+from routes.request import report_handler_latency, take_waited
 from routes.services import services
 
 logger, tracer, metrics = Logger(), Tracer(), Metrics()  # one Logger and Metrics per function: shared state
@@ -87,8 +89,11 @@ def get_openapi() -> Response[str]:
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    started = time.monotonic()
     aws.take_call_counts()
+    take_waited()  # a request whose wait was counted but never reported must not shorten this one
     response = refuse_bad_body(event, services().settings) or app.resolve(event, context)
+    report_handler_latency(started, context)
     takes, retried = services().rate_limiter.take_counts()  # this environment's totals so far
     resource = f"{event.get('httpMethod')} {event.get('resource')}"
     aws.report_calls(logger, metrics, resource, rate_limit_takes=takes, rate_limit_retried_takes=retried)

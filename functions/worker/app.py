@@ -19,10 +19,13 @@ processor = BatchProcessor(event_type=EventType.SQS)
 
 
 @tracer.capture_method
-def record_handler(record: SQSRecord) -> None:
+def record_handler(record: SQSRecord, lambda_context: LambdaContext | None = None) -> None:
     receive_count = int(record.attributes.approximate_receive_count or "1")
     logger.append_keys(message_id=record.message_id)
-    services().executions.process_message(record.body, receive_count)
+    remaining_s = (lambda: lambda_context.get_remaining_time_in_millis() / 1000) if lambda_context else None
+    services().executions.process_message(
+        record.body, receive_count, receipt_handle=record.receipt_handle, remaining_s=remaining_s
+    )
 
 
 @logger.inject_lambda_context

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import time
+
 from aws_lambda_powertools.event_handler.router import APIGatewayRouter
+from aws_lambda_powertools.metrics import MetricUnit, single_metric
+from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from cmdgate import errors
 from cmdgate.auth import Principal
@@ -19,3 +24,36 @@ def principal(router: APIGatewayRouter) -> Principal:
 def remaining_s(router: APIGatewayRouter) -> float:
     """Seconds left in this invocation (caps lock leases)."""
     return float(router.lambda_context.get_remaining_time_in_millis()) / 1000
+
+
+_waited_s = [0.0]  # one request at a time per environment
+
+
+def add_waited(seconds: float) -> None:
+    """Count time this request spent waiting on purpose (a long poll): not the handler's own latency."""
+    _waited_s[0] += max(0.0, seconds)
+
+
+def take_waited() -> float:
+    """The waited seconds of the request just answered (and reset for the next)."""
+    waited, _waited_s[0] = _waited_s[0], 0.0
+    return waited
+
+
+def report_handler_latency(started: float, context: LambdaContext) -> float:
+    """Emit `HandlerLatency` (EMF, ms): the request's time since `started` without its wait (a long poll).
+
+    The canary's p95 alarm watches it instead of Lambda's Duration, which would count `?wait=` as slowness;
+    it carries the executed version, so the alarm sees the new version only.
+    """
+    own_ms = round(max(0.0, (time.monotonic() - started - take_waited()) * 1000), 1)
+    # The alarm names exactly these two dimensions (template.yaml ApiCanaryDurationAlarm).
+    dimensions = {
+        "ExecutedVersion": str(getattr(context, "function_version", "") or "$LATEST"),
+        "service": os.environ.get("POWERTOOLS_SERVICE_NAME", "cmdgate"),
+    }
+    with single_metric(
+        name="HandlerLatency", unit=MetricUnit.Milliseconds, value=own_ms, default_dimensions=dimensions
+    ):
+        pass
+    return own_ms

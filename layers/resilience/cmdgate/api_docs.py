@@ -47,6 +47,7 @@ class CommandDescription(BaseModel):
     idempotency: Literal["required", "optional"]
     modes: list[Literal["sync", "async"]]
     timeout_s: float
+    retry_safe: bool = Field(description="An attempt lost mid-run may be made again (effects keyed by the id).")
 
 
 class CommandList(BaseModel):
@@ -80,18 +81,30 @@ class ExecutionErrorView(BaseModel):
     status: int
 
 
+class AttemptErrorView(BaseModel):
+    """How one attempt failed."""
+
+    attempt: int
+    code: str
+    detail: str
+    at: str
+
+
 class ExecutionView(BaseModel):
     """`GET /v1/executions/{id}`."""
 
     execution_id: str
     command: str
-    status: Literal["queued", "running", "succeeded", "failed", "dead_lettered"]
+    status: Literal["queued", "running", "succeeded", "failed", "dead_lettered", "cancelled"]
     attempts: int
     result: Any = None
     error: ExecutionErrorView | None = None
     created_at: str
     started_at: str | None = None
     finished_at: str | None = None
+    next_attempt_at: str | None = Field(default=None, description="When a retried execution's next attempt is due.")
+    attempt_errors: list[AttemptErrorView] = Field(default_factory=list, description="Each failed attempt's error.")
+    cancel_requested: bool = Field(default=False, description="A cancel was asked for while it ran.")
 
 
 class CheckView(BaseModel):
@@ -169,7 +182,7 @@ _PROBLEM_TEXT = {
     401: "Missing or invalid credentials",
     403: "Not permitted",
     404: "Not found",
-    409: "Conflict: a request with this Idempotency-Key is still running, or the key is locked",
+    409: "Conflict: a request with this Idempotency-Key is still running, the key is locked, or the execution ended",
     412: "Precondition failed (If-Match / If-None-Match)",
     413: "Request body too large",
     415: "Unsupported media type (JSON bodies are application/json; a state PATCH is application/merge-patch+json)",
@@ -286,6 +299,8 @@ Limit = Annotated[str | None, _query("Page size (default 50).", {"type": "intege
 Cursor = Annotated[str | None, _query("`next_cursor` of the previous page.", {"type": "string"})]
 _VERSION = {"type": "integer", "minimum": 1, "maximum": 10**12 - 1}
 Version = Annotated[str | None, _query("Read this retained version instead of the current one.", _VERSION)]
+_WAIT = {"type": "integer", "minimum": 0, "maximum": 20}
+Wait = Annotated[str | None, _query("Hold the answer until the execution ends or this many seconds pass.", _WAIT)]
 _IDEMPOTENCY = (
     "1-255 printable ASCII characters, bare or as a Structured Field string; kept 24 h. "
     "The same key with the same request replays the first answer (`Idempotent-Replayed: true`)."

@@ -56,6 +56,9 @@ class Settings(BaseSettings):
     adaptive_rate_limit: bool = True
     secrets_max_age_s: int = Field(default=300, ge=0)
     max_receive_count: int = Field(default=3, ge=1)
+    # Async retries: the message comes back after full-jitter backoff, uniform in [0, min(cap, base * 2**n)).
+    retry_base_s: float = Field(default=1.0, ge=0)
+    retry_cap_s: float = Field(default=300.0, ge=0, le=43200)
     execution_ttl_days: int = Field(default=30, ge=1)
     max_body_bytes: int = Field(default=64 * 1024, ge=1)
     max_result_bytes: int = Field(default=256 * 1024, ge=1)

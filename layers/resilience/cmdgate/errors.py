@@ -83,6 +83,10 @@ class ExecutionNotFound(NotFound):
     code, title = "EXECUTION_NOT_FOUND", "Unknown execution"
 
 
+class ExecutionFinished(ProblemError):
+    status, code, title = 409, "EXECUTION_FINISHED", "The execution already ended"
+
+
 class PayloadTooLarge(ProblemError):
     status, code, title = 413, "PAYLOAD_TOO_LARGE", "Request body too large"
 

@@ -10,6 +10,7 @@ keys, not Powertools idempotency, the Gist client or cryptography).
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Callable
 from functools import cached_property, lru_cache
 from typing import TYPE_CHECKING, Any
@@ -95,6 +96,7 @@ class Services:
         """The execution service with the configured command packs loaded."""
         from cmdgate.commands import default_registry, load_packs
         from cmdgate.executions import ExecutionService, ExecutionStore
+        from cmdgate.executions.alerts import TopicAlerts
         from cmdgate.executions.secrets import ParamSecrets
 
         settings = self.settings
@@ -109,6 +111,12 @@ class Services:
             max_result_bytes=settings.max_result_bytes,
             max_receive_count=settings.max_receive_count,
             execution_ttl_s=settings.execution_ttl_days * 86400,
+            retry_base_s=settings.retry_base_s,
+            retry_cap_s=settings.retry_cap_s,
+            holder=os.environ.get("AWS_LAMBDA_LOG_STREAM_NAME", ""),
+            alert=TopicAlerts(self.clients.client("sns"), settings.alerts_topic_arn)
+            if settings.alerts_topic_arn
+            else None,
         )
 
     def _execution_secrets_cipher(self) -> Codec:

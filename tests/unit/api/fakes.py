@@ -58,6 +58,13 @@ class MemoryExecutionStore:
         self.items[execution_id] = found.model_copy(update={"status": "queued"})
         return self.items[execution_id]
 
+    def cancel(self, execution_id: str) -> Execution | None:
+        found = self.items.get(execution_id)
+        if found is not None and found.status in ("queued", "running"):
+            moved = "cancelled" if found.status == "queued" else "running"
+            self.items[execution_id] = found.model_copy(update={"status": moved, "cancel_requested": True})
+        return self.items.get(execution_id)
+
     def undo_redrive(self, execution_id: str) -> None:
         self.items[execution_id] = self.items[execution_id].model_copy(update={"status": "dead_lettered"})
 
@@ -67,7 +74,7 @@ class RecordingQueue(MessageQueue):
         super().__init__(sqs=None, queue_url="memory://queue")
         self.sent: list[dict[str, Any]] = []
 
-    def send(self, message: dict[str, Any]) -> str:
+    def send(self, message: dict[str, Any], delay_s: int = 0) -> str:
         self.sent.append(message)
         return f"msg-{len(self.sent)}"
 

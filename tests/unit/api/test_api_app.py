@@ -291,3 +291,55 @@ def test_a_base64_body_is_the_body_the_gate_checked(api: Api) -> None:
     answer = run(api, body='{"message": "b64"}', base64_body=True)
     assert answer.status == 200, answer.body
     assert answer.json()["result"] == {"message": "b64"}
+
+
+def execution_call(api: Api, method: str, execution_id: str, suffix: str = "", **kwargs: Any) -> Answer:
+    resource = "/v1/executions/{execution_id}" + suffix
+    return api.call(
+        method,
+        f"/v1/executions/{execution_id}{suffix}",
+        resource=resource,
+        path_parameters={"execution_id": execution_id},
+        **kwargs,
+    )
+
+
+@pytest.mark.parametrize("wait", ["21", "-1", "1.5", "x", "٣", "999"])
+def test_a_bad_wait_is_400(api: Api, wait: str) -> None:
+    execution_id = run(api, headers={"Prefer": "respond-async"}).json()["execution_id"]
+    answer = execution_call(api, "GET", execution_id, query={"wait": wait})
+    assert (answer.status, answer.json()["code"]) == (400, "BAD_REQUEST")
+    assert answer.headers["content-type"] == "application/problem+json"
+
+
+def test_wait_on_a_finished_execution_answers_at_once(api: Api) -> None:
+    execution_id = run(api).json()["execution_id"]
+    answer = execution_call(api, "GET", execution_id, query={"wait": "20"})
+    assert (answer.status, answer.json()["status"]) == (200, "succeeded")
+
+
+def test_cancel_route_cancels_a_queued_execution_and_409s_a_finished_one(api: Api) -> None:
+    queued = run(api, headers={"Prefer": "respond-async"}).json()["execution_id"]
+    answer = execution_call(api, "POST", queued, "/cancel")
+    assert (answer.status, answer.json()["status"], answer.json()["cancel_requested"]) == (200, "cancelled", True)
+    finished = run(api).json()["execution_id"]
+    refused = execution_call(api, "POST", finished, "/cancel")
+    assert (refused.status, refused.json()["code"]) == (409, "EXECUTION_FINISHED")
+    unknown = execution_call(api, "POST", "nope", "/cancel")
+    assert (unknown.status, unknown.json()["code"]) == (404, "EXECUTION_NOT_FOUND")
+
+
+def test_handler_latency_leaves_out_a_long_polls_wait(api: Api, capsys: pytest.CaptureFixture[str]) -> None:
+    import time
+    from types import SimpleNamespace
+
+    from routes.request import add_waited, report_handler_latency
+
+    add_waited(5.0)
+    own_ms = report_handler_latency(time.monotonic() - 5.2, SimpleNamespace(function_version="7"))  # type: ignore[arg-type]
+    assert 150 <= own_ms < 1000
+    emf = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert emf["HandlerLatency"] == [own_ms]
+    assert emf["ExecutedVersion"] == "7"
+    assert ["ExecutedVersion", "service"] in emf["_aws"]["CloudWatchMetrics"][0]["Dimensions"]
+    assert report_handler_latency(time.monotonic(), SimpleNamespace(function_version="7")) < 150  # type: ignore[arg-type]

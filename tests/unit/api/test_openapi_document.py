@@ -27,6 +27,7 @@ OPERATION_IDS = {
     "runCommand",
     "listCommands",
     "getExecution",
+    "cancelExecution",
     "getState",
     "putState",
     "patchState",

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import math
+import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -12,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from cmdgate import errors
 from cmdgate.auth.permissions import Principal
 from cmdgate.commands import (
+    CommandCancelled,
     CommandContext,
     CommandError,
     CommandRegistry,
@@ -29,6 +34,7 @@ from cmdgate.executions import (
 )
 from cmdgate.executions.model import Execution
 from cmdgate.executions.secrets import ParamSecrets
+from cmdgate.executions.service import MAX_WAIT_READS
 
 ADMIN = Principal("key:admin", ("admin",))
 ALICE = Principal("key:alice", ("commands.run:*",))
@@ -37,6 +43,8 @@ NOBODY = Principal("key:nobody", ())
 MAX_RECEIVE_COUNT = 3
 NOW = 1_700_000_000.0
 TTL_S = 3600
+RETRY_BASE_S = 2.0
+RETRY_CAP_S = 5.0
 
 
 class RecordingQueue(MessageQueue):
@@ -45,13 +53,19 @@ class RecordingQueue(MessageQueue):
     def __init__(self, fail: bool = False) -> None:
         super().__init__(sqs=None, queue_url="fake://queue")
         self.sent: list[dict[str, Any]] = []
+        self.delays: list[int] = []
+        self.visibility: list[tuple[str, int]] = []
         self.fail = fail
 
-    def send(self, message: dict[str, Any]) -> str:
+    def send(self, message: dict[str, Any], delay_s: int = 0) -> str:
         if self.fail:
             raise ConnectionError("sqs endpoint unreachable: secret-host.internal")
         self.sent.append(json.loads(json.dumps(message)))
+        self.delays.append(delay_s)
         return f"msg-{len(self.sent)}"
+
+    def change_visibility(self, receipt_handle: str, visibility_s: int) -> None:
+        self.visibility.append((receipt_handle, visibility_s))
 
 
 class GreetParams(BaseModel):
@@ -75,6 +89,7 @@ class Harness:
         self.events = RecordingQueue()
         self.registry = registry
         self.runs = runs
+        self.alerts: list[tuple[str, str, str]] = []
         self.service = ExecutionService(
             self.store,
             self.executions,
@@ -82,7 +97,11 @@ class Harness:
             registry,
             max_receive_count=MAX_RECEIVE_COUNT,
             execution_ttl_s=TTL_S,
+            retry_base_s=RETRY_BASE_S,
+            retry_cap_s=RETRY_CAP_S,
+            alert=lambda *alert: self.alerts.append(alert),
             clock=lambda: NOW,
+            rand=lambda: 0.999,  # full jitter at its ceiling: the delays are known
         )
 
     def message_for(self, execution_id: str) -> str:
@@ -105,7 +124,7 @@ def h(table_like: Callable[[str], Any]) -> Harness:
     def count(name: str) -> None:
         runs[name] = runs.get(name, 0) + 1
 
-    @command("greet", description="Say hello.", params=GreetParams, registry=registry)
+    @command("greet", description="Say hello.", params=GreetParams, retry_safe=True, registry=registry)
     def greet(params: GreetParams, context: CommandContext) -> dict[str, Any]:
         count("greet")
         return {"greeting": " ".join([f"hello {params.name}"] * params.times), "attempt": context.attempt}
@@ -412,12 +431,19 @@ def test_a_retry_that_succeeds_publishes_one_event(h: Harness) -> None:
     "body",
     ["not json", "[]", '"abc"', "{}", '{"execution_id": ""}', '{"execution_id": 42}', '{"execution_id": "0" }'],
 )
-def test_poison_messages(h: Harness, body: str) -> None:
-    with pytest.raises(PoisonMessage):
-        h.service.process_message(body, receive_count=1)
+def test_poison_messages_are_acknowledged_and_alerted(h: Harness, body: str) -> None:
+    h.service.process_message(body, receive_count=1)  # no raise: SQS deletes it
+    assert [name for name, _, _ in h.alerts] == ["poison-message"]
 
 
-def test_message_naming_an_unknown_command_is_poison(h: Harness) -> None:
+def test_a_message_whose_record_is_missing_is_acknowledged_and_alerted(h: Harness) -> None:
+    h.service.process_message(h.message_for("abc123"), receive_count=1, receipt_handle="r1")
+    assert h.alerts == [("poison-message", "abc123", "the message names an execution that has no record")]
+    assert h.executions.visibility == []
+    assert not issubclass(PoisonMessage, RetryableFailure)
+
+
+def test_message_naming_an_unknown_command_fails_its_execution(h: Harness) -> None:
     h.store.create(
         Execution(
             execution_id="abc123",
@@ -428,9 +454,9 @@ def test_message_naming_an_unknown_command_is_poison(h: Harness) -> None:
             created_at="2024-01-01T00:00:00.000Z",
         )
     )
-    with pytest.raises(PoisonMessage):
-        h.service.process_message(h.message_for("abc123"), receive_count=1)
-    assert h.record("abc123").status == "queued"
+    h.service.process_message(h.message_for("abc123"), receive_count=1)
+    record = h.record("abc123")
+    assert (record.status, record.error.code if record.error else None) == ("failed", "COMMAND_NOT_FOUND")
 
 
 @pytest.mark.parametrize("name", ["greet", "conflict"])
@@ -655,7 +681,264 @@ def test_secrets_that_cannot_be_opened_give_the_record_back_for_a_retry(h: Harne
     record = h.record(execution_id)
     # Not stuck `running` behind its lease: queued again, so the redelivery can take it.
     assert (record.status, record.error.code if record.error else None) == ("queued", "DEPENDENCY_UNAVAILABLE")
-    with pytest.raises(RetryableFailure):
-        worker.process_message(h.message_for(execution_id), receive_count=MAX_RECEIVE_COUNT)
+    for receive_count in range(2, MAX_RECEIVE_COUNT + 1):
+        with pytest.raises(RetryableFailure):
+            worker.process_message(h.message_for(execution_id), receive_count=receive_count)
     assert h.record(execution_id).status == "dead_lettered"
     assert h.runs == {}
+
+
+# -- retries with backoff, lease waits, the worker's deadline ---------------------------------
+
+
+def test_a_transient_failure_comes_back_after_full_jitter_backoff(h: Harness) -> None:
+    execution_id = submit_async(h, "flaky")
+    expected = []
+    for receive_count in range(1, MAX_RECEIVE_COUNT):
+        with pytest.raises(RetryableFailure):
+            h.service.process_message(h.message_for(execution_id), receive_count, receipt_handle=f"r{receive_count}")
+        # rand() = 0.999 of min(cap, base * 2**n): 2 s, then 4 s (ceil), then the 5 s cap.
+        delay = math.ceil(0.999 * min(RETRY_CAP_S, RETRY_BASE_S * 2 ** (receive_count - 1)))
+        expected.append((f"r{receive_count}", delay))
+        record = h.record(execution_id)
+        assert record.status == "queued"
+        assert record.next_attempt_at == int(NOW) + delay
+        assert record.public_view()["next_attempt_at"].endswith("Z")
+    assert h.executions.visibility == expected == [("r1", 2), ("r2", 4)]
+    errors_seen = h.record(execution_id).attempt_errors
+    assert [(e.attempt, e.code) for e in errors_seen] == [
+        (1, "COMMAND_TRANSIENT_FAILURE"),
+        (2, "COMMAND_TRANSIENT_FAILURE"),
+    ]
+
+
+def test_exhausted_retries_send_the_message_on_to_the_dlq_at_once(h: Harness) -> None:
+    execution_id = submit_async(h, "flaky")
+    for receive_count in range(1, MAX_RECEIVE_COUNT + 1):
+        with pytest.raises(RetryableFailure):
+            h.service.process_message(h.message_for(execution_id), receive_count, receipt_handle=f"r{receive_count}")
+    record = h.record(execution_id)
+    assert (record.status, record.attempts, len(record.attempt_errors)) == ("dead_lettered", 3, 3)
+    assert h.executions.visibility[-1] == (f"r{MAX_RECEIVE_COUNT}", 0)  # not after the visibility timeout
+
+
+def test_a_permanent_failure_ends_failed_at_once_without_a_retry(h: Harness) -> None:
+    execution_id = submit_async(h, "conflict")
+    h.service.process_message(h.message_for(execution_id), 1, receipt_handle="r1")
+    assert (h.record(execution_id).status, h.executions.visibility) == ("failed", [])
+
+
+def test_a_delivery_during_a_live_lease_waits_for_the_lease_without_running(h: Harness) -> None:
+    execution_id = submit_async(h, "greet")
+    holder = h.store.begin_attempt(execution_id, lease_s=30, now=NOW)
+    assert holder is not None and holder.lease_until is not None
+    with pytest.raises(AttemptInProgress):
+        h.service.process_message(h.message_for(execution_id), 2, receipt_handle="r2")
+    assert h.executions.visibility == [("r2", math.ceil(holder.lease_until - NOW) + 1)]
+    assert h.runs == {}
+
+
+def test_a_lease_wait_on_the_last_receive_sends_a_fresh_copy_instead_of_burning_it(h: Harness) -> None:
+    execution_id = submit_async(h, "greet")
+    holder = h.store.begin_attempt(execution_id, lease_s=30, now=NOW)
+    assert holder is not None and holder.lease_until is not None
+    sent_before = len(h.executions.sent)
+    h.service.process_message(h.message_for(execution_id), MAX_RECEIVE_COUNT, receipt_handle="r3")  # acknowledged
+    assert h.executions.sent[sent_before:] == [{"execution_id": execution_id}]
+    assert h.executions.delays[-1] == math.ceil(holder.lease_until - NOW) + 1
+    assert h.record(execution_id).status == "running"
+
+
+def test_a_retry_whose_receives_are_spent_by_lease_waits_still_gets_its_attempts(h: Harness) -> None:
+    execution_id = submit_async(h, "flaky")
+    with pytest.raises(RetryableFailure):  # attempt 1 of 3, on the last receive SQS allows
+        h.service.process_message(h.message_for(execution_id), 1, receipt_handle="r1")
+    sent_before = len(h.executions.sent)
+    h.service.process_message(h.message_for(execution_id), MAX_RECEIVE_COUNT, receipt_handle="r3")
+    record = h.record(execution_id)
+    assert (record.status, record.attempts) == ("queued", 2)
+    assert h.executions.sent[sent_before:] == [{"execution_id": execution_id}]  # a copy with receives left
+
+
+def test_a_reclaimed_lease_of_a_command_that_is_not_retry_safe_fails_instead_of_running_twice(h: Harness) -> None:
+    execution_id = submit_async(h, "conflict")
+    crashed = h.store.begin_attempt(execution_id, lease_s=10, now=NOW - 100)
+    assert crashed is not None
+    h.service.process_message(h.message_for(execution_id), 2, receipt_handle="r2")
+    record = h.record(execution_id)
+    assert (record.status, record.error.code if record.error else None) == ("failed", "ATTEMPT_ABANDONED")
+    assert h.runs == {}
+
+
+def test_the_worker_stops_a_command_before_its_own_deadline_and_retries_it(h: Harness) -> None:
+    release = threading.Event()
+
+    @command("slow", description="Outlives the invocation.", timeout_s=10, retry_safe=True, registry=h.registry)
+    def slow(params: BaseModel, context: CommandContext) -> None:
+        release.wait(5)
+
+    execution_id = submit_async(h, "slow")
+    started = time.monotonic()
+    with pytest.raises(RetryableFailure):
+        h.service.process_message(h.message_for(execution_id), 1, receipt_handle="r1", remaining_s=lambda: 4.5)
+    release.set()
+    assert time.monotonic() - started < 3  # 4.5 s left minus the 3 s margin, not the 10 s timeout
+    record = h.record(execution_id)
+    assert (record.status, record.error.code if record.error else None) == ("queued", "WORKER_DEADLINE")
+
+
+def test_too_little_time_left_sends_the_message_back_without_claiming(h: Harness) -> None:
+    execution_id = submit_async(h, "greet")
+    with pytest.raises(RetryableFailure):
+        h.service.process_message(h.message_for(execution_id), 1, receipt_handle="r1", remaining_s=lambda: 2.0)
+    assert (h.record(execution_id).status, h.record(execution_id).attempts) == ("queued", 0)
+    assert h.executions.visibility == [("r1", 0)]
+
+
+@pytest.mark.parametrize(("retry_safe", "status"), [(True, "queued"), (False, "failed")])
+def test_a_timed_out_attempt_is_retried_only_when_the_command_is_retry_safe(
+    h: Harness, retry_safe: bool, status: str
+) -> None:
+    release = threading.Event()
+    name = f"stuck-{retry_safe}".lower()
+
+    @command(name, description="Times out.", timeout_s=0.2, retry_safe=retry_safe, registry=h.registry)
+    def stuck(params: BaseModel, context: CommandContext) -> None:
+        release.wait(2)
+
+    execution_id = submit_async(h, name)
+    with contextlib.suppress(RetryableFailure):
+        h.service.process_message(h.message_for(execution_id), 1, receipt_handle="r1")
+    release.set()
+    record = h.record(execution_id)
+    assert (record.status, record.error.code if record.error else None) == (status, "COMMAND_TIMEOUT")
+
+
+def test_async_records_say_whether_the_command_is_retry_safe_and_when_they_are_due(h: Harness) -> None:
+    safe, unsafe = submit_async(h, "greet"), submit_async(h, "conflict")
+    assert (h.record(safe).retry_safe, h.record(unsafe).retry_safe) == (True, False)
+    assert h.record(safe).next_attempt_at == int(NOW)  # written before its message: the healer's marker
+    assert h.registry.get("greet").describe()["retry_safe"] is True  # type: ignore[union-attr]
+
+
+# -- cancel and wait ---------------------------------------------------------------------------
+
+
+def test_cancel_of_a_queued_execution_means_it_never_runs(h: Harness) -> None:
+    execution_id = submit_async(h, "greet")
+    cancelled = h.service.cancel(ALICE, execution_id)
+    assert (cancelled.status, cancelled.public_view()["cancel_requested"]) == ("cancelled", True)
+    h.service.process_message(h.message_for(execution_id), 1, receipt_handle="r1")
+    assert h.runs == {}
+    assert h.record(execution_id).status == "cancelled"
+    assert [e["status"] for e in h.events.sent] == ["cancelled"]
+    assert h.service.cancel(ALICE, execution_id).status == "cancelled"  # again: the same answer
+
+
+def test_cancel_of_a_running_execution_is_seen_by_a_cooperative_command(h: Harness) -> None:
+    running = threading.Event()
+
+    @command("patient", description="Waits for a cancel.", timeout_s=5, registry=h.registry)
+    def patient(params: BaseModel, context: CommandContext) -> None:
+        running.set()
+        while not context.cancel_requested():
+            time.sleep(0.02)
+        raise CommandCancelled()
+
+    execution_id = submit_async(h, "patient")
+    worker = threading.Thread(target=h.service.process_message, args=(h.message_for(execution_id), 1))
+    worker.start()
+    assert running.wait(5)
+    marked = h.service.cancel(ALICE, execution_id)
+    assert (marked.status, marked.cancel_requested) == ("running", True)
+    worker.join(10)
+    record = h.record(execution_id)
+    assert (record.status, record.error.code if record.error else None) == ("cancelled", "EXECUTION_CANCELLED")
+
+
+def test_a_transient_failure_after_a_cancel_request_ends_cancelled_not_retried(h: Harness) -> None:
+    @command("flaky_cancel", description="Asks for its own cancel, then fails.", registry=h.registry)
+    def flaky_cancel(params: BaseModel, context: CommandContext) -> None:
+        h.store.cancel(context.execution_id)
+        raise TransientCommandError("try later")
+
+    execution_id = submit_async(h, "flaky_cancel")
+    h.service.process_message(h.message_for(execution_id), 1, receipt_handle="r1")
+    assert h.record(execution_id).status == "cancelled"
+    assert h.executions.visibility == []
+
+
+@pytest.mark.parametrize("name", ["greet", "conflict"])
+def test_cancel_of_a_finished_execution_is_409(h: Harness, name: str) -> None:
+    execution_id = submit_async(h, name)
+    h.service.process_message(h.message_for(execution_id), 1)
+    with pytest.raises(errors.ExecutionFinished):
+        h.service.cancel(ALICE, execution_id)
+    sync_id = h.service.submit(ALICE, "greet", "{}", prefer_async=False).body["execution_id"]
+    with pytest.raises(errors.ExecutionFinished):
+        h.service.cancel(ALICE, sync_id)
+
+
+def test_cancel_needs_the_same_access_as_reading(h: Harness) -> None:
+    execution_id = submit_async(h, "greet")
+    with pytest.raises(errors.ExecutionNotFound):
+        h.service.cancel(BOB, execution_id)
+    with pytest.raises(errors.ExecutionNotFound):
+        h.service.cancel(ALICE, "not-an-id!")
+    assert h.record(execution_id).status == "queued"
+
+
+def test_wait_returns_once_the_execution_ends(h: Harness) -> None:
+    execution_id = submit_async(h, "greet")
+    slept: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        if len(slept) == 3:
+            h.service.process_message(h.message_for(execution_id), 1)
+
+    execution, _ = h.service.wait(ALICE, execution_id, 20, sleep=sleep)
+    assert execution.status == "succeeded"
+    assert slept == [0.1, 0.2, 0.4]
+
+
+def test_wait_reads_a_bounded_number_of_times(h: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
+    execution_id = submit_async(h, "greet")
+    reads = []
+    real_get = h.store.get
+
+    def counted(eid: str) -> Execution | None:
+        reads.append(eid)
+        return real_get(eid)
+
+    monkeypatch.setattr(h.store, "get", counted)
+    execution, _ = h.service.wait(ALICE, execution_id, 20, sleep=lambda s: None)  # time never passes
+    assert execution.status == "queued"
+    assert len(reads) == MAX_WAIT_READS
+
+
+def test_a_running_attempt_renews_its_lease_and_stops_when_it_ends(h: Harness) -> None:
+    renewals: list[tuple[str, int]] = []
+    real_renew = h.store.renew_lease
+
+    def renew(execution_id: str, attempt: int, lease_until: float) -> bool:
+        renewals.append((execution_id, attempt))
+        return real_renew(execution_id, attempt, lease_until)
+
+    h.store.renew_lease = renew  # type: ignore[method-assign]
+    worker = ExecutionService(
+        h.store, h.executions, h.events, h.registry, lease_s=1.0, heartbeat_s=0.05, clock=lambda: NOW
+    )
+
+    @command("steady", description="Runs a while.", registry=h.registry)
+    def steady(params: BaseModel, context: CommandContext) -> None:
+        time.sleep(0.4)
+
+    execution_id = submit_async(h, "steady")
+    worker.process_message(h.message_for(execution_id), 1)
+    beats = len(renewals)
+    assert beats >= 3
+    assert set(renewals) == {(execution_id, 1)}
+    time.sleep(0.2)
+    assert len(renewals) == beats  # no beat after the attempt ended
+    assert not h.store.renew_lease(execution_id, 1, NOW + 10)  # a finished attempt has no lease to renew

@@ -34,6 +34,7 @@ ALL_ROUTES = [
     ("POST", "/v1/commands/deploy.prod"),
     ("POST", "/v1/commands/echo"),
     ("GET", "/v1/executions/0123abcd"),
+    ("POST", "/v1/executions/0123abcd/cancel"),
     ("GET", "/v1/state/team-a.config"),
     ("GET", "/v1/state/team-a.config/history"),
     ("PUT", "/v1/state/team-a.config"),
@@ -115,13 +116,21 @@ def test_admin_policy_allows_every_route_of_the_stage() -> None:
 
 def test_command_runner_policy_reaches_run_and_executions_only() -> None:
     policy = allow_policy(DEPLOYER, arn("POST", "/v1/commands/deploy.prod"))
-    assert allowed_resources(policy) == {f"{BASE}/POST/v1/commands/*", f"{BASE}/GET/v1/executions/*"}
+    assert allowed_resources(policy) == {
+        f"{BASE}/POST/v1/commands/*",
+        f"{BASE}/GET/v1/executions/*",
+        f"{BASE}/POST/v1/executions/*/cancel",
+    }
     assert all(s["Action"] == "execute-api:Invoke" for s in statements(policy))
 
 
 def test_lister_policy_reaches_the_catalogue_and_executions() -> None:
     policy = allow_policy(LISTER, arn("GET", "/v1/commands"))
-    assert allowed_resources(policy) == {f"{BASE}/GET/v1/commands", f"{BASE}/GET/v1/executions/*"}
+    assert allowed_resources(policy) == {
+        f"{BASE}/GET/v1/commands",
+        f"{BASE}/GET/v1/executions/*",
+        f"{BASE}/POST/v1/executions/*/cancel",
+    }
 
 
 def test_state_writer_policy_reaches_the_write_methods() -> None:
@@ -132,13 +141,14 @@ def test_state_writer_policy_reaches_the_write_methods() -> None:
         f"{BASE}/DELETE/v1/state/*",
         f"{BASE}/POST/v1/state/*",
         f"{BASE}/GET/v1/executions/*",
+        f"{BASE}/POST/v1/executions/*/cancel",
     }
 
 
 def test_principal_without_permissions_reaches_only_its_executions() -> None:
-    # api.md: executions need no permission, so the only Allow is GET /v1/executions/*; the rest is denied.
+    # api.md: executions need no permission, so the only Allows are reading and cancelling executions.
     policy = allow_policy(NOBODY, arn("GET", "/v1/commands"))
-    assert allowed_resources(policy) == {f"{BASE}/GET/v1/executions/*"}
+    assert allowed_resources(policy) == {f"{BASE}/GET/v1/executions/*", f"{BASE}/POST/v1/executions/*/cancel"}
     document = policy["policyDocument"]
     for method, path in ALL_ROUTES:
         assert evaluate_policy(document, arn(method, path)) is (path.startswith("/v1/executions/")), (method, path)
@@ -159,9 +169,11 @@ REACHABLE = {
         # the policy is per family; the api function re-checks the command's own permission
         ("POST", "/v1/commands/echo"),
         ("GET", "/v1/executions/0123abcd"),
+        ("POST", "/v1/executions/0123abcd/cancel"),
     },
     "reader": {
         ("GET", "/v1/executions/0123abcd"),
+        ("POST", "/v1/executions/0123abcd/cancel"),
         ("GET", "/v1/state/team-a.config"),
         ("GET", "/v1/state/team-a.config/history"),
     },

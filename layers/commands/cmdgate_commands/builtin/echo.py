@@ -18,7 +18,7 @@ class EchoParams(BaseModel):
     data: dict[str, Any] | list[Any] | None = None
 
 
-@command("echo", description="Return the given params unchanged.", params=EchoParams, timeout_s=5)
+@command("echo", description="Return the given params unchanged.", params=EchoParams, timeout_s=5, retry_safe=True)
 def echo(params: EchoParams, context: CommandContext) -> dict[str, Any]:
     """Echo the params back."""
     return params.model_dump(exclude_none=True)

@@ -53,6 +53,7 @@ class NotACounter(errors.ProblemError):
     params=GetParams,
     timeout_s=10,
     state_keys={"key": ("read",)},
+    retry_safe=True,  # no effect
 )
 def state_get(params: GetParams, context: CommandContext) -> dict[str, Any]:
     """The value and its version."""

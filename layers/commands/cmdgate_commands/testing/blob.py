@@ -15,7 +15,13 @@ class BlobParams(BaseModel):
     kib: int = Field(ge=0, le=1024)
 
 
-@command("blob", description="Return a string of `kib` KiB (testing pack).", params=BlobParams, timeout_s=5)
+@command(
+    "blob",
+    description="Return a string of `kib` KiB (testing pack).",
+    params=BlobParams,
+    timeout_s=5,
+    retry_safe=True,
+)
 def blob(params: BlobParams, context: CommandContext) -> dict[str, str]:
     """A result of about `kib` KiB."""
     return {"data": "x" * (params.kib * 1024)}

@@ -1,12 +1,20 @@
-"""`count`: adds one to a counter per real execution, so tests can prove an effect happened once."""
+"""`count`: adds one to a counter per execution, so tests can prove an effect happened once.
+
+The effect is keyed by the execution id: one transaction writes a marker `count#<key>#<execution_id>`
+(only if absent) and adds one to `count#<key>`, so however often an execution is attempted (a killed
+worker, a redelivery), its counter moves once.
+"""
 
 from __future__ import annotations
 
 import time
 
+from botocore.exceptions import ClientError
 from pydantic import BaseModel, ConfigDict, Field
 
 from cmdgate.commands import CommandContext, command
+
+MARKER_TTL_S = 14 * 86400  # longer than any SQS retention and redrive window
 
 
 class CountParams(BaseModel):
@@ -15,7 +23,7 @@ class CountParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     key: str = Field(pattern=r"^[a-zA-Z0-9._:-]{1,128}$")
-    hold_s: float = Field(default=0.0, ge=0, le=5, description="Stay running this long after counting.")
+    hold_s: float = Field(default=0.0, ge=0, le=8, description="Stay running this long after counting.")
 
 
 @command(
@@ -24,17 +32,42 @@ class CountParams(BaseModel):
     params=CountParams,
     idempotency="required",
     timeout_s=10,
+    retry_safe=True,
 )
 def count(params: CountParams, context: CommandContext) -> dict[str, int]:
-    """Atomically add one to `count#<key>` in the control table and return the new value."""
+    """Add one to `count#<key>` in the control table unless this execution already did; returns the value."""
     services = context.services
-    response = services.aws_client("dynamodb").update_item(
-        TableName=services.settings.control_table,
-        Key={"pk": {"S": f"count#{params.key}"}},
-        UpdateExpression="ADD executions :one",
-        ExpressionAttributeValues={":one": {"N": "1"}},
-        ReturnValues="UPDATED_NEW",
-    )
+    dynamodb, table = services.aws_client("dynamodb"), services.settings.control_table
+    counter = {"pk": {"S": f"count#{params.key}"}}
+    try:
+        dynamodb.transact_write_items(
+            TransactItems=[
+                {
+                    "Put": {
+                        "TableName": table,
+                        "Item": {
+                            "pk": {"S": f"count#{params.key}#{context.execution_id}"},
+                            "expires_at": {"N": str(int(time.time()) + MARKER_TTL_S)},
+                        },
+                        "ConditionExpression": "attribute_not_exists(pk)",
+                    }
+                },
+                {
+                    "Update": {
+                        "TableName": table,
+                        "Key": counter,
+                        "UpdateExpression": "ADD executions :one",
+                        "ExpressionAttributeValues": {":one": {"N": "1"}},
+                    }
+                },
+            ]
+        )
+    except ClientError as error:
+        reasons = error.response.get("CancellationReasons") or []
+        already = bool(reasons) and reasons[0].get("Code") == "ConditionalCheckFailed"
+        if error.response.get("Error", {}).get("Code") != "TransactionCanceledException" or not already:
+            raise
+    item = dynamodb.get_item(TableName=table, Key=counter, ConsistentRead=True).get("Item") or {}
     if params.hold_s:
         time.sleep(min(params.hold_s, context.remaining_s()))
-    return {"executions": int(response["Attributes"]["executions"]["N"])}
+    return {"executions": int(item.get("executions", {}).get("N", "0"))}

@@ -19,7 +19,7 @@ class FailParams(BaseModel):
     status: int = Field(default=500, ge=400, le=599, description="HTTP status of a permanent failure.")
 
 
-@command("fail", description="Fail on purpose (testing pack).", params=FailParams, timeout_s=5)
+@command("fail", description="Fail on purpose (testing pack).", params=FailParams, timeout_s=5, retry_safe=True)
 def fail(params: FailParams, context: CommandContext) -> dict[str, int]:
     """Raise the requested failure, or succeed once `times` attempts have failed."""
     if params.times is not None and context.attempt > params.times:

@@ -20,6 +20,7 @@ class LimitedParams(BaseModel):
     description="Echo the params; at most 2 runs per 60 s per caller on top of the caller's own limit (testing pack).",
     params=LimitedParams,
     rate_limit=(2, 60),
+    retry_safe=True,
 )
 def limited(params: LimitedParams, context: CommandContext) -> dict[str, Any]:
     """The params, as given."""

@@ -32,6 +32,7 @@ ROUTE_FAMILIES: tuple[RouteFamily, ...] = (
     RouteFamily("GET", "v1/commands", "commands.list"),
     RouteFamily("POST", "v1/commands/*", "commands.run"),
     RouteFamily("GET", "v1/executions/*", None),
+    RouteFamily("POST", "v1/executions/*/cancel", None),  # the same access as reading it (the api checks whose)
     RouteFamily("GET", "v1/state/*", "state.read"),
     RouteFamily("PUT", "v1/state/*", "state.write"),
     RouteFamily("PATCH", "v1/state/*", "state.write"),

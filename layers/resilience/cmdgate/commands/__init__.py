@@ -1,6 +1,6 @@
 """Command registry, decorator and command errors."""
 
-from cmdgate.commands.errors import CommandError, DependencyRefused, TransientCommandError
+from cmdgate.commands.errors import CommandCancelled, CommandError, DependencyRefused, TransientCommandError
 from cmdgate.commands.registry import (
     CommandContext,
     CommandRegistry,
@@ -14,6 +14,7 @@ from cmdgate.commands.registry import (
 )
 
 __all__ = [
+    "CommandCancelled",
     "CommandContext",
     "CommandError",
     "CommandRegistry",

@@ -30,3 +30,10 @@ class DependencyRefused(TransientCommandError):
     def __init__(self, detail: str, *, retry_after_s: int) -> None:
         super().__init__(detail, code="DEPENDENCY_UNAVAILABLE")
         self.retry_after_s = max(1, int(retry_after_s))
+
+
+class CommandCancelled(CommandError):
+    """The command saw `context.cancel_requested()` and stopped: the execution ends `cancelled`."""
+
+    def __init__(self, detail: str = "The execution was cancelled.") -> None:
+        super().__init__(detail, status=409, code="EXECUTION_CANCELLED")

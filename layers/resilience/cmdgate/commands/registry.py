@@ -70,10 +70,26 @@ class CommandContext:
     attempt: int
     deadline: float  # time.monotonic() value
     services: CommandServices = field(default_factory=NoServices)
+    # Asks whether a cancel was requested (async runs read their record); None: this run cannot be cancelled.
+    cancel_probe: Callable[[], bool] | None = None
+    cancel_probe_interval_s: float = 1.0
+    _cancel_checked_at: float = field(default=float("-inf"), repr=False)
+    _cancel_seen: bool = field(default=False, repr=False)
 
     def remaining_s(self) -> float:
         """Seconds left before the command's timeout."""
         return max(0.0, self.deadline - time.monotonic())
+
+    def cancel_requested(self) -> bool:
+        """Whether the caller asked to cancel this execution (cooperative: a command that checks it may stop,
+        raising CommandCancelled). Reads at most once per `cancel_probe_interval_s`."""
+        if self._cancel_seen or self.cancel_probe is None:
+            return self._cancel_seen
+        now = time.monotonic()
+        if now - self._cancel_checked_at >= self.cancel_probe_interval_s:
+            self._cancel_checked_at = now
+            self._cancel_seen = bool(self.cancel_probe())
+        return self._cancel_seen
 
     def state(self) -> StateService:
         """The state service, its lock leases capped by this command's remaining time."""
@@ -102,6 +118,9 @@ class CommandSpec:
     state_keys: Mapping[str, tuple[StateAccess, ...]] = field(default_factory=lambda: MappingProxyType({}))
     # A limit of the command's own, on top of the caller's (both apply).
     rate_limit: RateLimitPolicy | None = None
+    # May be attempted again after an attempt died or timed out mid-run (its effects are keyed by the
+    # execution id, or it has none). Not retry-safe: such an execution fails instead of running twice.
+    retry_safe: bool = False
 
     def parse_params(self, raw: Mapping[str, Any]) -> BaseModel:
         """The params model from a JSON object, validated as JSON strictly: `true` is no integer, `"5"` no number.
@@ -121,6 +140,7 @@ class CommandSpec:
             "idempotency": self.idempotency,
             "modes": list(self.modes),
             "timeout_s": self.timeout_s,
+            "retry_safe": self.retry_safe,
             "state_keys": {name: list(accesses) for name, accesses in self.state_keys.items()},
             **(
                 {"rate_limit": {"quota": self.rate_limit.quota, "window_s": self.rate_limit.window_s}}
@@ -172,13 +192,15 @@ def command(
     post_hooks: Iterable[Hook] = (),
     state_keys: Mapping[str, Iterable[StateAccess]] | None = None,
     rate_limit: tuple[int, int] | None = None,
+    retry_safe: bool = False,
     registry: CommandRegistry | None = None,
 ) -> Callable[[CommandHandler], CommandHandler]:
     """Declare a command: `@command("echo", description=..., params=EchoParams)`.
 
     `state_keys={"key": ("read", "write")}` says param `key` names a state key the command reads
     and writes (callers need `state.read:`/`state.write:` on it); `rate_limit=(quota, window_s)`
-    adds a limit of the command's own on top of each caller's.
+    adds a limit of the command's own on top of each caller's. `retry_safe=True` says an attempt that
+    died or timed out mid-run may be made again (effects keyed by `context.execution_id`, or none).
     """
 
     def decorate(handler: CommandHandler) -> CommandHandler:
@@ -196,6 +218,7 @@ def command(
                 post_hooks=tuple(post_hooks),
                 state_keys=MappingProxyType({k: tuple(v) for k, v in (state_keys or {}).items()}),
                 rate_limit=RateLimitPolicy(rate_limit[0], rate_limit[1], f"command.{name}") if rate_limit else None,
+                retry_safe=retry_safe,
             )
         )
         return handler

@@ -8,15 +8,21 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-Status = Literal["queued", "running", "succeeded", "failed", "dead_lettered"]
-# Status moves (each one a conditional write in ExecutionStore): queued -> running;
-# running -> succeeded | failed | dead_lettered | queued (a transient failure, retried by SQS);
-# dead_lettered -> queued (an admin redrive). succeeded and failed are final.
+Status = Literal["queued", "running", "succeeded", "failed", "dead_lettered", "cancelled"]
+# Status moves (each one a conditional write in ExecutionStore): queued -> running | cancelled;
+# running -> succeeded | failed | dead_lettered | cancelled | queued (a transient failure, retried
+# after a backoff); dead_lettered -> queued (an admin redrive). succeeded, failed and cancelled are final.
+FINAL_STATUSES: frozenset[str] = frozenset({"succeeded", "failed", "dead_lettered", "cancelled"})
 
 
 def utc_now_iso() -> str:
     """Current time as an RFC 3339 UTC timestamp with milliseconds."""
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def epoch_iso(epoch_s: float) -> str:
+    """An epoch time as an RFC 3339 UTC timestamp with milliseconds."""
+    return datetime.fromtimestamp(epoch_s, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 class ExecutionError(BaseModel):
@@ -25,6 +31,15 @@ class ExecutionError(BaseModel):
     code: str
     detail: str
     status: int = 500
+
+
+class AttemptError(BaseModel):
+    """How one attempt failed (one per failed attempt: bounded by MaxReceiveCount and the redrives)."""
+
+    attempt: int
+    code: str
+    detail: str
+    at: str
 
 
 class Execution(BaseModel):
@@ -49,6 +64,17 @@ class Execution(BaseModel):
     # The KMS envelope of the secret params of an async run (cmdgate.executions.secrets); `params`
     # holds a placeholder where each one was. Never part of the public view.
     secrets: dict[str, Any] | None = None
+    # Epoch seconds when a queued execution's message is due (at once when created; after the backoff
+    # of a retry). A `queued` record whose message is long overdue lost its message (the healer).
+    next_attempt_at: int | None = None
+    attempt_errors: list[AttemptError] = Field(default_factory=list)
+    cancel_requested: bool = False
+    retry_safe: bool = False  # the command's declaration when the run was queued (the healer reads it)
+
+    @property
+    def finished(self) -> bool:
+        """Whether the execution reached a final status (a dead-lettered one may still be redriven)."""
+        return self.status in FINAL_STATUSES
 
     def public_view(self) -> dict[str, Any]:
         """The `GET /v1/executions/{id}` representation."""
@@ -65,6 +91,12 @@ class Execution(BaseModel):
             view["result"] = self.result
         elif self.error is not None:
             view["error"] = self.error.model_dump()
+        if self.status == "queued" and self.next_attempt_at is not None and self.attempts:
+            view["next_attempt_at"] = epoch_iso(self.next_attempt_at)
+        if self.attempt_errors:
+            view["attempt_errors"] = [e.model_dump() for e in self.attempt_errors]
+        if self.cancel_requested:
+            view["cancel_requested"] = True
         return view
 
     def to_item(self) -> dict[str, Any]:
@@ -81,6 +113,14 @@ class Execution(BaseModel):
             "expires_at": self.expires_at,
             "permissions": list(self.permissions),
         }
+        if self.next_attempt_at is not None:
+            item["next_attempt_at"] = self.next_attempt_at
+        if self.attempt_errors:
+            item["attempt_errors"] = [e.model_dump() for e in self.attempt_errors]
+        if self.cancel_requested:
+            item["cancel_requested"] = True
+        if self.retry_safe:
+            item["retry_safe"] = True
         if self.secrets is not None:
             item["secrets_json"] = json.dumps(self.secrets, separators=(",", ":"))
         if self.started_at:
@@ -122,4 +162,11 @@ class Execution(BaseModel):
             lease_until=int(item["lease_until"]) if item.get("lease_until") is not None else None,
             permissions=tuple(str(p) for p in item.get("permissions") or ()),
             secrets=json.loads(secrets_json) if secrets_json else None,
+            next_attempt_at=int(item["next_attempt_at"]) if item.get("next_attempt_at") is not None else None,
+            attempt_errors=[
+                AttemptError(attempt=int(e["attempt"]), code=str(e["code"]), detail=str(e["detail"]), at=str(e["at"]))
+                for e in item.get("attempt_errors") or ()
+            ],
+            cancel_requested=bool(item.get("cancel_requested", False)),
+            retry_safe=bool(item.get("retry_safe", False)),
         )

@@ -13,10 +13,23 @@ class MessageQueue:
         self._sqs = sqs
         self._queue_url = queue_url
 
-    def send(self, message: dict[str, Any]) -> str:
-        """Send one message; returns its MessageId."""
-        response = self._sqs.send_message(QueueUrl=self._queue_url, MessageBody=json.dumps(message))
+    def send(self, message: dict[str, Any], delay_s: int = 0) -> str:
+        """Send one message (hidden for `delay_s`, at most 900 s); returns its MessageId."""
+        extra = {"DelaySeconds": max(0, min(MAX_DELAY_S, delay_s))} if delay_s > 0 else {}
+        response = self._sqs.send_message(QueueUrl=self._queue_url, MessageBody=json.dumps(message), **extra)
         return str(response["MessageId"])
+
+    def change_visibility(self, receipt_handle: str, visibility_s: int) -> None:
+        """Make a received message visible again in `visibility_s` seconds (0: at once)."""
+        self._sqs.change_message_visibility(
+            QueueUrl=self._queue_url,
+            ReceiptHandle=receipt_handle,
+            VisibilityTimeout=max(0, min(MAX_VISIBILITY_S, visibility_s)),
+        )
+
+
+MAX_DELAY_S = 900  # SQS DelaySeconds limit
+MAX_VISIBILITY_S = 12 * 3600  # SQS visibility timeout limit
 
 
 class PoisonMessage(Exception):

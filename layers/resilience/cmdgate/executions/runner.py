@@ -10,7 +10,14 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from cmdgate.commands import CommandContext, CommandError, CommandSpec, DependencyRefused, TransientCommandError
+from cmdgate.commands import (
+    CommandCancelled,
+    CommandContext,
+    CommandError,
+    CommandSpec,
+    DependencyRefused,
+    TransientCommandError,
+)
 from cmdgate.errors import ProblemError
 
 
@@ -27,6 +34,7 @@ class Outcome:
     headers: dict[str, str] = field(default_factory=dict)
     # False for a refusal before any effect (an open circuit): the answer is not stored for replay.
     started: bool = True
+    cancelled: bool = False  # the command stopped because a cancel was requested
 
 
 def run_attempt(spec: CommandSpec, params: BaseModel, context: CommandContext, max_result_bytes: int) -> Outcome:
@@ -70,6 +78,8 @@ def run_attempt(spec: CommandSpec, params: BaseModel, context: CommandContext, m
             retryable=error.status >= 500,
             headers=dict(error.headers),
         )
+    if isinstance(error, CommandCancelled):
+        return Outcome(False, status=error.status, code=error.code, detail=error.detail, cancelled=True)
     if isinstance(error, TransientCommandError):
         return Outcome(False, status=error.status, code=error.code, detail=error.detail, retryable=True)
     if isinstance(error, CommandError):

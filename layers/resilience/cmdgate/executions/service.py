@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import json
+import math
+import random
+import threading
 import time
 import uuid
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from aws_lambda_powertools import Logger
@@ -22,10 +28,24 @@ from cmdgate.executions.secrets import ParamSecrets, redacted
 from cmdgate.executions.store import ExecutionStore
 from cmdgate.http import parse_json
 from cmdgate.ratelimit.policy import RateLimitPolicy
+from cmdgate.retry import full_jitter
 
 logger = Logger(child=True)
-# An attempt's lease outlives the command's timeout by this much before another attempt may take over.
-ATTEMPT_LEASE_MARGIN_S = 10.0
+# An attempt's lease: renewed every HEARTBEAT_S while the attempt runs, so a worker that dies (a killed
+# runtime, a crashed environment) loses it within ATTEMPT_LEASE_S and a redelivery reclaims it.
+ATTEMPT_LEASE_S = 10.0
+HEARTBEAT_S = 3.0
+# The worker stops a command this long before its Lambda's own deadline (to record it and answer).
+WORKER_DEADLINE_MARGIN_S = 3.0
+MIN_ATTEMPT_S = 1.0  # less time than this left in the invocation: the message comes back instead
+LEASE_HELD = "another attempt holds the lease"
+MAX_WAIT_S = 20  # GET /v1/executions/{id}?wait=N
+MAX_WAIT_READS = 25  # reads of one long poll: 0.1, 0.2, 0.4, 0.8 s apart, then 1 s (20 s take 24)
+Alert = Callable[[str, str, str], None]  # (alert name, affected id, one-line cause)
+
+
+def _no_alert(alert: str, affected_id: str, cause: str) -> None:
+    logger.error("alert", extra={"alert": alert, "affected_id": affected_id, "cause": cause})
 
 
 @dataclass(frozen=True)
@@ -77,7 +97,14 @@ class ExecutionService:
         max_result_bytes: int = 256 * 1024,
         max_receive_count: int = 3,
         execution_ttl_s: int = 30 * 86400,
+        retry_base_s: float = 1.0,
+        retry_cap_s: float = 300.0,
+        alert: Alert | None = None,
+        lease_s: float = ATTEMPT_LEASE_S,
+        heartbeat_s: float = HEARTBEAT_S,
+        holder: str = "",
         clock: Callable[[], float] = time.time,
+        rand: Callable[[], float] = random.random,
     ) -> None:
         self._store = store
         self._executions_queue = executions_queue
@@ -88,7 +115,14 @@ class ExecutionService:
         self._max_result_bytes = max_result_bytes
         self._max_receive_count = max_receive_count
         self._execution_ttl_s = execution_ttl_s
+        self._retry_base_s = retry_base_s
+        self._retry_cap_s = retry_cap_s
+        self._alert = alert or _no_alert
+        self._lease_s = lease_s
+        self._heartbeat_s = heartbeat_s
+        self._holder = holder  # this worker environment (its log stream), recorded with each lease it takes
         self._clock = clock
+        self._rand = rand
 
     def list_commands(
         self, principal: Principal, limit: int = 100, after: str | None = None
@@ -151,6 +185,10 @@ class ExecutionService:
             created_at=utc_now_iso(),
             expires_at=int(self._clock()) + self._execution_ttl_s,
             permissions=principal.permissions,
+            # Due at once: written before its message is sent, so a record whose message was never sent
+            # (the api function died in between) is a `queued` record long past its next_attempt_at.
+            next_attempt_at=int(self._clock()) if run_async else None,
+            retry_safe=spec.retry_safe,
         )
         if run_async:
             return self._enqueue(execution, preference_applied=prepared.preference_applied)
@@ -163,22 +201,97 @@ class ExecutionService:
             raise errors.ExecutionNotFound(f"No execution {execution_id!r}.")
         return execution
 
-    def process_message(self, body: str, receive_count: int) -> None:
-        """Worker: run one queued execution; raise to have SQS redeliver it."""
-        execution_id = parse_execution_message(body)
+    def wait(
+        self, principal: Principal, execution_id: str, wait_s: float, sleep: Callable[[float], None] = time.sleep
+    ) -> tuple[Execution, float]:
+        """The execution once it is finished or `wait_s` passed (a bounded number of reads), and the seconds waited."""
+        execution = self.get(principal, execution_id)
+        started = time.monotonic()
+        deadline, interval, reads = started + max(0.0, min(MAX_WAIT_S, wait_s)), 0.1, 1
+        while not execution.finished and reads < MAX_WAIT_READS:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            sleep(min(interval, left))
+            interval = min(1.0, interval * 2)
+            execution = self._store.get(execution_id) or execution
+            reads += 1
+        return execution, time.monotonic() - started
+
+    def cancel(self, principal: Principal, execution_id: str) -> Execution:
+        """Cancel an execution the caller may read: queued -> cancelled, running -> cancel_requested (409 if ended)."""
+        before = self.get(principal, execution_id)
+        after = self._store.cancel(execution_id) if before.mode == "async" else before
+        if after is None:
+            raise errors.ExecutionNotFound(f"No execution {execution_id!r}.")
+        if after.status in ("succeeded", "failed", "dead_lettered"):
+            raise errors.ExecutionFinished(f"Execution {execution_id!r} already ended {after.status}.")
+        if before.status == "queued" and after.status == "cancelled":
+            self._publish_executed(after, "cancelled")
+        return after
+
+    def process_message(
+        self,
+        body: str,
+        receive_count: int = 1,
+        *,
+        receipt_handle: str | None = None,
+        remaining_s: Callable[[], float] | None = None,
+    ) -> None:
+        """Worker: run one queued execution; raise to have SQS redeliver it (after the visibility set here).
+
+        `remaining_s` is the Lambda's own time left: the command is stopped before it (and the message comes
+        back). A message naming no execution is acknowledged and alerted (poison: no retry can fix it).
+        """
+        delivery = _Delivery(body, receive_count, receipt_handle)
+        try:
+            execution_id = parse_execution_message(body)
+        except PoisonMessage as poison:
+            self._poison("-", str(poison))
+            return
         record = self._store.get(execution_id)
         if record is None:
-            raise PoisonMessage(f"execution {execution_id} does not exist")
+            self._poison(execution_id, "the message names an execution that has no record")
+            return
+        if record.finished:
+            logger.info("execution already finished; message acknowledged", extra={"execution_id": execution_id})
+            return
+        now = self._clock()
+        if record.status == "running" and record.lease_until is not None and record.lease_until >= now:
+            # Another attempt holds the lease (a duplicate delivery, or an early redelivery): come back when
+            # the lease ends, instead of failing the delivery and burning receives.
+            self._come_back(delivery, math.ceil(record.lease_until - now) + 1, LEASE_HELD)
+            return
         spec = self._registry.get(record.command)
-        if spec is None:
-            raise PoisonMessage(f"execution {execution_id} names unknown command {record.command!r}")
-        running = self._store.begin_attempt(execution_id, spec.timeout_s + ATTEMPT_LEASE_MARGIN_S, self._clock())
+        budget_s, capped = spec.timeout_s if spec else 0.0, False
+        if spec is not None and remaining_s is not None:
+            available = remaining_s() - WORKER_DEADLINE_MARGIN_S
+            if available < min(spec.timeout_s, MIN_ATTEMPT_S):
+                self._come_back(delivery, 0, "too little time left in this invocation")
+                return
+            if available < spec.timeout_s:
+                budget_s, capped = available, True
+        running = self._store.begin_attempt(execution_id, self._lease_s, now, self._holder)
         if running is None:
             current = self._store.get(execution_id)
-            if current is not None and current.status == "running":
-                # A duplicate delivery while another attempt holds the lease: come back later.
-                raise AttemptInProgress(f"execution {execution_id} is being run by another attempt")
-            logger.info("execution already finished; message acknowledged", extra={"execution_id": execution_id})
+            if current is not None and current.status == "running" and current.lease_until is not None:
+                self._come_back(delivery, max(1, math.ceil(current.lease_until - now) + 1), LEASE_HELD)
+                return
+            logger.info("execution not claimable; message acknowledged", extra={"execution_id": execution_id})
+            return
+        if spec is None:
+            # The command is gone from the catalogue (its pack was disabled): no attempt can run it.
+            self._finish(running, "failed", UNKNOWN_COMMAND)
+            return
+        if record.status == "running":  # a lease whose holder is gone: reclaimed
+            if running.cancel_requested:
+                self._finish(running, "cancelled", CANCELLED)
+                return
+            if not spec.retry_safe:
+                self._finish(running, "failed", ABANDONED)
+                return
+        if running.cancel_requested:
+            self._finish(running, "cancelled", CANCELLED)
             return
         try:
             params = spec.parse_params(self._secrets.open(execution_id, running.params, running.secrets))
@@ -191,7 +304,7 @@ class ExecutionService:
             # Opening the sealed secrets failed (KMS throttled or down): retried like a transient failure,
             # so the record is given back instead of staying `running` behind its lease.
             logger.exception("secret params not opened", extra={"execution_id": execution_id})
-            self._retry_or_dead_letter(running, SECRETS_UNAVAILABLE, body, receive_count)
+            self._retry_or_dead_letter(running, SECRETS_UNAVAILABLE, delivery)
             return
         try:
             # Again, with the permissions the run was authorized with: an async run can do no more
@@ -200,28 +313,107 @@ class ExecutionService:
         except errors.ProblemError as refused:
             self._finish(running, "failed", _refusal_outcome(refused))
             return
-        outcome = self._attempt(spec, running, params)
+        probe = functools.partial(self._store.cancel_requested, execution_id)
+        with self._heartbeat(running):
+            outcome = self._attempt(spec, running, params, budget_s=budget_s, cancel_probe=probe)
         if outcome.ok:
             self._finish(running, "succeeded", outcome)
             return
+        if outcome.cancelled:
+            self._finish(running, "cancelled", outcome)
+            return
+        if outcome.code == "COMMAND_TIMEOUT" and capped:
+            outcome = WORKER_DEADLINE  # stopped before the Lambda's deadline, not the command's own timeout
+        elif outcome.code == "COMMAND_TIMEOUT" and spec.retry_safe:
+            outcome = replace(outcome, retryable=True)
         if not outcome.retryable:
             self._finish(running, "failed", outcome)
             return
-        self._retry_or_dead_letter(running, outcome, body, receive_count)
+        self._retry_or_dead_letter(running, outcome, delivery)
 
-    def _retry_or_dead_letter(self, running: Execution, outcome: Outcome, body: str, receive_count: int) -> None:
-        """A retryable failure: dead-lettered when no attempt is left, else queued again and SQS redelivers."""
+    def _retry_or_dead_letter(self, running: Execution, outcome: Outcome, delivery: _Delivery) -> None:
+        """A retryable failure: dead-lettered when no attempt is left, else queued again for after a backoff."""
         execution_id = running.execution_id
-        limit = attempt_limit(body)
+        if self._store.cancel_requested(execution_id):
+            self._finish(running, "cancelled", CANCELLED)
+            return
+        limit = attempt_limit(delivery.body)
         if limit is not None and running.attempts >= limit:
             # A redrive gives exactly one new attempt: dead-lettered again, and this message is done.
             self._finish(running, "dead_lettered", outcome)
             return
-        if receive_count >= self._max_receive_count:
+        if running.attempts >= self._max_receive_count:
             self._finish(running, "dead_lettered", outcome)
-        else:
-            self._store.finish(execution_id, running.attempts, "queued", error=_error_of(outcome))
-        raise RetryableFailure(f"attempt {running.attempts} of {execution_id} failed: {outcome.code}")
+            # The message goes on to the DLQ (its next receive is past maxReceiveCount): at once, not after
+            # the visibility timeout. A copy sent after a lease wait has receives left: it is done here.
+            if delivery.receive_count >= self._max_receive_count:
+                self._change_visibility(delivery, 0)
+                raise RetryableFailure(f"attempt {running.attempts} of {execution_id} failed: dead-lettered")
+            return
+        # Exponential backoff with full jitter (cmdgate.retry), set as the message's visibility.
+        delay_s = math.ceil(full_jitter(running.attempts - 1, self._retry_base_s, self._retry_cap_s, self._rand))
+        self._store.finish(
+            execution_id,
+            running.attempts,
+            "queued",
+            error=_error_of(outcome),
+            next_attempt_at=int(self._clock()) + delay_s,
+        )
+        self._come_back(delivery, delay_s, f"attempt {running.attempts} of {execution_id} failed: {outcome.code}")
+
+    def _come_back(self, delivery: _Delivery, delay_s: int, reason: str) -> None:
+        """Have the message delivered again in `delay_s` s: its visibility is set and the delivery fails.
+
+        On the last receive SQS allows, failing would move it to the DLQ, so a fresh copy is sent (hidden for
+        `delay_s`) and this one is acknowledged: waiting for a lease or a backoff never burns the receive count.
+        """
+        if delivery.receive_count < self._max_receive_count or delivery.receipt_handle is None:
+            self._change_visibility(delivery, delay_s)
+            raise AttemptInProgress(reason) if reason == LEASE_HELD else RetryableFailure(reason)
+        self._executions_queue.send(json.loads(delivery.body), delay_s=delay_s)
+        logger.info("message sent again", extra={"reason": reason, "delay_s": delay_s})
+
+    @contextlib.contextmanager
+    def _heartbeat(self, running: Execution) -> Iterator[None]:
+        """Renew the attempt's lease every `heartbeat_s` while the block runs (stops when the attempt lost it)."""
+        stop = threading.Event()
+
+        def renew() -> None:
+            while not stop.wait(self._heartbeat_s):
+                try:
+                    kept = self._store.renew_lease(
+                        running.execution_id, running.attempts, self._clock() + self._lease_s
+                    )
+                except Exception:  # the next beat tries again; the lease outlives a few misses
+                    logger.warning("lease not renewed", exc_info=True)
+                    continue
+                if not kept:
+                    return
+
+        beat = threading.Thread(target=renew, name=f"lease-{running.execution_id}", daemon=True)
+        beat.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            beat.join(timeout=2)
+
+    def _change_visibility(self, delivery: _Delivery, visibility_s: int) -> None:
+        if delivery.receipt_handle is None:
+            return
+        try:
+            self._executions_queue.change_visibility(delivery.receipt_handle, visibility_s)
+        except Exception:
+            # The message still returns, after the queue's visibility timeout.
+            logger.warning("visibility not changed", exc_info=True)
+
+    def _poison(self, execution_id: str, cause: str) -> None:
+        """A message no retry can fix: acknowledged, and alerted."""
+        logger.error("poison message acknowledged", extra={"execution_id": execution_id, "cause": cause})
+        try:
+            self._alert("poison-message", execution_id, cause)
+        except Exception:
+            logger.exception("poison message alert not published")
 
     def dead_letters(self, limit: int, start: dict[str, Any] | None) -> tuple[list[Execution], dict[str, Any] | None]:
         """Dead-lettered executions (for `GET /v1/admin/dlq`)."""
@@ -311,13 +503,26 @@ class ExecutionService:
             problem.status, problem.to_problem(), dict(problem.headers), content_type=errors.PROBLEM_CONTENT_TYPE
         )
 
-    def _attempt(self, spec: CommandSpec, execution: Execution, params: Any) -> Outcome:
+    def _attempt(
+        self,
+        spec: CommandSpec,
+        execution: Execution,
+        params: Any,
+        *,
+        budget_s: float | None = None,
+        cancel_probe: Callable[[], bool] | None = None,
+    ) -> Outcome:
         context = CommandContext(
             execution_id=execution.execution_id,
             principal_id=execution.principal_id,
             attempt=execution.attempts,
-            deadline=time.monotonic() + spec.timeout_s,
+            deadline=time.monotonic() + (spec.timeout_s if budget_s is None else budget_s),
             services=self._services,
+            cancel_probe=cancel_probe,
+        )
+        logger.info(
+            "command attempt started",
+            extra={"execution_id": execution.execution_id, "command": spec.name, "attempt": execution.attempts},
         )
         started = time.monotonic()
         outcome = run_attempt(spec, params, context, self._max_result_bytes)
@@ -367,7 +572,16 @@ class RetryableFailure(Exception):
 
 
 class AttemptInProgress(RetryableFailure):
-    """Another attempt holds the execution's lease; the message returns after its visibility timeout."""
+    """Another attempt holds the execution's lease; the message returns when the lease ends."""
+
+
+@dataclass(frozen=True)
+class _Delivery:
+    """One receipt of an executions-queue message."""
+
+    body: str
+    receive_count: int
+    receipt_handle: str | None
 
 
 def parse_json_object(body: str | None) -> dict[str, Any]:
@@ -386,6 +600,25 @@ def _looks_like_id(execution_id: str) -> bool:
 
 STALE_PARAMS = Outcome(
     False, status=422, code="VALIDATION_FAILED", detail="The stored params no longer fit the command's params model."
+)
+UNKNOWN_COMMAND = Outcome(
+    False, status=404, code="COMMAND_NOT_FOUND", detail="The execution's command is no longer in the catalogue."
+)
+ABANDONED = Outcome(
+    False,
+    status=500,
+    code="ATTEMPT_ABANDONED",
+    detail="An attempt stopped mid-run (its worker was lost) and the command is not retry-safe.",
+)
+CANCELLED = Outcome(
+    False, status=409, code="EXECUTION_CANCELLED", detail="The execution was cancelled.", cancelled=True
+)
+WORKER_DEADLINE = Outcome(
+    False,
+    status=504,
+    code="WORKER_DEADLINE",
+    detail="The attempt was stopped before the worker's own deadline; it is retried.",
+    retryable=True,
 )
 SECRETS_UNAVAILABLE = Outcome(
     False,

@@ -7,7 +7,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from cmdgate.executions.model import Execution, ExecutionError, Status, utc_now_iso
+from cmdgate.executions.model import AttemptError, Execution, ExecutionError, Status, utc_now_iso
 
 
 def _is_condition_failure(error: ClientError) -> bool:
@@ -29,15 +29,17 @@ class ExecutionStore:
         item = self._table.get_item(Key={"execution_id": execution_id}, ConsistentRead=True).get("Item")
         return Execution.from_item(item) if item else None
 
-    def begin_attempt(self, execution_id: str, lease_s: float, now: float) -> Execution | None:
+    def begin_attempt(self, execution_id: str, lease_s: float, now: float, holder: str = "") -> Execution | None:
         """Claim the next attempt: from `queued`, or from `running` whose attempt lease ran out
-        (its worker died). None if the record is terminal, absent, or another attempt holds it."""
+        (its worker died). None if the record is terminal, absent, or another attempt holds it.
+
+        `holder` names the worker environment taking the lease (its log stream), for whoever looks into it."""
         try:
             response = self._table.update_item(
                 Key={"execution_id": execution_id},
                 UpdateExpression=(
-                    "SET #s = :running, started_at = if_not_exists(started_at, :iso), lease_until = :lease "
-                    "ADD attempts :one"
+                    "SET #s = :running, started_at = if_not_exists(started_at, :iso), lease_until = :lease, "
+                    "lease_holder = :holder ADD attempts :one"
                 ),
                 ConditionExpression=(
                     "attribute_exists(execution_id) AND "
@@ -50,6 +52,7 @@ class ExecutionStore:
                     ":iso": utc_now_iso(),
                     ":now": int(now),
                     ":lease": int(now + lease_s) + 1,
+                    ":holder": holder or "-",
                     ":one": 1,
                 },
                 ReturnValues="ALL_NEW",
@@ -60,6 +63,22 @@ class ExecutionStore:
             raise
         return Execution.from_item(response["Attributes"])
 
+    def renew_lease(self, execution_id: str, attempt: int, lease_until: float) -> bool:
+        """Extend attempt `attempt`'s lease (its heartbeat); False once the attempt no longer owns the record."""
+        try:
+            self._table.update_item(
+                Key={"execution_id": execution_id},
+                UpdateExpression="SET lease_until = :lease",
+                ConditionExpression="#s = :running AND attempts = :attempt",
+                ExpressionAttributeNames={"#s": "status"},
+                ExpressionAttributeValues={":lease": int(lease_until) + 1, ":running": "running", ":attempt": attempt},
+            )
+        except ClientError as error:
+            if _is_condition_failure(error):
+                return False
+            raise
+        return True
+
     def finish(
         self,
         execution_id: str,
@@ -68,15 +87,23 @@ class ExecutionStore:
         *,
         result: Any = None,
         error: ExecutionError | None = None,
+        next_attempt_at: int | None = None,
     ) -> bool:
         """Record the outcome of attempt `attempt`; False if that attempt no longer owns the record
-        (it finished already, or a later attempt took over after its lease ran out)."""
+        (it finished already, or a later attempt took over after its lease ran out).
+
+        An error is also appended to the record's `attempt_errors`; `next_attempt_at` says when a
+        retried (`queued`) execution's message is due.
+        """
         names = {"#s": "status"}
         values: dict[str, Any] = {":status": status, ":running": "running", ":attempt": attempt}
         sets = ["#s = :status"]
+        if next_attempt_at is not None:
+            sets.append("next_attempt_at = :next")
+            values[":next"] = next_attempt_at
         # A finished run needs its sealed secrets no more; a dead-lettered one keeps them for a redrive.
-        removes = ["lease_until", *(["secrets_json"] if status in ("succeeded", "failed") else [])]
-        if status in ("succeeded", "failed", "dead_lettered"):
+        removes = ["lease_until", *(["secrets_json"] if status in ("succeeded", "failed", "cancelled") else [])]
+        if status in ("succeeded", "failed", "dead_lettered", "cancelled"):
             sets.append("finished_at = :iso")
             values[":iso"] = utc_now_iso()
         if status == "succeeded":
@@ -86,6 +113,11 @@ class ExecutionStore:
             sets.append("#e = :error")
             names["#e"] = "error"
             values[":error"] = error.model_dump()
+            sets.append("attempt_errors = list_append(if_not_exists(attempt_errors, :none), :attempt_error)")
+            values[":none"] = []
+            values[":attempt_error"] = [
+                AttemptError(attempt=attempt, code=error.code, detail=error.detail, at=utc_now_iso()).model_dump()
+            ]
         try:
             self._table.update_item(
                 Key={"execution_id": execution_id},
@@ -99,6 +131,40 @@ class ExecutionStore:
                 return False
             raise
         return True
+
+    def cancel(self, execution_id: str) -> Execution | None:
+        """Cancel: a `queued` execution becomes `cancelled` (it never runs), a `running` one is marked
+        `cancel_requested` (its command sees it). The record as it is afterwards; None if absent."""
+        moves = (
+            ("SET #s = :cancelled, finished_at = :iso, cancel_requested = :yes REMOVE secrets_json", ":queued"),
+            ("SET cancel_requested = :yes", ":running"),
+        )
+        for update, condition in moves:
+            values: dict[str, Any] = {":yes": True, condition: condition[1:]}
+            if ":cancelled" in update:
+                values.update({":cancelled": "cancelled", ":iso": utc_now_iso()})
+            try:
+                response = self._table.update_item(
+                    Key={"execution_id": execution_id},
+                    UpdateExpression=update,
+                    ConditionExpression=f"#s = {condition}",
+                    ExpressionAttributeNames={"#s": "status"},
+                    ExpressionAttributeValues=values,
+                    ReturnValues="ALL_NEW",
+                )
+            except ClientError as error:
+                if _is_condition_failure(error):
+                    continue
+                raise
+            return Execution.from_item(response["Attributes"])
+        return self.get(execution_id)
+
+    def cancel_requested(self, execution_id: str) -> bool:
+        """Whether a cancel was asked for (one strongly consistent read of one attribute)."""
+        item = self._table.get_item(
+            Key={"execution_id": execution_id}, ConsistentRead=True, ProjectionExpression="cancel_requested"
+        ).get("Item")
+        return bool(item and item.get("cancel_requested"))
 
     def dead_letters(self, limit: int, start: dict[str, Any] | None) -> tuple[list[Execution], dict[str, Any] | None]:
         """Dead-lettered executions, oldest first (GSI `by_status`), and where the next page starts."""
