@@ -27,6 +27,15 @@ class ExecutionError(BaseModel):
     status: int = 500
 
 
+class CallbackState(BaseModel):
+    """The delivery of an execution's completion callback."""
+
+    status: Literal["pending", "delivered", "abandoned"] = "pending"
+    attempts: int = 0
+    last_error: str | None = None  # e.g. "HTTP 500", "timeout": never the receiver's body
+    delivered_at: str | None = None
+
+
 class Execution(BaseModel):
     """One run of a command."""
 
@@ -49,6 +58,12 @@ class Execution(BaseModel):
     # The KMS envelope of the secret params of an async run (cmdgate.executions.secrets); `params`
     # holds a placeholder where each one was. Never part of the public view.
     secrets: dict[str, Any] | None = None
+    # Completion callback (cmdgate.callbacks): where the end of the run is POSTed, and how that went.
+    callback_url: str | None = None
+    callback: CallbackState | None = None
+    # A follow-up's parent execution and its place in the chain (cmdgate.followups).
+    parent_execution_id: str | None = None
+    chain_depth: int = 0
 
     def public_view(self) -> dict[str, Any]:
         """The `GET /v1/executions/{id}` representation."""
@@ -65,6 +80,11 @@ class Execution(BaseModel):
             view["result"] = self.result
         elif self.error is not None:
             view["error"] = self.error.model_dump()
+        if self.callback_url is not None:
+            view["callback"] = (self.callback or CallbackState()).model_dump()
+        if self.parent_execution_id is not None:
+            view["parent_execution_id"] = self.parent_execution_id
+            view["chain_depth"] = self.chain_depth
         return view
 
     def to_item(self) -> dict[str, Any]:
@@ -93,6 +113,11 @@ class Execution(BaseModel):
             item["result_json"] = json.dumps(self.result, separators=(",", ":"))
         if self.error is not None:
             item["error"] = self.error.model_dump()
+        if self.callback_url is not None:
+            item["callback_url"] = self.callback_url
+        if self.parent_execution_id is not None:
+            item["parent_execution_id"] = self.parent_execution_id
+            item["chain_depth"] = self.chain_depth
         return item
 
     @classmethod
@@ -122,4 +147,15 @@ class Execution(BaseModel):
             lease_until=int(item["lease_until"]) if item.get("lease_until") is not None else None,
             permissions=tuple(str(p) for p in item.get("permissions") or ()),
             secrets=json.loads(secrets_json) if secrets_json else None,
+            callback_url=item.get("callback_url"),
+            callback=CallbackState(
+                status=item["callback_status"],
+                attempts=int(item.get("callback_attempts", 0)),
+                last_error=item.get("callback_last_error"),
+                delivered_at=item.get("callback_delivered_at"),
+            )
+            if item.get("callback_status")
+            else None,
+            parent_execution_id=item.get("parent_execution_id"),
+            chain_depth=int(item.get("chain_depth", 0)),
         )

@@ -27,6 +27,7 @@ class Outcome:
     headers: dict[str, str] = field(default_factory=dict)
     # False for a refusal before any effect (an open circuit): the answer is not stored for replay.
     started: bool = True
+    duration_ms: float = 0.0  # the attempt's run time (set by the execution service)
 
 
 def run_attempt(spec: CommandSpec, params: BaseModel, context: CommandContext, max_result_bytes: int) -> Outcome:
