@@ -117,6 +117,7 @@ class Execution(BaseModel):
             item["callback_url"] = self.callback_url
         if self.parent_execution_id is not None:
             item["parent_execution_id"] = self.parent_execution_id
+        if self.chain_depth:
             item["chain_depth"] = self.chain_depth
         return item
 

@@ -248,7 +248,9 @@ class ExecutionService:
             runner = Principal(parent.principal_id, parent.permissions)
             spec = self._registry.get(name)
             if spec is None or "async" not in spec.modes:
-                logger.warning("follow-up names no async command", extra={"parent": parent.execution_id, "name": name})
+                logger.warning(
+                    "follow-up names no async command", extra={"parent": parent.execution_id, "command": name}
+                )
                 return None
             try:
                 params = spec.parse_params(raw)
