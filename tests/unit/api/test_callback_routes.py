@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from cmdgate.config import Settings
+from cmdgate.hosts import HostAllowlist
 from tests.unit.api.conftest import Answer, Api, principal
 
 ALICE = principal("commands.run:echo")
@@ -27,7 +28,7 @@ def run(api: Api, headers: dict[str, str], caller: dict[str, Any] = ALICE) -> An
 
 @pytest.fixture
 def loopback(api: Api) -> Api:
-    api.services.settings = Settings(http_request_allowed_hosts="127.0.0.1")
+    api.services.settings = Settings(http_request_allowed_hosts=HostAllowlist.parse("127.0.0.1"))
     api.services.signing_secrets.principals.add("key:alice")
     return api
 
@@ -56,7 +57,7 @@ def test_a_refused_callback_url_is_400_and_nothing_runs(loopback: Api, url: str)
 
 
 def test_a_caller_without_a_signing_secret_gets_409(api: Api) -> None:
-    api.services.settings = Settings(http_request_allowed_hosts="127.0.0.1")
+    api.services.settings = Settings(http_request_allowed_hosts=HostAllowlist.parse("127.0.0.1"))
     answer = run(api, {"Callback-Url": "http://127.0.0.1/hook"})
     assert (answer.status, answer.json()["code"]) == (409, "SIGNING_SECRET_MISSING")
 

@@ -27,7 +27,7 @@ from cmdgate.callbacks import (
 )
 from cmdgate.callbacks.signing import secret_bytes
 from cmdgate.crypto import EnvelopeCipher
-from cmdgate.executions import ExecutionStore
+from cmdgate.executions import ExecutionStore, MessageQueue
 from cmdgate.executions.model import Execution
 from cmdgate.hosts import HostAllowlist
 
@@ -135,11 +135,17 @@ class Harness:
                 raise answer
             return httpx.Response(answer)
 
-        queue = type("Q", (), {"send": lambda _, m: self.sent.append(m) or "id"})()
+        sent = self.sent
+
+        class Queue(MessageQueue):
+            def send(self, message: dict[str, Any]) -> str:
+                sent.append(message)
+                return "id"
+
         self.delivery = CallbackDelivery(
             CallbackStore(table),
             secrets,
-            queue,  # type: ignore[arg-type]
+            Queue(None, "fake://callbacks"),
             lambda _, delay: self.visibility.append(delay),
             httpx.Client(transport=httpx.MockTransport(handle)),
             LOOPBACK,
