@@ -104,6 +104,7 @@ def running_stack(workdir: Path, extra_params: tuple[str, ...] = ()) -> Iterator
         "CallbackMaxAttempts=3",  # callback tests: retried twice, then abandoned
         "CallbackTimeoutS=1",
         f"FollowUpMaxDepth={FOLLOW_UP_MAX_DEPTH}",
+        "StatsMirrorIntervalS=2",
         *extra_params,
     )
     try:

@@ -300,10 +300,25 @@ def counts(item: dict[str, Any]) -> tuple[int, int, int]:
     return int(item.get("count", {"N": "0"})["N"]), int(item.get("succeeded", {"N": "0"})["N"]), histogram
 
 
+def mirror(stack: Stack) -> tuple[int, dict[str, Any]]:
+    """The version and value of state key system.command-stats, read from the register."""
+    item = (
+        stack.aws("dynamodb")
+        .get_item(
+            TableName=stack.resource("StateTable"),
+            Key={"pk": {"S": "key#system.command-stats"}, "sk": {"S": "register"}},
+            ConsistentRead=True,
+        )
+        .get("Item")
+    )
+    return (int(item["version"]["N"]), json.loads(item["value_json"]["S"])) if item else (0, {})
+
+
 def test_command_statistics_equal_the_executions_after_a_concurrent_burst(stack: Stack) -> None:
     client = stack.client(stack.create_key(["commands.run:echo"]))
     wait_for(lambda: events_queue_drained(stack), timeout_s=20)
     before = counts(stats_item(stack, "echo"))
+    mirrored_before = mirror(stack)[0]
     burst = 30
 
     def run(i: int) -> int:
@@ -318,3 +333,13 @@ def test_command_statistics_equal_the_executions_after_a_concurrent_burst(stack:
     assert tuple(a - b for a, b in zip(after, before, strict=True)) == (burst, burst, burst)
     item = stats_item(stack, "echo")
     assert float(item["duration_ms_sum"]["N"]) > 0 and item["last_status"]["S"] == "succeeded"
+
+    # The mirror in state catches up within its interval (2 s here), spending a few writes, not one per event.
+    version, value = wait_for(
+        lambda: (m := mirror(stack))[1].get("commands", {}).get("echo", {}).get("count") == after[0] and m,
+        timeout_s=20,
+    )
+    echo = value["commands"]["echo"]
+    assert (echo["successes"], echo["failures"]) == (after[1], 0)
+    assert echo["mean_ms"] is not None and echo["p95_ms"] >= echo["mean_ms"] / 2
+    assert version - mirrored_before < burst / 3

@@ -172,8 +172,11 @@ class Services:
             )
 
         def write(value: dict[str, Any]) -> None:
-            # cmdgate itself writes `system.*` (callers get 403 from cmdgate.authz).
-            state = self.state_service()
+            # cmdgate itself writes `system.*` (callers get 403 from cmdgate.authz). Always write-behind,
+            # whatever StateGistMode says: the mirror is coalesced so that it spends little gist budget.
+            from cmdgate.state.service import StateService
+
+            state = StateService(self._state_store, self._state_sync_queue, self.events_queue)
             state.ensure(MIRROR_KEY, {})
             state.put(MIRROR_KEY, value, Preconditions(if_match_any=True))
 
