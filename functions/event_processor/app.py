@@ -86,7 +86,9 @@ def record_handler(record: SQSRecord) -> None:
         metrics.add_metric(name="StatsMirrored", unit=MetricUnit.Count, value=1)
     elif kind == "state.changed":
         key = event.get("key")
-        if isinstance(key, str) and not key.startswith(SYSTEM_PREFIX):
+        # cmdgate's own keys (the stats mirror) are not counted: counting them would feed the mirror.
+        counted = isinstance(key, str) and not key.startswith(SYSTEM_PREFIX)
+        if counted and services().command_stats.record_state_change(event, now=int(time.time())):
             metrics.add_metric(name="StateChanges", unit=MetricUnit.Count, value=1)
     else:
         logger.debug("event type without a handler", extra={"type": kind})

@@ -11,8 +11,10 @@ number of event processors can fold events in at once without losing a count:
 - `last_run_at` / `last_status` (the latest event to be folded in wins).
 
 The event's marker (`event#<id>#<status>`) is written in the same transaction, so a redelivered
-event changes nothing. `statsindex` lists the commands seen, for the state mirror
-(`system.command-stats`, written by `StatsMirror` at most once per interval).
+event changes nothing. `state.changed` events are counted the same way, per namespace
+(`statestats#<ns>`: `changes`, `deletes`, `last_change_at`), once per key version.
+`statsindex` lists the commands seen, for the state mirror (`system.command-stats`, written by
+`StatsMirror` at most once per interval).
 """
 
 from __future__ import annotations
@@ -115,6 +117,46 @@ class CommandStats:
                             "Key": {"pk": {"S": INDEX_PK}},
                             "UpdateExpression": "ADD commands :name",
                             "ExpressionAttributeValues": {":name": {"SS": [str(command)]}},
+                        }
+                    },
+                ]
+            )
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") == "TransactionCanceledException":
+                reasons = error.response.get("CancellationReasons") or []
+                if reasons and reasons[0].get("Code") == "ConditionalCheckFailed":
+                    return False
+            raise
+        return True
+
+    def record_state_change(self, event: dict[str, Any], now: int) -> bool:
+        """Count one `state.changed` event per namespace (`statestats#<ns>`), exactly once per key version."""
+        from cmdgate.state.layout import namespace_of
+
+        key, version = event.get("key"), event.get("version")
+        if not isinstance(key, str) or not key or isinstance(version, bool) or not isinstance(version, int):
+            raise ValueError("state.changed event lacks key or version")
+        kind = "deletes" if event.get("deleted") is True else "changes"
+        try:
+            self._client.transact_write_items(
+                TransactItems=[
+                    {
+                        "Put": {
+                            "TableName": self._table,
+                            "Item": {
+                                "pk": {"S": f"event#state#{key}#{version}"},
+                                "expires_at": {"N": str(now + EVENT_MARKER_TTL_S)},
+                            },
+                            "ConditionExpression": "attribute_not_exists(pk)",
+                        }
+                    },
+                    {
+                        "Update": {
+                            "TableName": self._table,
+                            "Key": {"pk": {"S": f"statestats#{namespace_of(key)}"}},
+                            "UpdateExpression": "ADD #kind :one SET last_change_at = :now",
+                            "ExpressionAttributeNames": {"#kind": kind},
+                            "ExpressionAttributeValues": {":one": {"N": "1"}, ":now": {"N": str(now)}},
                         }
                     },
                 ]

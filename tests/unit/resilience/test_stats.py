@@ -190,3 +190,17 @@ def test_a_mirror_claim_whose_message_was_lost_lapses(stats: CommandStats, sessi
     again = StatsMirror(session.client("dynamodb"), stats._table, stats, scheduled.append, lambda _: None, 10)
     assert again.request(NOW + 5) is False
     assert again.request(NOW + 32) is True and scheduled == [10]
+
+
+def test_state_changes_count_once_per_key_version_by_namespace(stats: CommandStats, control: Any) -> None:
+    change = {"type": "state.changed", "key": "team-a.config", "version": 3, "deleted": False}
+    assert stats.record_state_change(change, NOW) is True
+    assert stats.record_state_change(dict(change), NOW + 1) is False
+    assert stats.record_state_change({**change, "version": 4, "deleted": True}, NOW + 2) is True
+    assert stats.record_state_change({**change, "key": "plain"}, NOW + 2) is True
+    item = control.get_item(Key={"pk": "statestats#team-a"})["Item"]
+    assert (int(item["changes"]), int(item["deletes"]), int(item["last_change_at"])) == (1, 1, NOW + 2)
+    assert int(control.get_item(Key={"pk": "statestats#_default"})["Item"]["changes"]) == 1
+    for broken in ({"key": "k"}, {"key": "", "version": 1}, {"key": "k", "version": True}):
+        with pytest.raises(ValueError, match="lacks"):
+            stats.record_state_change(broken, NOW)
