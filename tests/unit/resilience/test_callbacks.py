@@ -7,7 +7,7 @@ import hashlib
 import hmac
 import json
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import boto3
@@ -259,3 +259,19 @@ def test_a_held_attempt_is_not_doubled(make: Callable[[list[int | Exception]], H
 def test_malformed_messages_fail(make: Callable[[list[int | Exception]], Harness], body: str) -> None:
     with pytest.raises(ValueError):
         make([]).delivery.deliver(body, "r")
+
+
+def test_the_receivers_body_is_never_read(make: Callable[[list[int | Exception]], Harness]) -> None:
+    pulled: list[int] = []
+
+    def endless() -> Iterator[bytes]:  # a drip-fed body (finite here, so a regression fails, not hangs)
+        for _ in range(3):
+            pulled.append(1)
+            yield b"x" * 65536
+
+    h = make([])
+    h.delivery._http = httpx.Client(transport=httpx.MockTransport(lambda _: httpx.Response(200, content=endless())))
+    execution_id = h.finished()
+    h.delivery.hand_over(execution_id)
+    assert h.attempt(execution_id) == "delivered"
+    assert pulled == []

@@ -193,11 +193,14 @@ class CallbackDelivery:
             headers["Connection"] = "close"  # the pool is keyed by address, not by name
         request = httpx.Request("POST", checked.pinned_url, headers=headers, content=payload, extensions=extensions)
         try:
-            response = self._http.send(request, follow_redirects=False)
+            # Streamed and closed unread: only the status counts, and a receiver cannot hold the
+            # attempt (or the memory) with an endless body.
+            response = self._http.send(request, follow_redirects=False, stream=True)
         except httpx.TimeoutException:
             return "timeout", False
         except httpx.HTTPError:
             return "connection failed", False
+        response.close()
         if 200 <= response.status_code < 300:
             return None, False
         return f"HTTP {response.status_code}", False
