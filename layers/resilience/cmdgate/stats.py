@@ -249,26 +249,40 @@ class StatsMirror:
         self._schedule = schedule
         self._write = write
         self._interval_s = interval_s
+        self._quiet_until = 0  # epoch s: a claim is known to be pending until then
 
     def request(self, now: int) -> bool:
-        """After a counted event: claim and schedule a mirror unless one is pending; True if scheduled."""
+        """After a counted event: claim and schedule a mirror unless one is pending; True if scheduled.
+
+        The claim's `due_at` is remembered (from this environment's own claim, or returned by a failed
+        one), so until then the events of a burst cost no call at all.
+        """
+        if now < self._quiet_until:
+            return False
+        due = now + self._interval_s
         try:
             self._client.update_item(
                 TableName=self._table,
                 Key={"pk": {"S": MIRROR_PK}},
-                UpdateExpression="SET pending_until = :until",
+                UpdateExpression="SET pending_until = :until, due_at = :due",
                 # A claim whose message was never sent lapses after a few intervals.
                 ConditionExpression="attribute_not_exists(pending_until) OR pending_until < :now",
                 ExpressionAttributeValues={
                     ":until": {"N": str(now + 3 * self._interval_s + 1)},
+                    ":due": {"N": str(due)},
                     ":now": {"N": str(now)},
                 },
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
         except ClientError as error:
             if error.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+                held = (error.response.get("Item") or {}).get("due_at", {}).get("N")
+                # Past its due time (the mirror message is late): ask again in a second, not on every event.
+                self._quiet_until = max(int(held) if held else 0, now + 1)
                 return False
             raise
         self._schedule(self._interval_s)
+        self._quiet_until = due
         return True
 
     def run(self, now: int) -> dict[str, Any]:

@@ -204,3 +204,32 @@ def test_state_changes_count_once_per_key_version_by_namespace(stats: CommandSta
     for broken in ({"key": "k"}, {"key": "", "version": 1}, {"key": "k", "version": True}):
         with pytest.raises(ValueError, match="lacks"):
             stats.record_state_change(broken, NOW)
+
+
+class CountingClient:
+    """A DynamoDB client that counts the calls made through it."""
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+        self.calls = 0
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self.client, name)
+
+        def call(**kwargs: Any) -> Any:
+            self.calls += 1
+            return method(**kwargs)
+
+        return call
+
+
+def test_a_burst_costs_each_environment_one_claim_call(stats: CommandStats, session: boto3.session.Session) -> None:
+    first, second = CountingClient(session.client("dynamodb")), CountingClient(session.client("dynamodb"))
+    claimed = StatsMirror(first, stats._table, stats, lambda _: None, lambda _: None, interval_s=10)
+    other = StatsMirror(second, stats._table, stats, lambda _: None, lambda _: None, interval_s=10)
+    assert claimed.request(NOW) is True
+    assert [other.request(NOW + t % 9) for t in range(50)] == [False] * 50  # another environment's burst
+    assert [claimed.request(NOW + t % 9) for t in range(50)] == [False] * 50
+    assert (first.calls, second.calls) == (1, 1)  # the refusal told `other` when the claim is due
+    assert other.request(NOW + 10) is False and second.calls == 2  # due, but its message is late: asks again
+    assert other.request(NOW + 10) is False and second.calls == 2  # ...at most once a second
