@@ -236,7 +236,7 @@ class ExecutionService:
         return self._store.get(execution_id) if _looks_like_id(execution_id) else None
 
     def enqueue_follow_up(self, parent: Execution, slot: str, name: str, raw: dict[str, Any]) -> str | None:
-        """Queue follow-up `index` of a finished `parent`, once: its id derives from the parent's, so a
+        """Queue the follow-up in `slot` of a finished `parent`, once: its id derives from the parent's, so a
         redelivered event finds it already there (and only re-sends its message while it is still queued).
 
         It runs with the permissions the parent was authorized with, one step deeper in the chain.
