@@ -18,6 +18,7 @@ from cmdgate_local.launcher import launch
 
 ADMIN_KEY = "cg_test_admin_key_for_integration_only"
 MAX_RECEIVE_COUNT = 2
+FOLLOW_UP_MAX_DEPTH = 3
 JWT_ISSUER = "https://issuer.test/"
 JWT_AUDIENCE = "cmdgate"
 JWT_SECRET_NAME = "cmdgate-test-jwt-secret"
@@ -100,6 +101,10 @@ def running_stack(workdir: Path, extra_params: tuple[str, ...] = ()) -> Iterator
         "HttpRequestAllowedHosts=127.0.0.1",
         "StateSyncVisibilityTimeoutS=2",
         "StateGistLingerS=1",  # tests wait for syncs; the shard tests start a stack of their own with more
+        "CallbackMaxAttempts=3",  # callback tests: retried twice, then abandoned
+        "CallbackTimeoutS=1",
+        f"FollowUpMaxDepth={FOLLOW_UP_MAX_DEPTH}",
+        "StatsMirrorIntervalS=2",
         *extra_params,
     )
     try:

@@ -8,7 +8,18 @@ from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.openapi.params import Body
 from aws_lambda_powertools.event_handler.router import APIGatewayRouter
 
-from cmdgate.admin import CreatedKey, CreateKeyRequest, RedriveRequest, create_key, list_keys, require_admin, revoke_key
+from cmdgate.admin import (
+    CreatedKey,
+    CreatedSigningSecret,
+    CreateKeyRequest,
+    RedriveRequest,
+    SigningSecretRequest,
+    create_key,
+    list_keys,
+    require_admin,
+    revoke_key,
+    rotate_signing_secret,
+)
 from cmdgate.api_docs import Cursor, DeadLetterList, HealthView, KeyId, KeyList, Limit, RedriveResult, responses
 from cmdgate.http import json_response
 from cmdgate.pagination import decode_cursor, encode_cursor, parse_limit
@@ -55,6 +66,19 @@ def revoke_api_key(key_id: KeyId) -> Response[str]:
     require_admin(principal(router))
     revoke_key(services().api_keys, key_id)
     return Response(status_code=204, body="")
+
+
+@router.post(
+    "/v1/admin/signing-secrets",
+    tags=["admin"],
+    operation_id="rotateSigningSecret",
+    responses=responses({201: ("The new signing secret, shown once", CreatedSigningSecret)}, 400, 409, 413, 415, 422),
+)
+def rotate_callback_signing_secret(request: Annotated[SigningSecretRequest, Body()]) -> Response[str]:
+    """Create or rotate a principal's callback signing secret; during a rotation both secrets sign."""
+    require_admin(principal(router))
+    created = rotate_signing_secret(services().signing_secrets, request)
+    return json_response(201, created.model_dump(), {"Cache-Control": "no-store"})
 
 
 @router.get(

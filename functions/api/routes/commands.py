@@ -9,6 +9,7 @@ from cmdgate.api_docs import (
     IDEMPOTENCY_RETENTION_S,
     REPLAYED,
     Accepted,
+    CallbackUrl,
     CommandList,
     CommandName,
     Cursor,
@@ -19,6 +20,7 @@ from cmdgate.api_docs import (
     responses,
 )
 from cmdgate.api_docs import LOCATION as LOCATION_HEADER
+from cmdgate.callbacks import parse_callback_url
 from cmdgate.http import http_response, json_response, prefers_async
 from cmdgate.idempotency import parse_idempotency_key, request_fingerprint, require_key_if_needed
 from cmdgate.pagination import decode_cursor, encode_cursor, parse_limit
@@ -54,12 +56,22 @@ def list_commands(limit: Limit = None, cursor: Cursor = None) -> Response[str]:
         every=REPLAYED,
     ),
 )
-def run_command(name: CommandName, idempotency_key: IdempotencyKey = None, prefer: Prefer = None) -> Response[str]:
-    """Run a command sync, or queue it when `Prefer: respond-async`; Idempotency-Key makes it run once."""
+def run_command(
+    name: CommandName, idempotency_key: IdempotencyKey = None, prefer: Prefer = None, callback_url: CallbackUrl = None
+) -> Response[str]:
+    """Run a command sync, or queue it when `Prefer: respond-async`; Idempotency-Key makes it run once;
+    `Callback-Url` receives the signed outcome when the run ends."""
     event, settings = router.current_event, services().settings
     caller, service = principal(router), services().executions
     key = parse_idempotency_key(idempotency_key)
-    prepared = service.prepare(caller, name, event.decoded_body, prefer_async=prefers_async(prefer))
+    callback = parse_callback_url(
+        callback_url,
+        settings.http_request_allowed_hosts,
+        lambda: services().signing_secrets.has_secret(caller.principal_id),
+    )
+    prepared = service.prepare(
+        caller, name, event.decoded_body, prefer_async=prefers_async(prefer), callback_url=callback
+    )
     require_key_if_needed(key, prepared.spec.idempotency, name)
     if key is None:
         return http_response(service.start(caller, prepared).to_http(event.request_context.request_id))

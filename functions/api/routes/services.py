@@ -12,6 +12,7 @@ from cmdgate import wiring
 
 if TYPE_CHECKING:
     from cmdgate.auth import ApiKeyStore
+    from cmdgate.callbacks import SigningSecrets
     from cmdgate.config import Settings
     from cmdgate.executions import ExecutionService
     from cmdgate.health import Check
@@ -37,6 +38,9 @@ class Services(Protocol):
 
     @property
     def rate_limiter(self) -> RequestRateLimiter: ...
+
+    @property
+    def signing_secrets(self) -> SigningSecrets: ...
 
     def state_service(self, remaining_s: Callable[[], float] | None = None) -> StateService: ...
 

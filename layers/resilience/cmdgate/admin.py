@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from cmdgate import errors
 from cmdgate.auth import ApiKeyStore, Principal
 from cmdgate.authz import authorize
+from cmdgate.callbacks.signing import SigningSecrets, SigningSecretsConflict
 from cmdgate.pagination import decode_cursor, encode_cursor
 
 Permission = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9._:*-]+$")]
@@ -42,11 +43,47 @@ class RedriveRequest(BaseModel):
     execution_ids: list[Annotated[str, Field(min_length=1, max_length=64)]] | None = Field(default=None, max_length=100)
 
 
+class SigningSecretRequest(BaseModel):
+    """Body of `POST /v1/admin/signing-secrets`."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    principal_id: str = Field(min_length=1, max_length=256, pattern=r"^[\x21-\x7e]+$")
+    grace_s: int = Field(
+        default=86400, ge=0, le=7 * 86400, description="How long the replaced secret keeps signing (0: not at all)."
+    )
+
+
+class CreatedSigningSecret(BaseModel):
+    """A new signing secret: shown in this answer only."""
+
+    principal_id: str
+    secret_id: str
+    secret: str = Field(description="`whsec_` + base64 of 32 bytes: the HMAC key is the decoded part.")
+    created_at: int
+    previous_valid_until: int | None = Field(description="Epoch seconds until which the replaced secret also signs.")
+
+
 class CreatedKey(BaseModel):
     """Answer of `POST /v1/admin/keys`: the key is shown only this once."""
 
     key_id: str
     api_key: str
+
+
+class SigningSecretConflict(errors.ProblemError):
+    status, code, title = 409, "SIGNING_SECRET_CONFLICT", "Signing secret rotation in progress"
+
+
+def rotate_signing_secret(secrets: SigningSecrets, request: SigningSecretRequest) -> CreatedSigningSecret:
+    """A new signing secret for the principal's callbacks; the previous one signs for `grace_s` more."""
+    try:
+        created = secrets.rotate(request.principal_id, request.grace_s)
+    except SigningSecretsConflict:
+        raise SigningSecretConflict(
+            "Another rotation of this principal's secret is in progress.", headers={"Retry-After": "1"}
+        ) from None
+    return CreatedSigningSecret(**created.view())
 
 
 def require_admin(principal: Principal) -> None:

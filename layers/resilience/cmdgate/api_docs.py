@@ -90,6 +90,15 @@ class AttemptErrorView(BaseModel):
     at: str
 
 
+class CallbackView(BaseModel):
+    """The delivery of a run's completion callback."""
+
+    status: Literal["pending", "delivered", "abandoned"]
+    attempts: int
+    last_error: str | None = None
+    delivered_at: str | None = None
+
+
 class ExecutionView(BaseModel):
     """`GET /v1/executions/{id}`."""
 
@@ -105,6 +114,11 @@ class ExecutionView(BaseModel):
     next_attempt_at: str | None = Field(default=None, description="When a retried execution's next attempt is due.")
     attempt_errors: list[AttemptErrorView] = Field(default_factory=list, description="Each failed attempt's error.")
     cancel_requested: bool = Field(default=False, description="A cancel was asked for while it ran.")
+    callback: CallbackView | None = Field(default=None, description="Present when the run named a `Callback-Url`.")
+    parent_execution_id: str | None = Field(default=None, description="The run this follow-up follows.")
+    chain_depth: int | None = Field(
+        default=None, description="Follow-ups between this run and the one a caller started."
+    )
 
 
 class CheckView(BaseModel):
@@ -307,6 +321,16 @@ _IDEMPOTENCY = (
 )
 IdempotencyKey = Annotated[
     str | None, _header("Idempotency-Key", _IDEMPOTENCY, {"type": "string", "pattern": IDEMPOTENCY_KEY_PATTERN})
+]
+_CALLBACK = (
+    "An http(s) URL (at most 2048 characters) that receives the execution's public view when it ends: "
+    "a POST signed per Standard Webhooks (`webhook-id`, the same on every attempt, `webhook-timestamp`, "
+    "`webhook-signature: v1,<base64 HMAC-SHA256 of id.timestamp.body>` with the caller's signing secret), "
+    "retried with backoff until a 2xx. Checked by the SSRF guard and `HttpRequestAllowedHosts` like `http.request`; "
+    "the caller needs a signing secret (`POST /v1/admin/signing-secrets`). The body stays the command's params."
+)
+CallbackUrl = Annotated[
+    str | None, _header("Callback-Url", _CALLBACK, {"type": "string", "format": "uri", "maxLength": 2048})
 ]
 _PREFER = "`respond-async` queues the run (202) instead of waiting for it (RFC 7240)."
 Prefer = Annotated[str | None, _header("Prefer", _PREFER, {"type": "string"})]

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 
 Action = Literal["commands.list", "commands.run", "state.read", "state.write", "admin", "executions.read"]
 StateAccess = Literal["read", "write"]
+SYSTEM_PREFIX = "system."  # the state namespace only cmdgate writes
 
 
 def permission_for(action: Action, resource: str | None = None) -> str:
@@ -51,6 +52,8 @@ def may(principal: Principal, action: Action, resource: str | None = None) -> bo
     """True if the principal may do `action` on `resource`."""
     if action == "executions.read":
         return principal.is_admin or principal.principal_id == resource
+    if action == "state.write" and resource is not None and resource.startswith(SYSTEM_PREFIX):
+        return False  # written by cmdgate itself only (e.g. system.command-stats), never by a caller
     return principal.can(permission_for(action, resource))
 
 
@@ -95,6 +98,8 @@ def state_keys_of(spec: CommandSpec, params: Any) -> Iterable[tuple[str, StateAc
 def _refusal(action: Action, resource: str | None) -> str:
     if action == "commands.run":
         return f"Not permitted to run command {resource!r}."
+    if action == "state.write" and resource is not None and resource.startswith(SYSTEM_PREFIX):
+        return f"State keys under {SYSTEM_PREFIX!r} are written by cmdgate only."
     if action in ("state.read", "state.write"):
         return f"Not permitted to {action.split('.', 1)[1]} state {resource!r}."
     if action == "admin":

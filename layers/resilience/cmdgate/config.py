@@ -70,6 +70,17 @@ class Settings(BaseSettings):
     http_request_allowed_hosts: Annotated[HostAllowlist, NoDecode] = HostAllowlist()
     # The KMS key sealing commands' secret params in async execution records (cmdgate.executions.secrets).
     execution_secrets_key_id: str = ""
+    # Completion callbacks (cmdgate.callbacks): their queue, retry bounds, and the KMS key sealing
+    # principals' signing secrets (the template names the execution secrets key, under its own context).
+    callbacks_queue_url: str = ""
+    callback_secrets_key_id: str = ""
+    callback_max_attempts: int = Field(default=8, ge=1, le=15)  # below the callbacks queue's maxReceiveCount (20)
+    callback_retry_base_s: float = Field(default=1.0, gt=0)
+    callback_retry_cap_s: float = Field(default=300.0, gt=0, le=43200)  # SQS visibility is at most 12 h
+    callback_timeout_s: float = Field(default=5.0, gt=0, le=20)
+    # Command events (cmdgate.stats, cmdgate.followups).
+    follow_up_max_depth: int = Field(default=5, ge=0, le=50)
+    stats_mirror_interval_s: int = Field(default=10, ge=1, le=900)  # SQS DelaySeconds is at most 900
 
     @field_validator("http_request_allowed_hosts", mode="before")
     @classmethod

@@ -10,6 +10,7 @@ keys, not Powertools idempotency, the Gist client or cryptography).
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from collections.abc import Callable
 from functools import cached_property, lru_cache
@@ -22,8 +23,10 @@ if TYPE_CHECKING:
     from cmdgate.auth import ApiKeyStore
     from cmdgate.auth.jwt_tokens import JwtVerifier
     from cmdgate.breaker import BreakerStore, CircuitBreaker
+    from cmdgate.callbacks import CallbackDelivery, SigningSecrets
     from cmdgate.crypto import Codec
     from cmdgate.executions import ExecutionService, MessageQueue
+    from cmdgate.followups import FollowUps
     from cmdgate.health import Check
     from cmdgate.idempotency import IdempotentRequests
     from cmdgate.ratelimit.requests import RequestRateLimiter
@@ -32,7 +35,7 @@ if TYPE_CHECKING:
     from cmdgate.state.service import FifoSyncQueue, StateService
     from cmdgate.state.store import StateStore
     from cmdgate.state.sync import GistSync
-    from cmdgate.stats import CommandStats
+    from cmdgate.stats import CommandStats, StatsMirror
 
 GIST_BREAKER = "gist"
 
@@ -159,6 +162,103 @@ class Services:
         from cmdgate.stats import CommandStats
 
         return CommandStats(self.clients.client("dynamodb"), self.settings.control_table)
+
+    @cached_property
+    def stats_mirror(self) -> StatsMirror:
+        """The coalesced mirror of the stats into state key `system.command-stats`."""
+        from cmdgate.state.service import Preconditions
+        from cmdgate.stats import MIRROR_KEY, StatsMirror
+
+        settings = self.settings
+        sqs = self.clients.client("sqs")
+
+        def schedule(delay_s: int) -> None:
+            sqs.send_message(
+                QueueUrl=settings.events_queue_url,
+                MessageBody='{"type":"stats.mirror"}',
+                DelaySeconds=delay_s,
+            )
+
+        def write(value: dict[str, Any]) -> None:
+            # cmdgate itself writes `system.*` (callers get 403 from cmdgate.authz). Always write-behind,
+            # whatever StateGistMode says: the mirror is coalesced so that it spends little gist budget.
+            from cmdgate.state.service import StateService
+
+            state = StateService(self._state_store, self._state_sync_queue, self.events_queue)
+            state.ensure(MIRROR_KEY, {})
+            state.put(MIRROR_KEY, value, Preconditions(if_match_any=True))
+
+        return StatsMirror(
+            self.clients.client("dynamodb"),
+            settings.control_table,
+            self.command_stats,
+            schedule,
+            write,
+            interval_s=settings.stats_mirror_interval_s,
+        )
+
+    @cached_property
+    def follow_ups(self) -> FollowUps:
+        """Queues the follow-ups commands declare (the registry is the execution service's)."""
+        from cmdgate.commands import default_registry
+        from cmdgate.followups import FollowUps
+
+        executions = self.executions  # loads the command packs
+        return FollowUps(default_registry, executions, self.settings.follow_up_max_depth)
+
+    @cached_property
+    def signing_secrets(self) -> SigningSecrets:
+        """Principals' callback signing secrets, sealed with KMS in the control table."""
+        from cmdgate.callbacks import SigningSecrets
+        from cmdgate.crypto import EnvelopeCipher
+
+        settings = self.settings
+
+        def cipher() -> Codec:
+            key_id = settings.callback_secrets_key_id or settings.execution_secrets_key_id
+            return EnvelopeCipher(self.clients.client("kms"), key_id, data_key_reuse_s=0)
+
+        return SigningSecrets(self.clients.client("dynamodb"), settings.control_table, _once(cipher))
+
+    @cached_property
+    def callbacks(self) -> CallbackDelivery:
+        """Hands finished runs' callbacks to their queue and delivers them (the event processor)."""
+        import httpx
+
+        from cmdgate.callbacks import CallbackDelivery, CallbackPolicy, CallbackStore
+
+        settings = self.settings
+        sqs = self.clients.client("sqs")
+        sns = self.clients.client("sns")
+
+        def change_visibility(receipt_handle: str, delay_s: int) -> None:
+            sqs.change_message_visibility(
+                QueueUrl=settings.callbacks_queue_url, ReceiptHandle=receipt_handle, VisibilityTimeout=delay_s
+            )
+
+        def alert(message: dict[str, Any]) -> None:
+            if settings.alerts_topic_arn:
+                sns.publish(
+                    TopicArn=settings.alerts_topic_arn,
+                    Subject=f"cmdgate: {message['alert']}",
+                    Message=json.dumps(message),
+                )
+
+        return CallbackDelivery(
+            CallbackStore(self.clients.table(settings.executions_table)),
+            self.signing_secrets,
+            self._queue(settings.callbacks_queue_url),
+            change_visibility,
+            httpx.Client(follow_redirects=False, trust_env=False),
+            settings.http_request_allowed_hosts,
+            alert,
+            CallbackPolicy(
+                max_attempts=settings.callback_max_attempts,
+                base_s=settings.callback_retry_base_s,
+                cap_s=settings.callback_retry_cap_s,
+                timeout_s=settings.callback_timeout_s,
+            ),
+        )
 
     def aws_client(self, service: str) -> Any:
         """A boto3 client for commands that call AWS themselves (counted like every other client)."""
@@ -323,6 +423,18 @@ class Services:
                 raise GistCircuitOpen("the gist circuit is open")
 
         return [Check("dynamodb", dynamodb), Check("sqs", sqs), Check("gist", gist, critical=False)]
+
+
+def _once(make: Callable[[], Codec]) -> Callable[[], Codec]:
+    """`make`, called on first use only (so its data-key caches live as long as the environment)."""
+    made: list[Codec] = []
+
+    def get() -> Codec:
+        if not made:
+            made.append(make())
+        return made[0]
+
+    return get
 
 
 def build(settings: Settings, clients: AwsClients | None = None) -> Services:

@@ -18,6 +18,7 @@ from aws_lambda_powertools.utilities.idempotency.persistence.base import BasePer
 from pydantic import BaseModel, ConfigDict
 
 from cmdgate.auth.apikeys import ApiKeyRecord
+from cmdgate.callbacks import CreatedSecret
 from cmdgate.commands import CommandContext, CommandRegistry, command
 from cmdgate.config import Settings
 from cmdgate.executions import ExecutionService, MessageQueue
@@ -222,6 +223,21 @@ def registry() -> CommandRegistry:
     return commands
 
 
+class MemorySigningSecrets:
+    """Which principals have a callback signing secret (the routes ask nothing more)."""
+
+    def __init__(self) -> None:
+        self.principals: set[str] = set()
+
+    def has_secret(self, principal_id: str) -> bool:
+        return principal_id in self.principals
+
+    def rotate(self, principal_id: str, grace_s: int) -> CreatedSecret:
+        previous = 1_700_000_000 + grace_s if principal_id in self.principals and grace_s else None
+        self.principals.add(principal_id)
+        return CreatedSecret(principal_id, "s1", "whsec_" + "A" * 44, 1_700_000_000, previous)
+
+
 class FakeServices:
     """What `routes.services.services()` hands the routers, all in memory."""
 
@@ -236,6 +252,7 @@ class FakeServices:
         self.states = MemoryStates()
         self.api_keys: Any = MemoryKeys()
         self.checks = [Check("memory", lambda: None)]
+        self.signing_secrets: Any = MemorySigningSecrets()
 
     def state_service(self, remaining_s: Callable[[], float] | None = None) -> Any:
         self.states.remaining.append(remaining_s)

@@ -39,6 +39,7 @@ OPERATION_IDS = {
     "revokeKey",
     "listDeadLetters",
     "redriveDeadLetters",
+    "rotateSigningSecret",
     "getHealth",
     "getAdminHealth",
 }
@@ -82,7 +83,8 @@ def test_run_declares_its_body_headers_and_answers() -> None:
     params = _parameters(run)
     assert params[("path", "name")]["schema"]["pattern"]
     assert "pattern" in params[("header", "idempotency-key")]["schema"]
-    assert "callback-url" not in {name for _, name in params}  # not built yet
+    callback = params[("header", "callback-url")]
+    assert callback["schema"]["maxLength"] == 2048 and "webhook-signature" in callback["description"]
     assert run["responses"]["202"]["headers"]["Location"]["required"] is True
     assert "Idempotent-Replayed" in run["responses"]["200"]["headers"]
     assert run["responses"]["429"]["headers"]["Retry-After"]["required"] is True

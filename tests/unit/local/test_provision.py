@@ -70,7 +70,7 @@ class TestProvisionedOnce:
     ) -> None:
         _, physical = provisioned
         queues = of_type(template_data, "AWS::SQS::Queue")
-        assert len(queues) == 6
+        assert len(queues) == 8
         listed = set(class_session.client("sqs").list_queues()["QueueUrls"])
         assert listed == {physical[q]["Ref"] for q in queues}
         for fifo in ("StateSyncQueue", "StateSyncDLQ"):

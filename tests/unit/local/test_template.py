@@ -67,13 +67,14 @@ def test_route_matcher(path: str, concrete: str, params: dict[str, str] | None) 
 
 
 def test_sqs_sources(template: Template) -> None:
-    sources = {s.function_id: s for s in template.sqs_sources()}
-    worker = sources["WorkerFunction"]
-    assert worker.queue_id == "ExecutionsQueue"
+    sources = {(s.function_id, s.queue_id): s for s in template.sqs_sources()}
+    worker = sources["WorkerFunction", "ExecutionsQueue"]
     assert worker.report_batch_item_failures
     assert (worker.batch_size, worker.batching_window_s, worker.max_concurrency) == (10, 1.0, 10)
-    events = sources["EventProcessorFunction"]
-    assert (events.queue_id, events.report_batch_item_failures, events.max_concurrency) == ("EventsQueue", True, 5)
+    events = sources["EventProcessorFunction", "EventsQueue"]
+    assert (events.report_batch_item_failures, events.max_concurrency) == (True, 5)
+    callbacks = sources["EventProcessorFunction", "CallbacksQueue"]  # a second source of the same function
+    assert (callbacks.report_batch_item_failures, callbacks.batch_size, callbacks.max_concurrency) == (True, 1, 5)
 
 
 def test_authorizer(template: Template) -> None:

@@ -94,3 +94,13 @@ def test_declaring_a_key_param_the_model_lacks_fails_at_registration() -> None:
         command("bad", description="", params=KeyParams, state_keys={"nope": ("read",)}, registry=CommandRegistry())(
             lambda p, c: None
         )
+
+
+def test_system_state_keys_are_refused_to_every_caller_even_admin() -> None:
+    admin = Principal("key:root", ("admin",))
+    for key in ("system.command-stats", "system.anything"):
+        assert not may(admin, "state.write", key)
+        with pytest.raises(errors.Forbidden, match="written by cmdgate only"):
+            authorize(admin, "state.write", key)
+    assert may(admin, "state.read", "system.command-stats")  # reading the mirror is fine
+    assert may(admin, "state.write", "systems.x") and may(admin, "state.write", "app.system.x")

@@ -373,16 +373,19 @@ def test_worker_success(h: Harness) -> None:
     assert (record.status, record.attempts) == ("succeeded", 1)
     assert record.result == {"greeting": "hello cy", "attempt": 1}
     assert record.public_view()["result"] == record.result
-    assert h.events.sent == [
+    assert [{k: v for k, v in e.items() if k != "duration_ms"} for e in h.events.sent] == [
         {
             "type": "command.executed",
             "execution_id": execution_id,
             "command": "greet",
+            "principal": "key:alice",
             "principal_id": "key:alice",
             "status": "succeeded",
             "attempts": 1,
+            "callback": False,
         }
     ]
+    assert isinstance(h.events.sent[0]["duration_ms"], float) and h.events.sent[0]["duration_ms"] >= 0
 
 
 def test_permanent_failure_is_acknowledged(h: Harness) -> None:

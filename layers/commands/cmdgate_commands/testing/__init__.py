@@ -1,5 +1,5 @@
 """Commands for tests and the local stack only (enabled by COMMAND_PACKS)."""
 
-from cmdgate_commands.testing import blob, count, fail, limited, sleep
+from cmdgate_commands.testing import blob, chain, count, fail, limited, sleep
 
-__all__ = ["blob", "count", "fail", "limited", "sleep"]
+__all__ = ["blob", "chain", "count", "fail", "limited", "sleep"]

@@ -101,6 +101,19 @@ Hook = Callable[["CommandSpec", BaseModel, CommandContext], None]
 
 
 @dataclass(frozen=True)
+class FollowUp:
+    """A command to queue when a run ends: `params(outcome)` derives its params from the finished run.
+
+    `outcome` is the parent's public view (`result` when it succeeded, `error` when it failed). The
+    follow-up runs async with the permissions the parent was authorized with; `params` returning
+    None skips it. cmdgate.followups queues it once per parent (its id derives from the parent's).
+    """
+
+    command: str
+    params: Callable[[dict[str, Any]], dict[str, Any] | None] = lambda _: {}
+
+
+@dataclass(frozen=True)
 class CommandSpec:
     """A declared command."""
 
@@ -121,6 +134,9 @@ class CommandSpec:
     # May be attempted again after an attempt died or timed out mid-run (its effects are keyed by the
     # execution id, or it has none). Not retry-safe: such an execution fails instead of running twice.
     retry_safe: bool = False
+    # Follow-ups queued when a run succeeds, or fails (failed or dead-lettered).
+    on_success: tuple[FollowUp, ...] = ()
+    on_failure: tuple[FollowUp, ...] = ()
 
     def parse_params(self, raw: Mapping[str, Any]) -> BaseModel:
         """The params model from a JSON object, validated as JSON strictly: `true` is no integer, `"5"` no number.
@@ -193,6 +209,8 @@ def command(
     state_keys: Mapping[str, Iterable[StateAccess]] | None = None,
     rate_limit: tuple[int, int] | None = None,
     retry_safe: bool = False,
+    on_success: FollowUp | Iterable[FollowUp] = (),
+    on_failure: FollowUp | Iterable[FollowUp] = (),
     registry: CommandRegistry | None = None,
 ) -> Callable[[CommandHandler], CommandHandler]:
     """Declare a command: `@command("echo", description=..., params=EchoParams)`.
@@ -201,6 +219,8 @@ def command(
     and writes (callers need `state.read:`/`state.write:` on it); `rate_limit=(quota, window_s)`
     adds a limit of the command's own on top of each caller's. `retry_safe=True` says an attempt that
     died or timed out mid-run may be made again (effects keyed by `context.execution_id`, or none).
+    adds a limit of the command's own on top of each caller's; `on_success` / `on_failure` name
+    follow-up commands (`FollowUp`) queued when a run ends.
     """
 
     def decorate(handler: CommandHandler) -> CommandHandler:
@@ -219,11 +239,20 @@ def command(
                 state_keys=MappingProxyType({k: tuple(v) for k, v in (state_keys or {}).items()}),
                 rate_limit=RateLimitPolicy(rate_limit[0], rate_limit[1], f"command.{name}") if rate_limit else None,
                 retry_safe=retry_safe,
+                on_success=_follow_ups(on_success),
+                on_failure=_follow_ups(on_failure),
             )
         )
         return handler
 
     return decorate
+
+
+def _follow_ups(declared: FollowUp | Iterable[FollowUp]) -> tuple[FollowUp, ...]:
+    found = (declared,) if isinstance(declared, FollowUp) else tuple(declared)
+    if not all(isinstance(f, FollowUp) for f in found):
+        raise TypeError("on_success / on_failure take FollowUp values")
+    return found
 
 
 def load_packs(packs: Iterable[str]) -> None:

@@ -42,6 +42,15 @@ class AttemptError(BaseModel):
     at: str
 
 
+class CallbackState(BaseModel):
+    """The delivery of an execution's completion callback."""
+
+    status: Literal["pending", "delivered", "abandoned"] = "pending"
+    attempts: int = 0
+    last_error: str | None = None  # e.g. "HTTP 500", "timeout": never the receiver's body
+    delivered_at: str | None = None
+
+
 class Execution(BaseModel):
     """One run of a command."""
 
@@ -70,6 +79,12 @@ class Execution(BaseModel):
     attempt_errors: list[AttemptError] = Field(default_factory=list)
     cancel_requested: bool = False
     retry_safe: bool = False  # the command's declaration when the run was queued (the healer reads it)
+    # Completion callback (cmdgate.callbacks): where the end of the run is POSTed, and how that went.
+    callback_url: str | None = None
+    callback: CallbackState | None = None
+    # A follow-up's parent execution and its place in the chain (cmdgate.followups).
+    parent_execution_id: str | None = None
+    chain_depth: int = 0
 
     @property
     def finished(self) -> bool:
@@ -97,6 +112,11 @@ class Execution(BaseModel):
             view["attempt_errors"] = [e.model_dump() for e in self.attempt_errors]
         if self.cancel_requested:
             view["cancel_requested"] = True
+        if self.callback_url is not None:
+            view["callback"] = (self.callback or CallbackState()).model_dump()
+        if self.parent_execution_id is not None:
+            view["parent_execution_id"] = self.parent_execution_id
+            view["chain_depth"] = self.chain_depth
         return view
 
     def to_item(self) -> dict[str, Any]:
@@ -133,6 +153,12 @@ class Execution(BaseModel):
             item["result_json"] = json.dumps(self.result, separators=(",", ":"))
         if self.error is not None:
             item["error"] = self.error.model_dump()
+        if self.callback_url is not None:
+            item["callback_url"] = self.callback_url
+        if self.parent_execution_id is not None:
+            item["parent_execution_id"] = self.parent_execution_id
+        if self.chain_depth:
+            item["chain_depth"] = self.chain_depth
         return item
 
     @classmethod
@@ -169,4 +195,15 @@ class Execution(BaseModel):
             ],
             cancel_requested=bool(item.get("cancel_requested", False)),
             retry_safe=bool(item.get("retry_safe", False)),
+            callback_url=item.get("callback_url"),
+            callback=CallbackState(
+                status=item["callback_status"],
+                attempts=int(item.get("callback_attempts", 0)),
+                last_error=item.get("callback_last_error"),
+                delivered_at=item.get("callback_delivered_at"),
+            )
+            if item.get("callback_status")
+            else None,
+            parent_execution_id=item.get("parent_execution_id"),
+            chain_depth=int(item.get("chain_depth", 0)),
         )

@@ -35,6 +35,7 @@ class Outcome:
     # False for a refusal before any effect (an open circuit): the answer is not stored for replay.
     started: bool = True
     cancelled: bool = False  # the command stopped because a cancel was requested
+    duration_ms: float = 0.0  # the attempt's run time (set by the execution service)
 
 
 def run_attempt(spec: CommandSpec, params: BaseModel, context: CommandContext, max_result_bytes: int) -> Outcome:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
+import hashlib
 import json
 import math
 import random
@@ -80,6 +82,7 @@ class PreparedRun:
     raw_params: dict[str, Any]
     run_async: bool
     preference_applied: bool
+    callback_url: str | None = None  # checked by cmdgate.callbacks.parse_callback_url
 
 
 class ExecutionService:
@@ -156,7 +159,9 @@ class ExecutionService:
         """Validate, then run now (sync) or queue (async)."""
         return self.start(principal, self.prepare(principal, name, body, prefer_async))
 
-    def prepare(self, principal: Principal, name: str, body: str | None, prefer_async: bool) -> PreparedRun:
+    def prepare(
+        self, principal: Principal, name: str, body: str | None, prefer_async: bool, callback_url: str | None = None
+    ) -> PreparedRun:
         """Every check made before a command starts or is queued (403, 404, 400, 422); raises ProblemError."""
         spec = self.resolve_command(principal, name)
         raw = parse_json_object(body)
@@ -166,7 +171,9 @@ class ExecutionService:
             raise errors.ValidationFailed(errors.validation_errors_from_pydantic(exc.errors())) from None
         authorize_command(principal, spec, params)  # the state keys its params name
         run_async = (prefer_async and "async" in spec.modes) or "sync" not in spec.modes
-        return PreparedRun(spec, params, raw, run_async, preference_applied=prefer_async and run_async)
+        return PreparedRun(
+            spec, params, raw, run_async, preference_applied=prefer_async and run_async, callback_url=callback_url
+        )
 
     def start(self, principal: Principal, prepared: PreparedRun) -> Submission:
         """Run now (sync) or queue (async); a command's own failure is an answer, not an exception."""
@@ -189,6 +196,7 @@ class ExecutionService:
             # (the api function died in between) is a `queued` record long past its next_attempt_at.
             next_attempt_at=int(self._clock()) if run_async else None,
             retry_safe=spec.retry_safe,
+            callback_url=prepared.callback_url,
         )
         if run_async:
             return self._enqueue(execution, preference_applied=prepared.preference_applied)
@@ -415,6 +423,61 @@ class ExecutionService:
         except Exception:
             logger.exception("poison message alert not published")
 
+    def find(self, execution_id: str) -> Execution | None:
+        """Any execution record (the event processor's reads; no principal check)."""
+        return self._store.get(execution_id) if _looks_like_id(execution_id) else None
+
+    def enqueue_follow_up(self, parent: Execution, slot: str, name: str, raw: dict[str, Any]) -> str | None:
+        """Queue the follow-up in `slot` of a finished `parent`, once: its id derives from the parent's, so a
+        redelivered event finds it already there (and only re-sends its message while it is still queued).
+
+        It runs with the permissions the parent was authorized with, one step deeper in the chain.
+        Returns its id, or None when it may not run (unknown command, params that do not fit, refused).
+        """
+        execution_id = follow_up_id(parent.execution_id, slot, name)
+        existing = self._store.get(execution_id)
+        if existing is None:
+            runner = Principal(parent.principal_id, parent.permissions)
+            spec = self._registry.get(name)
+            if spec is None or "async" not in spec.modes:
+                logger.warning(
+                    "follow-up names no async command", extra={"parent": parent.execution_id, "command": name}
+                )
+                return None
+            try:
+                params = spec.parse_params(raw)
+                authorize_command(runner, spec, params)
+            except (ValidationError, errors.ProblemError):
+                logger.warning("follow-up refused", extra={"parent": parent.execution_id, "command": name})
+                return None
+            stored, sealed = self._secrets.seal(execution_id, params)
+            existing = Execution(
+                execution_id=execution_id,
+                command=spec.name,
+                principal_id=parent.principal_id,
+                mode="async",
+                status="queued",
+                params=stored,
+                secrets=sealed,
+                created_at=utc_now_iso(),
+                expires_at=int(self._clock()) + self._execution_ttl_s,
+                permissions=parent.permissions,
+                parent_execution_id=parent.execution_id,
+                chain_depth=parent.chain_depth + 1,
+                next_attempt_at=int(self._clock()),  # due at once; the healer re-sends a lost message
+                retry_safe=spec.retry_safe,
+            )
+            try:
+                self._store.create(existing)
+            except Exception as exc:
+                if not _is_condition_failure(exc):
+                    raise
+                existing = self._store.get(execution_id) or existing  # a concurrent delivery created it
+        if existing.status == "queued" and existing.attempts == 0:
+            # Not run yet: (re)send its message; a duplicate message finds the attempt taken or the run finished.
+            self._executions_queue.send({"execution_id": execution_id})
+        return execution_id
+
     def dead_letters(self, limit: int, start: dict[str, Any] | None) -> tuple[list[Execution], dict[str, Any] | None]:
         """Dead-lettered executions (for `GET /v1/admin/dlq`)."""
         return self._store.dead_letters(limit, start)
@@ -485,7 +548,7 @@ class ExecutionService:
                 extra={"execution_id": finished.execution_id, "status": status, "command": spec.name},
             )
         else:
-            self._publish_executed(finished, status)
+            self._publish_executed(finished, status, outcome.duration_ms)
         if outcome.ok:
             return Submission(
                 200,
@@ -526,6 +589,7 @@ class ExecutionService:
         )
         started = time.monotonic()
         outcome = run_attempt(spec, params, context, self._max_result_bytes)
+        outcome = dataclasses.replace(outcome, duration_ms=round((time.monotonic() - started) * 1000, 1))
         logger.info(
             "command attempt finished",
             extra={
@@ -534,7 +598,7 @@ class ExecutionService:
                 "attempt": execution.attempts,
                 "ok": outcome.ok,
                 "code": outcome.code or None,
-                "duration_ms": round((time.monotonic() - started) * 1000, 1),
+                "duration_ms": outcome.duration_ms,
             },
         )
         return outcome
@@ -546,9 +610,9 @@ class ExecutionService:
         ):
             logger.warning("execution was no longer running", extra={"execution_id": execution.execution_id})
             return
-        self._publish_executed(execution, status)
+        self._publish_executed(execution, status, outcome.duration_ms)
 
-    def _publish_executed(self, execution: Execution, status: str) -> None:
+    def _publish_executed(self, execution: Execution, status: str, duration_ms: float = 0.0) -> None:
         if self._events_queue is None:
             return
         try:
@@ -557,9 +621,12 @@ class ExecutionService:
                     "type": "command.executed",
                     "execution_id": execution.execution_id,
                     "command": execution.command,
-                    "principal_id": execution.principal_id,
                     "status": status,
+                    "duration_ms": duration_ms,
+                    "principal": execution.principal_id,
+                    "principal_id": execution.principal_id,
                     "attempts": execution.attempts,
+                    "callback": execution.callback_url is not None,
                 }
             )
         except Exception:
@@ -592,6 +659,16 @@ def parse_json_object(body: str | None) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise errors.InvalidJson("The request body must be a JSON object.")
     return value
+
+
+def follow_up_id(parent_id: str, slot: str, name: str) -> str:
+    """The id of a parent's follow-up (`slot` says which one): the same for every delivery of the parent's event."""
+    return hashlib.sha256(f"follow-up\n{parent_id}\n{slot}\n{name}".encode()).hexdigest()[:32]
+
+
+def _is_condition_failure(exc: Exception) -> bool:
+    response = getattr(exc, "response", None)
+    return isinstance(response, dict) and response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
 
 
 def _looks_like_id(execution_id: str) -> bool:
