@@ -286,14 +286,14 @@ class Healer:
             attempts = int(record.get("attempts", 0))
             if self._is_retry_safe(record):
                 error = ExecutionError(
-                    code=WORKER_LOST, detail=f"Attempt {attempts}'s worker is gone; the run is retried.", status=503
+                    code="WORKER_LOST", detail=f"Attempt {attempts}'s worker is gone; the run is retried.", status=503
                 )
                 if self._repairs.requeue_stuck(execution_id, attempts, int(lease), error, int(now)):
                     self._executions_queue.send({"execution_id": execution_id, "healer_pass": self._report.pass_id})
                     self._act("stuck_requeued", execution_id=execution_id, attempts=attempts)
                 continue
             error = ExecutionError(
-                code=WORKER_LOST,
+                code="WORKER_LOST",
                 detail=f"Attempt {attempts}'s worker is gone and the command is not retry_safe.",
                 status=500,
             )

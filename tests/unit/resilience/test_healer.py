@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from collections.abc import Callable
@@ -18,7 +19,6 @@ from cmdgate.executions.repairs import ExecutionRepairs
 from cmdgate.healer import LAST_PASS_KEY, Healer, HealerConfig, QueueDepth, last_pass_age_s, queue_depth
 from cmdgate.state.service import FifoSyncQueue
 
-NOW = time.time()
 
 
 def iso(epoch: float) -> str:
@@ -46,6 +46,7 @@ class Env:
         self.alerts = Alerts(self.sns, topic, self.dynamodb, self.control.name, window_s=600)
         self.safe_commands: set[str] = set()
         self.logged: list[tuple[str, dict[str, Any]]] = []
+        self.now = time.time()
 
     def healer(self, **config: Any) -> Healer:
         return Healer(
@@ -64,7 +65,7 @@ class Env:
             log_action=lambda action, fields: self.logged.append((action, dict(fields))),
         )
 
-    def record(self, execution_id: str, status: str, *, created: float = NOW - 3600, **extra: Any) -> None:
+    def record(self, execution_id: str, status: str, *, created: float | None = None, **extra: Any) -> None:
         item = Execution(
             execution_id=execution_id,
             command="count",
@@ -72,7 +73,7 @@ class Env:
             mode="async",
             status=status,  # type: ignore[arg-type]
             params={"key": execution_id},
-            created_at=iso(created),
+            created_at=iso(self.now - 3600 if created is None else created),
             permissions=("admin",),
         ).to_item()
         self.executions.put_item(Item={**item, **extra})
@@ -155,7 +156,7 @@ def test_poison_messages_are_alerted_and_deleted(env: Env) -> None:
 
 
 def test_messages_of_running_or_finished_executions_are_deleted_untouched(env: Env) -> None:
-    env.record("r1", "running", lease_until=int(NOW) + 600, attempts=1)
+    env.record("r1", "running", lease_until=int(env.now) + 600, attempts=1)
     env.record("s1", "succeeded")
     for execution_id in ("r1", "s1"):
         env.dead_letter(json.dumps({"execution_id": execution_id}))
@@ -167,12 +168,12 @@ def test_messages_of_running_or_finished_executions_are_deleted_untouched(env: E
 
 
 def test_stuck_executions_are_requeued_when_retry_safe_else_failed_and_alerted(env: Env) -> None:
-    gone = int(NOW) - 120  # the lease ran out 120 s ago; the grace is 30 s
+    gone = int(env.now) - 120  # the lease ran out 120 s ago; the grace is 30 s
     env.record("safe1", "running", attempts=1, lease_until=gone, retry_safe=True)
     env.record("reg1", "running", attempts=1, lease_until=gone)  # retry_safe from the registry
     env.record("unsafe1", "running", attempts=1, lease_until=gone)
     env.record("unsafe2", "running", attempts=1, lease_until=gone, retry_safe=False)
-    env.record("fresh1", "running", attempts=1, lease_until=int(NOW) - 5, retry_safe=True)  # within the grace
+    env.record("fresh1", "running", attempts=1, lease_until=int(env.now) - 5, retry_safe=True)  # within the grace
     env.executions.update_item(
         Key={"execution_id": "reg1"}, UpdateExpression="SET command = :c", ExpressionAttributeValues={":c": "safe"}
     )
@@ -195,9 +196,9 @@ def test_stuck_executions_are_requeued_when_retry_safe_else_failed_and_alerted(e
 
 
 def test_queued_records_without_a_message_are_sent_again_once_per_threshold(env: Env) -> None:
-    env.record("q1", "queued", created=NOW - 300)
-    env.record("young", "queued", created=NOW - 10)
-    env.record("backoff", "queued", created=NOW - 300, next_attempt_at=int(NOW) + 30)
+    env.record("q1", "queued", created=env.now - 300)
+    env.record("young", "queued", created=env.now - 10)
+    env.record("backoff", "queued", created=env.now - 300, next_attempt_at=int(env.now) + 30)
     report = env.healer().run("pass-1", 30)
     assert report.actions["queued_resent"] == 1
     assert env.drain(env.queue) == [{"execution_id": "q1", "healer_pass": "pass-1"}]
@@ -206,7 +207,7 @@ def test_queued_records_without_a_message_are_sent_again_once_per_threshold(env:
 
 
 def test_a_redriven_execution_is_not_also_resent_in_the_same_pass(env: Env) -> None:
-    env.record("t1", "dead_lettered", error=TRANSIENT, created=NOW - 3600)
+    env.record("t1", "dead_lettered", error=TRANSIENT, created=env.now - 3600)
     env.dead_letter(json.dumps({"execution_id": "t1"}))
     report = env.healer().run("pass-1", 30)
     assert dict(report.actions) == {"redriven": 1}
@@ -216,28 +217,26 @@ def test_a_redriven_execution_is_not_also_resent_in_the_same_pass(env: Env) -> N
 def register(env: Env, key: str, version: int, dirty_at: float | None) -> None:
     item: dict[str, Any] = {"pk": {"S": f"key#{key}"}, "sk": {"S": "register"}, "version": {"N": str(version)}}
     if dirty_at is not None:
-        item["dirty_ns"] = {"S": key.split(".")[0]}
+        item["dirty_ns"] = {"S": key.split(".", maxsplit=1)[0]}
         item["dirty_at"] = {"N": str(dirty_at)}
     env.dynamodb.put_item(TableName=env.state.name, Item=item)
 
 
 def test_keys_unsynced_past_the_threshold_get_their_sync_message_again(env: Env) -> None:
-    register(env, "app.old", 3, NOW - 600.5)
-    register(env, "app.recent", 2, NOW - 5)
+    register(env, "app.old", 3, env.now - 600.5)
+    register(env, "app.recent", 2, env.now - 5)
     register(env, "other.synced", 7, None)
     report = env.healer().run("pass-1", 30)
     assert report.actions["gist_resynced"] == 1
     received = env.sqs.receive_message(QueueUrl=env.sync_queue, AttributeNames=["All"])["Messages"]
     assert [json.loads(m["Body"]) for m in received] == [{"key": "app.old", "version": 3}]
     # Exactly as a write schedules it: the same group and deduplication id as FifoSyncQueue's.
-    import hashlib
-
     assert received[0]["Attributes"]["MessageGroupId"] == hashlib.sha256(b"app.old").hexdigest()[:64]
     assert received[0]["Attributes"]["MessageDeduplicationId"] == hashlib.sha256(b"app.old#3").hexdigest()
 
 
 def test_a_pass_is_bounded_by_its_budget(env: Env) -> None:
-    env.record("q1", "queued", created=NOW - 300)
+    env.record("q1", "queued", created=env.now - 300)
     report = env.healer().run("pass-1", 0)
     assert report.out_of_time and not report.actions
     assert env.get("q1").get("healer_resends") is None
@@ -252,21 +251,21 @@ def test_a_dead_letter_batch_is_bounded(env: Env) -> None:
 
 
 def test_a_successful_pass_is_recorded_and_a_failed_one_is_not(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
-    assert last_pass_age_s(env.dynamodb, env.control.name, NOW) is None
+    assert last_pass_age_s(env.dynamodb, env.control.name, env.now) is None
     assert env.healer().run("pass-1", 30).ok
     age = last_pass_age_s(env.dynamodb, env.control.name, time.time() + 100)
     assert age is not None and 99 < age < 110
     item = env.dynamodb.get_item(TableName=env.control.name, Key={"pk": {"S": LAST_PASS_KEY}})["Item"]
     assert item["pass_id"]["S"] == "pass-1"
 
-    env.record("q1", "queued", created=NOW - 300)
+    env.record("q1", "queued", created=env.now - 300)
     healer = env.healer()
 
     def broken(*_: Any, **__: Any) -> list[dict[str, Any]]:
         raise RuntimeError("throttled")
 
     monkeypatch.setattr(ExecutionRepairs, "with_status", broken)
-    register(env, "app.old", 1, NOW - 600)
+    register(env, "app.old", 1, env.now - 600)
     report = healer.run("pass-2", 30)
     assert not report.ok
     assert report.errors == ["stuck_executions: RuntimeError", "orphaned_queued: RuntimeError"]
