@@ -20,7 +20,6 @@ from cmdgate.healer import LAST_PASS_KEY, Healer, HealerConfig, QueueDepth, last
 from cmdgate.state.service import FifoSyncQueue
 
 
-
 def iso(epoch: float) -> str:
     return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
