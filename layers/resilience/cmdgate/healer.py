@@ -43,6 +43,7 @@ TRANSIENT_CODES = frozenset(
     {"COMMAND_TRANSIENT_FAILURE", "COMMAND_TIMEOUT", "DEPENDENCY_UNAVAILABLE", "WORKER_LOST", "THROTTLED"}
 )
 WORKER_LOST = "WORKER_LOST"
+MAX_REPORTED = 50
 
 
 @dataclass(frozen=True)
@@ -99,6 +100,8 @@ class PassReport:
     pass_id: str
     started_at: float
     actions: Counter[str] = field(default_factory=Counter)
+    # The first MAX_REPORTED actions with what they acted on (the log has every one).
+    acted_on: list[dict[str, Any]] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     out_of_time: bool = False
     dead_letter_queues: dict[str, int] = field(default_factory=dict)
@@ -115,6 +118,7 @@ class PassReport:
             "pass_id": self.pass_id,
             "ok": self.ok,
             "actions": dict(self.actions),
+            "acted_on": self.acted_on,
             "errors": self.errors,
             "out_of_time": self.out_of_time,
             "dead_letter_queues": self.dead_letter_queues,
@@ -200,6 +204,8 @@ class Healer:
 
     def _act(self, action: str, **fields: Any) -> None:
         self._report.actions[action] += 1
+        if len(self._report.acted_on) < MAX_REPORTED:
+            self._report.acted_on.append({"action": action, **fields})
         self._log_action(action, {"correlation_id": self._report.pass_id, **fields})
 
     def _record_pass(self, report: PassReport) -> None:
