@@ -95,15 +95,20 @@ class Alerts:
         window = int(now // self._window_s)
         marker = {"pk": {"S": self._marker_key(alert, cause, window)}}
         try:
-            self._dynamodb.put_item(
+            # UpdateItem, not PutItem: every function that may alert already holds it on the control table.
+            self._dynamodb.update_item(
                 TableName=self._control_table,
-                Item={
-                    **marker,
-                    "alert": {"S": alert},
-                    "subject_id": {"S": subject_id},
-                    "expires_at": {"N": str((window + 2) * self._window_s)},
+                Key=marker,
+                UpdateExpression="SET alert = :alert, subject_id = :subject, expires_at = :expires, #st = :sent",
+                ConditionExpression="attribute_not_exists(pk) OR #st = :released",
+                ExpressionAttributeNames={"#st": "state"},
+                ExpressionAttributeValues={
+                    ":alert": {"S": alert},
+                    ":subject": {"S": subject_id},
+                    ":expires": {"N": str((window + 2) * self._window_s)},
+                    ":sent": {"S": "sent"},
+                    ":released": {"S": "released"},
                 },
-                ConditionExpression="attribute_not_exists(pk)",
             )
         except ClientError as error:
             if error.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
@@ -128,7 +133,13 @@ class Alerts:
             )
         except Exception:
             # Give the window back: the next occurrence tries again instead of being suppressed unsent.
-            self._dynamodb.delete_item(TableName=self._control_table, Key=marker)
+            self._dynamodb.update_item(
+                TableName=self._control_table,
+                Key=marker,
+                UpdateExpression="SET #st = :released",
+                ExpressionAttributeNames={"#st": "state"},
+                ExpressionAttributeValues={":released": {"S": "released"}},
+            )
             raise
         logger.info("alert sent", extra={"alert": alert, "subject_id": subject_id, "cause": cause})
         return True

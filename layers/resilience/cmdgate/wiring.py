@@ -166,9 +166,16 @@ class Services:
 
     @cached_property
     def _breaker_store(self) -> BreakerStore:
+        from cmdgate.alerts import BREAKER_OPEN
         from cmdgate.breaker import DynamoDBBreakerStore
+        from cmdgate.breaker.alerting import AlertingBreakerStore
 
-        return DynamoDBBreakerStore(self.clients.client("dynamodb"), self.settings.control_table)
+        def opened(name: str) -> None:
+            self.alerts.send(BREAKER_OPEN, name, f"circuit breaker {name} opened: its downstream keeps failing")
+
+        return AlertingBreakerStore(
+            DynamoDBBreakerStore(self.clients.client("dynamodb"), self.settings.control_table), opened
+        )
 
     # -- state ----------------------------------------------------------------
 
