@@ -137,7 +137,9 @@ def in_dlq(stack: Stack, execution_id: str) -> bool:
     return False
 
 
-def test_dlq_triage_redrives_a_transient_failure_which_then_succeeds(stack: Stack, healer: Healer) -> None:
+def test_dlq_triage_redrives_a_transient_failure_which_then_succeeds(
+    stack: Stack, healer: Healer, inbox: Inbox
+) -> None:
     # Fails transiently on its first MAX_RECEIVE_COUNT attempts: dead-lettered, then the redrive succeeds.
     answer = stack.admin.post(
         "/v1/commands/fail",

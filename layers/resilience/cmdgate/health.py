@@ -22,6 +22,7 @@ class Check:
     name: str
     probe: Callable[[], Mapping[str, Any] | None]
     critical: bool = True
+    informational: bool = False  # only reports figures: its failure (or timeout) changes no status
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,7 @@ class CheckResult:
     critical: bool
     error_class: str | None = None
     details: Mapping[str, Any] | None = None
+    informational: bool = False
 
 
 def run_checks(checks: list[Check], timeout_s: float) -> list[CheckResult]:
@@ -49,7 +51,11 @@ def run_checks(checks: list[Check], timeout_s: float) -> list[CheckResult]:
         try:
             results.append(futures[check.name].result(timeout=remaining))
         except FutureTimeout:
-            results.append(CheckResult(check.name, False, timeout_s * 1000, check.critical, "Timeout"))
+            results.append(
+                CheckResult(
+                    check.name, False, timeout_s * 1000, check.critical, "Timeout", informational=check.informational
+                )
+            )
     pool.shutdown(wait=False, cancel_futures=True)
     return results
 
@@ -60,7 +66,13 @@ def _timed(check: Check) -> CheckResult:
         details = check.probe()
     except Exception as exc:  # noqa: BLE001 - a probe's failure is its result
         return CheckResult(
-            check.name, False, _ms_since(started), check.critical, type(exc).__name__, getattr(exc, "details", None)
+            check.name,
+            False,
+            _ms_since(started),
+            check.critical,
+            type(exc).__name__,
+            getattr(exc, "details", None),
+            check.informational,
         )
     return CheckResult(check.name, True, _ms_since(started), check.critical, details=details)
 
@@ -73,7 +85,7 @@ def overall_status(results: list[CheckResult]) -> Status:
     """unhealthy if a critical check fails, degraded if another fails, else healthy."""
     if any(not r.ok and r.critical for r in results):
         return "unhealthy"
-    if any(not r.ok for r in results):
+    if any(not r.ok and not r.informational for r in results):
         return "degraded"
     return "healthy"
 

@@ -422,7 +422,7 @@ class Services:
             Check("dynamodb", dynamodb),
             Check("sqs", sqs),
             Check("dead_letters", dead_letters, critical=False),
-            Check("executions", executions, critical=False),
+            Check("executions", executions, critical=False, informational=True),
             Check("healer", healer, critical=False),
             Check("gist", gist, critical=False),
         ]

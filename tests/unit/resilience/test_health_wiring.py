@@ -132,3 +132,13 @@ def test_the_public_view_has_no_figures(env: Env) -> None:
     services = build(env.settings, Clients(env.session))  # type: ignore[arg-type]
     public = health_report(run_checks(services.health_checks(), 5.0), detailed=False)
     assert set(public["checks"]["sqs"]) == {"status", "latency_ms"}
+
+
+def test_a_figure_only_check_that_fails_changes_no_status() -> None:
+    from cmdgate.health import Check, overall_status
+
+    def broken() -> None:
+        raise TimeoutError
+
+    results = run_checks([Check("executions", broken, critical=False, informational=True)], 1.0)
+    assert not results[0].ok and overall_status(results) == "healthy"
