@@ -140,18 +140,24 @@ def in_dlq(stack: Stack, execution_id: str) -> bool:
 def test_dlq_triage_redrives_a_transient_failure_which_then_succeeds(
     stack: Stack, healer: Healer, inbox: Inbox
 ) -> None:
-    # Fails transiently on its first MAX_RECEIVE_COUNT attempts: dead-lettered, then the redrive succeeds.
-    answer = stack.admin.post(
-        "/v1/commands/fail",
-        json={"mode": "transient", "times": MAX_RECEIVE_COUNT},
-        headers={"Prefer": "respond-async"},
+    # As the worker leaves it after MAX_RECEIVE_COUNT transient failures (test_dead_letters drives that
+    # path end to end): dead-lettered with its last error, its message in the DLQ. The command succeeds
+    # on its next attempt.
+    error = {"code": "COMMAND_TRANSIENT_FAILURE", "detail": "transient failure on attempt 2", "status": 503}
+    execution_id = record(
+        stack,
+        "dead_lettered",
+        "fail",
+        params_json=json.dumps({"mode": "transient", "times": MAX_RECEIVE_COUNT}),
+        attempts=MAX_RECEIVE_COUNT,
+        error=error,
     )
-    execution_id = answer.json()["execution_id"]
-    wait_for(lambda: status_of(stack, execution_id)["status"] == "dead_lettered", timeout_s=30)
-    wait_for(lambda: in_dlq(stack, execution_id), timeout_s=30)
-    fault = time.monotonic()  # dead-lettered, its message in the DLQ
+    stack.aws("sqs").send_message(
+        QueueUrl=stack.resource("ExecutionsDLQ"), MessageBody=json.dumps({"execution_id": execution_id})
+    )
+    fault = time.monotonic()
     report = healer()
-    assert report["actions"].get("redriven", 0) >= 1
+    assert {"action": "redriven", "execution_id": execution_id, "redrives": 1} in report["acted_on"]
     done = wait_for(lambda: (r := status_of(stack, execution_id))["status"] == "succeeded" and r, timeout_s=30)
     report_repair("DLQ triage, transient: redriven to success", time.monotonic() - fault)
     assert done["healer_redrives"] == 1
