@@ -267,6 +267,13 @@ def test_a_key_whose_sync_hand_off_was_lost_gets_its_sync_message_again(stack: S
 def test_health_reports_the_healers_last_pass_and_degrades_while_a_dlq_holds_messages(
     stack: Stack, healer: Healer
 ) -> None:
+    # A healer whose last successful pass is an hour old is late: degraded until a pass succeeds again.
+    stack.aws("dynamodb").put_item(
+        TableName=stack.resource("ControlTable"),
+        Item={"pk": {"S": "healer#last-pass"}, "finished_at": {"N": str(int(time.time()) - 3600)}},
+    )
+    late = stack.client().get("/v1/health").json()
+    assert late["status"] == "degraded" and late["checks"]["healer"]["status"] == "failing"
     healer()
     detailed = stack.admin.get("/v1/admin/health").json()
     assert detailed["checks"]["healer"]["status"] == "ok"
