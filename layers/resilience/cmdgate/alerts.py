@@ -50,7 +50,7 @@ MAX_SUBJECT_ID_CHARS = 128
 def one_line(text: str, limit: int) -> str:
     """`text` on one line of printable characters, at most `limit` of them."""
     flat = _UNPRINTABLE.sub(" ", text).strip()
-    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+    return flat if len(flat) <= limit else flat[: limit - 3] + "..."
 
 
 class Alerts:
@@ -127,7 +127,8 @@ class Alerts:
         try:
             self._sns.publish(
                 TopicArn=self._topic_arn,
-                Subject=one_line(f"cmdgate {alert}: {subject_id}", 100),
+                # SNS takes an ASCII subject of under 100 characters, without control characters.
+                Subject=one_line(f"cmdgate {alert}: {subject_id}".encode("ascii", "replace").decode(), 99),
                 Message=json.dumps(message),
                 MessageAttributes={"alert": {"DataType": "String", "StringValue": alert}},
             )

@@ -124,3 +124,14 @@ def test_every_alert_has_a_runbook() -> None:
         runbook = ROOT / "docs" / "runbooks" / f"{alert}.md"
         assert runbook.is_file(), f"{alert} has no runbook"
         assert runbook.read_text().startswith(f"# {alert}")
+
+
+def test_long_or_non_ascii_ids_still_make_a_valid_sns_subject(make_alerts: Callable[..., Alerts], inbox: Inbox) -> None:
+    alerts = make_alerts(Clock(6000.0))
+    assert alerts.send("breaker_open", "hôte-" + "x" * 300, "c" * 1000)
+    received = inbox.sqs.receive_message(QueueUrl=inbox.url)["Messages"]
+    envelope = json.loads(received[0]["Body"])
+    assert envelope["Subject"].isascii() and len(envelope["Subject"]) < 100
+    message = json.loads(envelope["Message"])
+    assert len(message["subject_id"]) == 128 and message["subject_id"].endswith("...")
+    assert len(message["cause"]) == 300
