@@ -282,7 +282,7 @@ class Healer:
     def _repair_stuck(self) -> None:
         now = self._clock()
         cutoff = now - self._config.stuck_grace_s
-        for record in self._repairs.with_status("running", _iso(now), self._config.batch):
+        for record in self._repairs.with_status("running", _iso(now), self._config.batch, lease_before=int(cutoff)):
             if self._out_of_time():
                 return
             lease = record.get("lease_until")

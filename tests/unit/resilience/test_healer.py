@@ -279,3 +279,12 @@ def test_every_dlq_is_measured_and_a_non_empty_one_alerted(env: Env) -> None:
     assert report.dead_letter_queues == {"executions": 0, "events": 1}
     (alert,) = env.alerts_sent()
     assert (alert["alert"], alert["subject_id"]) == ("dlq_not_empty", "events")
+
+
+def test_running_executions_with_live_leases_never_fill_the_stuck_batch(env: Env) -> None:
+    for i in range(4):
+        env.record(f"live{i}", "running", attempts=1, lease_until=int(env.now) + 600, created=env.now - 900 + i)
+    env.record("gone1", "running", attempts=1, lease_until=int(env.now) - 120, created=env.now - 10)
+    report = env.healer(batch=2).run("pass-1", 30)
+    assert report.actions["stuck_failed"] == 1
+    assert env.get("gone1")["status"] == "failed"

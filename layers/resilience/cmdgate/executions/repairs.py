@@ -31,8 +31,11 @@ class ExecutionRepairs:
         )
         return item
 
-    def with_status(self, status: str, created_before: str, limit: int) -> list[dict[str, Any]]:
-        """Up to `limit` records in `status` created before the ISO timestamp, oldest first (GSI by_status)."""
+    def with_status(
+        self, status: str, created_before: str, limit: int, *, lease_before: int | None = None
+    ) -> list[dict[str, Any]]:
+        """Up to `limit` records in `status` created before the ISO timestamp, oldest first (GSI by_status);
+        with `lease_before`, only those whose attempt lease ended before it (live ones never fill a batch)."""
         items: list[dict[str, Any]] = []
         start: dict[str, Any] | None = None
         while len(items) < limit:
@@ -43,6 +46,9 @@ class ExecutionRepairs:
                 "ExpressionAttributeValues": {":s": status, ":before": created_before},
                 "Limit": limit - len(items),
             }
+            if lease_before is not None:
+                kwargs["FilterExpression"] = "lease_until < :lease"
+                kwargs["ExpressionAttributeValues"][":lease"] = lease_before
             if start:
                 kwargs["ExclusiveStartKey"] = start
             response = self._table.query(**kwargs)
