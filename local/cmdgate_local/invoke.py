@@ -8,6 +8,8 @@ import json
 import socket
 import sys
 import tempfile
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -49,6 +51,39 @@ def running_stack_state(state_file: Path) -> dict[str, Any]:
     return state
 
 
+@contextmanager
+def function_environment(
+    config: StackConfig,
+    state: Mapping[str, Any],
+    function_id: str,
+    log_dir: Path,
+    *,
+    environment: Mapping[str, str] | None = None,
+    build_dir: Path | None = None,
+) -> Iterator[ExecutionEnvironment]:
+    """One started execution environment of `function_id`, with the environment the running stack
+    gives it (plus `environment`), running `build_dir` (sam build's output unless given); stopped
+    when the block ends. Its AWS calls are signed with the function's own access key, as the stack's are.
+    """
+    spec = Template(load_template(config.root / "template.yaml")).functions()[function_id]
+    build_dir = build_dir or config.build_dir
+    runtime = FunctionRuntime(
+        name=function_id,
+        handler=spec.handler,
+        code_dir=build_dir / function_id,
+        layer_dirs=tuple(build_dir / layer / "python" for layer in spec.layers),
+        environment={**state["functions"][function_id], **(environment or {})},
+        timeout_s=spec.timeout_s,
+        memory_mb=spec.memory_mb,
+    )
+    env = ExecutionEnvironment(runtime, 0, rie_binary(config.sam_site_packages), config.runtime_python, log_dir)
+    try:
+        env.start()
+        yield env
+    finally:
+        env.stop()
+
+
 def failed(result: InvokeResult) -> bool:
     """A function error, or an API answer with a 5xx status."""
     return result.function_error or result.status.startswith("5")
@@ -81,29 +116,14 @@ def main(argv: list[str] | None = None) -> int:
     if not args.event.is_file():
         print(f"no event file {args.event}; see events/", file=sys.stderr)
         return 2
-    spec = functions[args.function]
-    runtime = FunctionRuntime(
-        name=args.function,
-        handler=spec.handler,
-        code_dir=config.build_dir / args.function,
-        layer_dirs=tuple(config.build_dir / layer / "python" for layer in spec.layers),
-        environment=dict(state["functions"][args.function]),
-        timeout_s=spec.timeout_s,
-        memory_mb=spec.memory_mb,
-    )
     with tempfile.TemporaryDirectory(prefix="cmdgate-invoke-") as log_dir:
-        env = ExecutionEnvironment(
-            runtime, 0, rie_binary(config.sam_site_packages), config.runtime_python, Path(log_dir)
-        )
         result: InvokeResult | None = None
         problem = ""
         try:
-            env.start()
-            result = env.invoke(args.event.read_bytes())
+            with function_environment(config, state, args.function, Path(log_dir)) as env:
+                result = env.invoke(args.event.read_bytes())
         except (InvocationTimeout, RuntimeError) as exc:
             problem = str(exc)
-        finally:
-            env.stop()
         log_file = Path(log_dir) / f"{args.function}-0.log"
         log = log_file.read_text(errors="replace") if log_file.exists() else ""
     if result is None:

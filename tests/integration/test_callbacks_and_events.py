@@ -175,13 +175,13 @@ def test_a_receiver_that_never_answers_is_abandoned_and_alerted(stack: Stack, re
     def alerted() -> dict[str, Any] | None:
         for message in sqs.receive_message(QueueUrl=alerts, MaxNumberOfMessages=10).get("Messages", []):
             alert = json.loads(message["Body"])
-            if alert.get("execution_id") == execution_id:
+            if alert.get("subject_id") == execution_id:
                 return dict(alert)
         return None
 
     alert = wait_for(alerted)
-    assert alert["alert"] == "callback-abandoned"
-    assert alert["runbook"] == "docs/runbooks/callback-abandoned.md" and "3 attempt" in alert["cause"]
+    assert alert["alert"] == "callback_abandoned"
+    assert alert["runbook"] == "docs/runbooks/callback_abandoned.md" and "3 attempt" in alert["cause"]
     assert len(receiver.of(path)) == 3
 
 

@@ -244,12 +244,12 @@ def test_a_message_without_a_record_is_acknowledged_and_alerted(stack: Stack) ->
             "Messages", []
         ):
             body = json.loads(json.loads(message["Body"])["Message"])
-            if body.get("id") == missing:
+            if body.get("subject_id") == missing:
                 return dict(body)
         return None
 
     found = wait_for(alert, timeout_s=30)
-    assert found["alert"] == "poison-message"
-    assert found["runbook"] == "docs/runbooks/poison-message.md"
+    assert found["alert"] == "poison_message"
+    assert found["runbook"] == "docs/runbooks/poison_message.md"
     dlq = sqs.receive_message(QueueUrl=stack.resource("ExecutionsDLQ"), MaxNumberOfMessages=10, VisibilityTimeout=0)
     assert not any(missing in m["Body"] for m in dlq.get("Messages", []))

@@ -31,6 +31,7 @@ class Settings(BaseSettings):
     events_dlq_url: str = ""
     alerts_topic_arn: str = ""
     state_sync_queue_url: str = ""
+    state_sync_dlq_url: str = ""
     state_gist_mode: GistMode = "write_behind"
     state_retention_days: int = Field(default=7, ge=1)
     state_gist_encryption: GistEncryption = "kms"
@@ -68,6 +69,17 @@ class Settings(BaseSettings):
     aws_region: str = "us-east-1"
     # HttpRequestAllowedHosts: comma-separated `host[:port]` / `*.suffix[:port]` (cmdgate.hosts).
     http_request_allowed_hosts: Annotated[HostAllowlist, NoDecode] = HostAllowlist()
+    # Alerts (cmdgate.alerts): one per cause per window; runbook links under this base (a repository URL).
+    alert_window_s: int = Field(default=900, ge=1)
+    runbook_base_url: str = ""
+    # The healer (cmdgate.healer): thresholds of one pass, and when health calls it late.
+    healer_max_redrives: int = Field(default=2, ge=0)
+    healer_stuck_grace_s: float = Field(default=60.0, ge=0)
+    healer_queued_after_s: float = Field(default=600.0, ge=0)
+    healer_gist_drift_s: float = Field(default=300.0, ge=0)
+    healer_batch: int = Field(default=100, ge=1, le=1000)
+    healer_pass_budget_s: float = Field(default=45.0, gt=0)
+    healer_late_s: float = Field(default=900.0, gt=0)  # 3 passes of the default rate(5 minutes)
     # The KMS key sealing commands' secret params in async execution records (cmdgate.executions.secrets).
     execution_secrets_key_id: str = ""
     # Completion callbacks (cmdgate.callbacks): their queue, retry bounds, and the KMS key sealing

@@ -10,16 +10,18 @@ keys, not Powertools idempotency, the Gist client or cryptography).
 from __future__ import annotations
 
 import hashlib
-import json
 import os
+import time
 from collections.abc import Callable
 from functools import cached_property, lru_cache
 from typing import TYPE_CHECKING, Any
 
 from cmdgate import aws
 from cmdgate.config import Settings, get_settings
+from cmdgate.health import CheckFailed
 
 if TYPE_CHECKING:
+    from cmdgate.alerts import Alerts
     from cmdgate.auth import ApiKeyStore
     from cmdgate.auth.jwt_tokens import JwtVerifier
     from cmdgate.breaker import BreakerStore, CircuitBreaker
@@ -27,6 +29,7 @@ if TYPE_CHECKING:
     from cmdgate.crypto import Codec
     from cmdgate.executions import ExecutionService, MessageQueue
     from cmdgate.followups import FollowUps
+    from cmdgate.healer import Healer
     from cmdgate.health import Check
     from cmdgate.idempotency import IdempotentRequests
     from cmdgate.ratelimit.requests import RequestRateLimiter
@@ -99,7 +102,6 @@ class Services:
         """The execution service with the configured command packs loaded."""
         from cmdgate.commands import default_registry, load_packs
         from cmdgate.executions import ExecutionService, ExecutionStore
-        from cmdgate.executions.alerts import TopicAlerts
         from cmdgate.executions.secrets import ParamSecrets
 
         settings = self.settings
@@ -117,9 +119,7 @@ class Services:
             retry_base_s=settings.retry_base_s,
             retry_cap_s=settings.retry_cap_s,
             holder=os.environ.get("AWS_LAMBDA_LOG_STREAM_NAME", ""),
-            alert=TopicAlerts(self.clients.client("sns"), settings.alerts_topic_arn)
-            if settings.alerts_topic_arn
-            else None,
+            alert=self.alerts.send if settings.alerts_topic_arn else None,
         )
 
     def _execution_secrets_cipher(self) -> Codec:
@@ -229,20 +229,11 @@ class Services:
 
         settings = self.settings
         sqs = self.clients.client("sqs")
-        sns = self.clients.client("sns")
 
         def change_visibility(receipt_handle: str, delay_s: int) -> None:
             sqs.change_message_visibility(
                 QueueUrl=settings.callbacks_queue_url, ReceiptHandle=receipt_handle, VisibilityTimeout=delay_s
             )
-
-        def alert(message: dict[str, Any]) -> None:
-            if settings.alerts_topic_arn:
-                sns.publish(
-                    TopicArn=settings.alerts_topic_arn,
-                    Subject=f"cmdgate: {message['alert']}",
-                    Message=json.dumps(message),
-                )
 
         return CallbackDelivery(
             CallbackStore(self.clients.table(settings.executions_table)),
@@ -251,7 +242,7 @@ class Services:
             change_visibility,
             httpx.Client(follow_redirects=False, trust_env=False),
             settings.http_request_allowed_hosts,
-            alert,
+            self.alerts.send,
             CallbackPolicy(
                 max_attempts=settings.callback_max_attempts,
                 base_s=settings.callback_retry_base_s,
@@ -270,9 +261,16 @@ class Services:
 
     @cached_property
     def _breaker_store(self) -> BreakerStore:
+        from cmdgate.alerts import BREAKER_OPEN
         from cmdgate.breaker import DynamoDBBreakerStore
+        from cmdgate.breaker.alerting import AlertingBreakerStore
 
-        return DynamoDBBreakerStore(self.clients.client("dynamodb"), self.settings.control_table)
+        def opened(name: str) -> None:
+            self.alerts.send(BREAKER_OPEN, name, f"circuit breaker {name} opened: its downstream keeps failing")
+
+        return AlertingBreakerStore(
+            DynamoDBBreakerStore(self.clients.client("dynamodb"), self.settings.control_table), opened
+        )
 
     # -- state ----------------------------------------------------------------
 
@@ -303,6 +301,11 @@ class Services:
             retention_s=settings.state_retention_days * 86400,
             lease_table=settings.control_table,  # a holder's lease on a key excludes other writers
         )
+
+    @property
+    def state_sync_queue(self) -> FifoSyncQueue:
+        """The FIFO sync queue as every state write schedules it (the healer re-sends through it)."""
+        return self._state_sync_queue
 
     @cached_property
     def _state_sync_queue(self) -> FifoSyncQueue:
@@ -390,6 +393,70 @@ class Services:
             )
         return FileNamer(self._name_key.get())
 
+    # -- alerts and the healer ---------------------------------------------------
+
+    @cached_property
+    def alerts(self) -> Alerts:
+        """On-call alerts on the SNS topic, one per cause per window (`Alerts.send(alert, subject_id, cause)`)."""
+        from cmdgate.alerts import Alerts
+
+        settings = self.settings
+        return Alerts(
+            self.clients.client("sns"),
+            settings.alerts_topic_arn,
+            self.clients.client("dynamodb"),
+            settings.control_table,
+            window_s=settings.alert_window_s,
+            runbook_base=settings.runbook_base_url,
+            stack_id=settings.stack_id,
+        )
+
+    def healer(self, log_action: Callable[[str, Any], None] | None = None) -> Healer:
+        """The healer's pass, each action reported to `log_action(action, fields)`."""
+        from cmdgate.commands import default_registry, load_packs
+        from cmdgate.executions.repairs import ExecutionRepairs
+        from cmdgate.healer import Healer, HealerConfig
+
+        settings = self.settings
+        load_packs(settings.enabled_packs)
+
+        def retry_safe(command: str) -> bool | None:
+            # `retry_safe` on CommandSpec, when the registry has it (read defensively: it is being added).
+            spec = default_registry.get(command)
+            declared = getattr(spec, "retry_safe", None) if spec is not None else None
+            return declared if isinstance(declared, bool) else None
+
+        return Healer(
+            sqs=self.clients.client("sqs"),
+            dynamodb=self.clients.client("dynamodb"),
+            repairs=ExecutionRepairs(self.clients.table(settings.executions_table)),
+            executions_queue=self._queue(settings.executions_queue_url),
+            executions_dlq_url=settings.executions_dlq_url,
+            dead_letter_queues=self._dead_letter_queues(),
+            sync=self._state_sync_queue,
+            alerts=self.alerts,
+            state_table=settings.state_table,
+            control_table=settings.control_table,
+            retry_safe=retry_safe,
+            config=HealerConfig(
+                max_redrives=settings.healer_max_redrives,
+                stuck_grace_s=settings.healer_stuck_grace_s,
+                queued_after_s=settings.healer_queued_after_s,
+                gist_drift_s=settings.healer_gist_drift_s,
+                batch=settings.healer_batch,
+            ),
+            log_action=log_action,
+        )
+
+    def _dead_letter_queues(self) -> dict[str, str]:
+        settings = self.settings
+        queues = {
+            "executions": settings.executions_dlq_url,
+            "events": settings.events_dlq_url,
+            "state_sync": settings.state_sync_dlq_url,
+        }
+        return {name: url for name, url in queues.items() if url}
+
     # -- queues and health ------------------------------------------------------
 
     @cached_property
@@ -413,16 +480,47 @@ class Services:
                 TableName=settings.control_table, Key={"pk": {"S": "health#probe"}}
             )
 
-        def sqs() -> None:
-            self.clients.client("sqs").get_queue_attributes(
-                QueueUrl=settings.executions_queue_url, AttributeNames=["ApproximateNumberOfMessages"]
-            )
+        def sqs() -> dict[str, Any]:
+            queues = {
+                "executions": settings.executions_queue_url,
+                "events": settings.events_queue_url,
+                "state_sync": settings.state_sync_queue_url,
+            }
+            return {"queues": _depths(self.clients.client("sqs"), queues)}
+
+        def dead_letters() -> dict[str, Any]:
+            depths = _depths(self.clients.client("sqs"), self._dead_letter_queues())
+            if any(d["visible"] + d["in_flight"] for d in depths.values()):
+                raise DeadLettersWaiting("a dead-letter queue holds messages", {"queues": depths})
+            return {"queues": depths}
+
+        def executions() -> dict[str, Any]:
+            return {"oldest_queued_age_s": oldest_queued_age_s(self.clients.client("dynamodb"), settings)}
+
+        def healer() -> dict[str, Any]:
+            from cmdgate.healer import last_pass_age_s
+
+            age = last_pass_age_s(self.clients.client("dynamodb"), settings.control_table, time.time())
+            details = {
+                "last_pass_age_s": None if age is None else round(age, 1),
+                "late_after_s": settings.healer_late_s,
+            }
+            if age is not None and age > settings.healer_late_s:
+                raise HealerLate("the healer's last successful pass is late", details)
+            return details
 
         def gist() -> None:
             if self.gist_breaker.state() == "open":
                 raise GistCircuitOpen("the gist circuit is open")
 
-        return [Check("dynamodb", dynamodb), Check("sqs", sqs), Check("gist", gist, critical=False)]
+        return [
+            Check("dynamodb", dynamodb),
+            Check("sqs", sqs),
+            Check("dead_letters", dead_letters, critical=False),
+            Check("executions", executions, critical=False, informational=True),
+            Check("healer", healer, critical=False),
+            Check("gist", gist, critical=False),
+        ]
 
 
 def _once(make: Callable[[], Codec]) -> Callable[[], Codec]:
@@ -450,3 +548,41 @@ def services() -> Services:
 
 class GistCircuitOpen(Exception):
     """Health: gist sync is paused by its breaker (writes still succeed; sync lags)."""
+
+
+def _depths(sqs: Any, queues: dict[str, str]) -> dict[str, dict[str, int]]:
+    from cmdgate.healer import queue_depth
+
+    depths = {}
+    for name, url in queues.items():
+        if url:
+            depth = queue_depth(sqs, name, url)
+            depths[name] = {"visible": depth.visible, "in_flight": depth.in_flight}
+    return depths
+
+
+def oldest_queued_age_s(dynamodb: Any, settings: Settings) -> float | None:
+    """Age of the oldest `queued` execution (SQS has no such figure: the records' by_status index does)."""
+    from datetime import datetime
+
+    items = dynamodb.query(
+        TableName=settings.executions_table,
+        IndexName="by_status",
+        KeyConditionExpression="#s = :queued",
+        ExpressionAttributeNames={"#s": "status"},
+        ExpressionAttributeValues={":queued": {"S": "queued"}},
+        ScanIndexForward=True,
+        Limit=1,
+    ).get("Items", [])
+    if not items:
+        return None
+    created = datetime.fromisoformat(items[0]["created_at"]["S"].replace("Z", "+00:00")).timestamp()
+    return round(max(0.0, time.time() - created), 1)
+
+
+class DeadLettersWaiting(CheckFailed):
+    """Health: a dead-letter queue holds messages (the healer triages them; degraded until it has)."""
+
+
+class HealerLate(CheckFailed):
+    """Health: the healer's last successful pass is older than `healer_late_s`."""

@@ -337,3 +337,35 @@ def test_the_dynamodb_store_keeps_counts_per_version_and_drops_stale_buckets(dyn
     assert not applied and record == BreakerRecord(version=0, buckets={(0, 8): (1, 0)})
     applied, record = store.acquire_probe("x", version=0, now=clock.now, max_probes=1)
     assert not applied  # a closed breaker has no probes
+
+
+# -- alerting when a breaker opens -------------------------------------------------------
+
+
+def test_the_instance_that_opens_a_breaker_alerts_once(clock):
+    from cmdgate.breaker.alerting import AlertingBreakerStore
+
+    opened: list[str] = []
+    store = AlertingBreakerStore(InMemoryBreakerStore(), opened.append)
+    first, second = breaker(store, clock), breaker(store, clock)
+    trip(first)
+    for _ in range(5):  # the other instance's failures find the breaker open already
+        with pytest.raises((Boom, CircuitOpen)):
+            second.call(fail)
+    assert opened == ["downstream"]
+    clock.now += 31  # half-open: the probe fails and the breaker opens again, alerted again (deduplicated later)
+    with pytest.raises(Boom):
+        first.call(fail)
+    assert opened == ["downstream", "downstream"]
+
+
+def test_an_alert_that_fails_never_fails_the_guarded_call(clock):
+    from cmdgate.breaker.alerting import AlertingBreakerStore
+
+    def broken(name: str) -> None:
+        raise RuntimeError("sns down")
+
+    b = breaker(AlertingBreakerStore(InMemoryBreakerStore(), broken), clock)
+    trip(b)  # each call raises Boom, never RuntimeError
+    with pytest.raises(CircuitOpen):
+        b.call(ok)

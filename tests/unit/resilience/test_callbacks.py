@@ -123,7 +123,7 @@ class Harness:
         self.executions = ExecutionStore(table)
         self.sent: list[dict[str, Any]] = []
         self.visibility: list[int] = []
-        self.alerts: list[dict[str, Any]] = []
+        self.alerts: list[tuple[str, str, str]] = []
         self.requests: list[httpx.Request] = []
         self.answers = answers
         self.secrets = secrets
@@ -149,7 +149,7 @@ class Harness:
             lambda _, delay: self.visibility.append(delay),
             httpx.Client(transport=httpx.MockTransport(handle)),
             LOOPBACK,
-            self.alerts.append,
+            lambda alert, subject_id, cause: self.alerts.append((alert, subject_id, cause)),
             CallbackPolicy(max_attempts=3, base_s=1, cap_s=10, timeout_s=1),
             clock=lambda: NOW,
             rand=lambda: 0.99,
@@ -232,8 +232,7 @@ def test_abandoned_after_the_bound_and_alerted_once(make: Callable[[list[int | E
     h.delivery.hand_over(execution_id)
     assert [h.attempt(execution_id) for _ in range(4)] == ["retrying", "retrying", "abandoned", "skipped"]
     assert (h.state(execution_id).status, h.state(execution_id).last_error) == ("abandoned", "timeout")
-    assert [a["execution_id"] for a in h.alerts] == [execution_id]
-    assert h.alerts[0]["runbook"] == "docs/runbooks/callback-abandoned.md"
+    assert [(a[0], a[1]) for a in h.alerts] == [("callback_abandoned", execution_id)]
 
 
 def test_a_destination_refused_at_delivery_is_abandoned_without_a_request(

@@ -436,12 +436,12 @@ def test_a_retry_that_succeeds_publishes_one_event(h: Harness) -> None:
 )
 def test_poison_messages_are_acknowledged_and_alerted(h: Harness, body: str) -> None:
     h.service.process_message(body, receive_count=1)  # no raise: SQS deletes it
-    assert [name for name, _, _ in h.alerts] == ["poison-message"]
+    assert [name for name, _, _ in h.alerts] == ["poison_message"]
 
 
 def test_a_message_whose_record_is_missing_is_acknowledged_and_alerted(h: Harness) -> None:
     h.service.process_message(h.message_for("abc123"), receive_count=1, receipt_handle="r1")
-    assert h.alerts == [("poison-message", "abc123", "the message names an execution that has no record")]
+    assert h.alerts == [("poison_message", "abc123", "the message names an execution that has no record")]
     assert h.executions.visibility == []
     assert not issubclass(PoisonMessage, RetryableFailure)
 

@@ -33,6 +33,7 @@ import httpx
 from aws_lambda_powertools import Logger
 
 from cmdgate import errors
+from cmdgate.alerts import CALLBACK_ABANDONED
 from cmdgate.callbacks.signing import SigningSecrets, signature_header
 from cmdgate.callbacks.store import CallbackStore
 from cmdgate.executions.model import Execution
@@ -43,7 +44,6 @@ from cmdgate.ssrf import HostUnresolvable, Resolver, UrlNotAllowed, check_url
 
 logger = Logger(child=True)
 USER_AGENT = "cmdgate-callbacks/1"
-RUNBOOK = "docs/runbooks/callback-abandoned.md"
 Result = Literal["delivered", "retrying", "abandoned", "skipped"]
 
 
@@ -104,7 +104,7 @@ class CallbackDelivery:
         change_visibility: Callable[[str, int], None],
         http: httpx.Client,
         allowed: HostAllowlist,
-        alert: Callable[[dict[str, Any]], None],
+        alert: Callable[[str, str, str], Any],
         policy: CallbackPolicy = CallbackPolicy(),
         *,
         clock: Callable[[], float] = time.time,
@@ -148,14 +148,7 @@ class CallbackDelivery:
             return "delivered"
         if permanent or attempt >= self._policy.max_attempts:
             if self._store.end_attempt(execution_id, attempt, "abandoned", error):
-                self._alert(
-                    {
-                        "alert": "callback-abandoned",
-                        "execution_id": execution_id,
-                        "cause": f"callback abandoned after {attempt} attempt(s): {error}",
-                        "runbook": RUNBOOK,
-                    }
-                )
+                self._alert(CALLBACK_ABANDONED, execution_id, f"callback abandoned after {attempt} attempt(s): {error}")
             logger.warning("callback abandoned", extra={"execution_id": execution_id, "error": error})
             return "abandoned"
         self._store.end_attempt(execution_id, attempt, "pending", error)

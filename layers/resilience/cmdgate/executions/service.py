@@ -20,6 +20,7 @@ from aws_lambda_powertools import Logger
 from pydantic import BaseModel, ValidationError
 
 from cmdgate import errors
+from cmdgate.alerts import POISON_MESSAGE
 from cmdgate.auth import Principal
 from cmdgate.authz import authorize, authorize_command, may, may_run
 from cmdgate.commands import CommandContext, CommandRegistry, CommandServices, CommandSpec, NoServices
@@ -43,7 +44,7 @@ MIN_ATTEMPT_S = 1.0  # less time than this left in the invocation: the message c
 LEASE_HELD = "another attempt holds the lease"
 MAX_WAIT_S = 20  # GET /v1/executions/{id}?wait=N
 MAX_WAIT_READS = 25  # reads of one long poll: 0.1, 0.2, 0.4, 0.8 s apart, then 1 s (20 s take 24)
-Alert = Callable[[str, str, str], None]  # (alert name, affected id, one-line cause)
+Alert = Callable[[str, str, str], object]  # (alert name, affected id, one-line cause)
 
 
 def _no_alert(alert: str, affected_id: str, cause: str) -> None:
@@ -419,7 +420,7 @@ class ExecutionService:
         """A message no retry can fix: acknowledged, and alerted."""
         logger.error("poison message acknowledged", extra={"execution_id": execution_id, "cause": cause})
         try:
-            self._alert("poison-message", execution_id, cause)
+            self._alert(POISON_MESSAGE, execution_id, cause)
         except Exception:
             logger.exception("poison message alert not published")
 

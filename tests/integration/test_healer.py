@@ -1,0 +1,298 @@
+"""One healer pass repairs each case against the local stack; each test prints the time from fault to repair.
+
+The healer runs in its own execution environment (the function's environment from the stack, its
+own access key, so test_zz_least_privilege checks its calls), with short thresholds. Faults the
+API cannot be made to leave behind on purpose (a worker gone mid-run, a record whose message was
+lost, a write whose sync hand-off was lost) are written as they would be left.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+
+from cmdgate.executions.model import Execution
+from cmdgate_local.invoke import function_environment
+from cmdgate_local.stack import StackConfig
+from tests.integration.conftest import MAX_RECEIVE_COUNT, Stack, wait_for
+
+pytestmark = pytest.mark.integration
+ROOT = Path(__file__).resolve().parents[2]
+THRESHOLDS = {
+    "HEALER_STUCK_GRACE_S": "1",
+    "HEALER_QUEUED_AFTER_S": "2",
+    "HEALER_GIST_DRIFT_S": "2",
+    "HEALER_MAX_REDRIVES": "2",
+}
+SCHEDULED = json.loads((ROOT / "events" / "healer_schedule.json").read_text())
+
+Healer = Callable[[], dict[str, Any]]
+
+
+def report_repair(case: str, seconds: float) -> None:
+    print(f"\nhealer repair time [{case}]: {seconds:.2f} s from fault to repair")
+
+
+@pytest.fixture(scope="module")
+def healer(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Healer]:
+    config = StackConfig(root=ROOT)
+    log_dir = tmp_path_factory.mktemp("healer-logs")
+    with function_environment(
+        config, stack.state, "HealerFunction", log_dir, environment=THRESHOLDS, build_dir=Path(stack.state["build_dir"])
+    ) as env:
+
+        def run() -> dict[str, Any]:
+            result = env.invoke(json.dumps(SCHEDULED).encode())
+            assert not result.function_error, result.payload
+            report: dict[str, Any] = result.json()
+            assert report["ok"], report
+            return report
+
+        yield run
+
+
+class Inbox:
+    """An SQS queue subscribed to the alerts topic; keeps every alert it has seen."""
+
+    def __init__(self, stack: Stack) -> None:
+        self.sqs = stack.aws("sqs")
+        self.url = self.sqs.create_queue(QueueName=f"alerts-inbox-{uuid.uuid4().hex[:8]}")["QueueUrl"]
+        arn = self.sqs.get_queue_attributes(QueueUrl=self.url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        stack.aws("sns").subscribe(TopicArn=stack.resource("AlertsTopic"), Protocol="sqs", Endpoint=arn)
+        self.seen: list[dict[str, Any]] = []
+
+    def alerts(self) -> list[dict[str, Any]]:
+        while messages := self.sqs.receive_message(QueueUrl=self.url, MaxNumberOfMessages=10).get("Messages", []):
+            for message in messages:
+                self.seen.append(json.loads(json.loads(message["Body"])["Message"]))
+                self.sqs.delete_message(QueueUrl=self.url, ReceiptHandle=message["ReceiptHandle"])
+        return self.seen
+
+
+@pytest.fixture(scope="module")
+def inbox(stack: Stack) -> Inbox:
+    return Inbox(stack)
+
+
+def executions_table(stack: Stack) -> Any:
+    return (
+        boto3.session.Session(aws_access_key_id="testing", aws_secret_access_key="testing", region_name="us-east-1")
+        .resource("dynamodb", endpoint_url=stack.state["moto_url"])
+        .Table(stack.resource("ExecutionsTable"))
+    )
+
+
+def record(stack: Stack, status: str, command: str = "count", *, age_s: float = 0, **extra: Any) -> str:
+    """An execution record written as a fault leaves it (no message sent)."""
+    execution_id = uuid.uuid4().hex
+    created = datetime.fromtimestamp(time.time() - age_s, UTC).isoformat(timespec="milliseconds")
+    item = Execution(
+        execution_id=execution_id,
+        command=command,
+        principal_id="healer-test",
+        mode="async",
+        status=status,  # type: ignore[arg-type]
+        params={"key": execution_id} if command == "count" else {},
+        created_at=created.replace("+00:00", "Z"),
+        expires_at=int(time.time()) + 3600,
+        permissions=("admin",),
+    ).to_item()
+    executions_table(stack).put_item(Item={**item, **extra})
+    return execution_id
+
+
+def status_of(stack: Stack, execution_id: str) -> dict[str, Any]:
+    item: dict[str, Any] = executions_table(stack).get_item(Key={"execution_id": execution_id}, ConsistentRead=True)[
+        "Item"
+    ]
+    return item
+
+
+def counted(stack: Stack, key: str) -> int:
+    item = (
+        stack.aws("dynamodb")
+        .get_item(TableName=stack.resource("ControlTable"), Key={"pk": {"S": f"count#{key}"}}, ConsistentRead=True)
+        .get("Item")
+    )
+    return int(item["executions"]["N"]) if item else 0
+
+
+def in_dlq(stack: Stack, execution_id: str) -> bool:
+    """Whether the executions DLQ holds a message for the execution (looked at without taking it)."""
+    sqs, url = stack.aws("sqs"), stack.resource("ExecutionsDLQ")
+    for _ in range(5):
+        messages = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=0).get("Messages", [])
+        if any(execution_id in m["Body"] for m in messages):
+            return True
+        if len(messages) < 10:
+            return False
+    return False
+
+
+def test_dlq_triage_redrives_a_transient_failure_which_then_succeeds(
+    stack: Stack, healer: Healer, inbox: Inbox
+) -> None:
+    # As the worker leaves it after MAX_RECEIVE_COUNT transient failures (test_dead_letters drives that
+    # path end to end): dead-lettered with its last error, its message in the DLQ. The command succeeds
+    # on its next attempt.
+    error = {"code": "COMMAND_TRANSIENT_FAILURE", "detail": "transient failure on attempt 2", "status": 503}
+    execution_id = record(
+        stack,
+        "dead_lettered",
+        "fail",
+        params_json=json.dumps({"mode": "transient", "times": MAX_RECEIVE_COUNT}),
+        attempts=MAX_RECEIVE_COUNT,
+        error=error,
+    )
+    stack.aws("sqs").send_message(
+        QueueUrl=stack.resource("ExecutionsDLQ"), MessageBody=json.dumps({"execution_id": execution_id})
+    )
+    fault = time.monotonic()
+    report = healer()
+    assert {"action": "redriven", "execution_id": execution_id, "redrives": 1} in report["acted_on"]
+    done = wait_for(lambda: (r := status_of(stack, execution_id))["status"] == "succeeded" and r, timeout_s=30)
+    report_repair("DLQ triage, transient: redriven to success", time.monotonic() - fault)
+    assert done["healer_redrives"] == 1
+    assert done["attempts"] == MAX_RECEIVE_COUNT + 1
+    assert not in_dlq(stack, execution_id)  # handled, so deleted
+
+
+def test_dlq_triage_dead_letters_and_alerts_the_rest_once_per_cause(stack: Stack, healer: Healer, inbox: Inbox) -> None:
+    inbox.alerts()
+    cause = f"upstream refused ({uuid.uuid4().hex[:8]})"
+    error = {"code": "COMMAND_TRANSIENT_FAILURE", "detail": cause, "status": 503}
+    # Both were redriven as often as allowed already; same cause, so one alert.
+    exhausted = [record(stack, "dead_lettered", error=error, attempts=2, healer_redrives=2) for _ in range(2)]
+    sqs, dlq = stack.aws("sqs"), stack.resource("ExecutionsDLQ")
+    for execution_id in exhausted:
+        sqs.send_message(QueueUrl=dlq, MessageBody=json.dumps({"execution_id": execution_id}))
+    poison = uuid.uuid4().hex
+    sqs.send_message(QueueUrl=dlq, MessageBody=json.dumps({"execution_id": poison}))
+    fault = time.monotonic()
+    report = healer()
+    report_repair("DLQ triage, exhausted + poison: dead-lettered, alerted, deleted", time.monotonic() - fault)
+    assert report["actions"].get("dead_lettered", 0) >= 2 and report["actions"].get("poison_deleted", 0) >= 1
+    for execution_id in exhausted:
+        item = status_of(stack, execution_id)
+        assert item["status"] == "dead_lettered" and item["error"]["detail"] == cause
+        assert not in_dlq(stack, execution_id)
+    assert not in_dlq(stack, poison)
+    alerts = wait_for(lambda: [a for a in inbox.alerts() if cause in a["cause"]], timeout_s=10)
+    (alert,) = alerts
+    assert alert["alert"] == "execution_dead_lettered" and alert["subject_id"] in exhausted
+    assert alert["runbook"] == "docs/runbooks/execution_dead_lettered.md"
+    assert any(a["alert"] == "poison_message" for a in inbox.alerts())
+
+
+def test_stuck_executions_are_requeued_when_retry_safe_else_failed_and_alerted(
+    stack: Stack, healer: Healer, inbox: Inbox
+) -> None:
+    lease_gone = int(time.time()) - 5  # the worker died: its lease ran out, past the 1 s grace
+    safe = record(stack, "running", attempts=1, lease_until=lease_gone, retry_safe=True)
+    unsafe = record(stack, "running", attempts=1, lease_until=lease_gone)
+    fault = time.monotonic()
+    report = healer()
+    assert report["actions"].get("stuck_requeued", 0) >= 1 and report["actions"].get("stuck_failed", 0) >= 1
+    failed = status_of(stack, unsafe)
+    assert failed["status"] == "failed" and failed["error"]["code"] == "WORKER_LOST"
+    report_repair("stuck, not retry_safe: failed", time.monotonic() - fault)
+    wait_for(lambda: status_of(stack, safe)["status"] == "succeeded", timeout_s=30)
+    report_repair("stuck, retry_safe: requeued to success", time.monotonic() - fault)
+    assert status_of(stack, safe)["attempts"] == 2
+    assert counted(stack, safe) == 1 and counted(stack, unsafe) == 0
+    alerts = wait_for(lambda: [a for a in inbox.alerts() if a["alert"] == "execution_stuck"], timeout_s=10)
+    assert any("count stuck running" in a["cause"] for a in alerts)
+
+
+def test_a_queued_record_whose_message_was_lost_is_sent_again_and_runs_once(stack: Stack, healer: Healer) -> None:
+    orphan = record(stack, "queued", age_s=5)  # the api function wrote it; its message never went out
+    fault = time.monotonic()
+    report = healer()
+    assert report["actions"].get("queued_resent", 0) >= 1
+    wait_for(lambda: status_of(stack, orphan)["status"] == "succeeded", timeout_s=30)
+    report_repair("queued without a message: re-sent to success", time.monotonic() - fault)
+    assert counted(stack, orphan) == 1
+    assert status_of(stack, orphan)["healer_resends"] == 1
+    healer()  # finished now: nothing to re-send
+    assert status_of(stack, orphan)["healer_resends"] == 1 and counted(stack, orphan) == 1
+
+
+class DroppedHandOff:
+    """A sync scheduler whose message is lost (the write stands, the key stays dirty)."""
+
+    def schedule(self, key: str, version: int) -> None:
+        return None
+
+
+def test_a_key_whose_sync_hand_off_was_lost_gets_its_sync_message_again(stack: Stack, healer: Healer) -> None:
+    from cmdgate.state.service import Preconditions, StateService
+    from cmdgate.state.store import StateStore
+
+    dynamodb = stack.aws("dynamodb")
+    store = StateStore(
+        dynamodb, stack.resource("StateTable"), retention_s=86400, lease_table=stack.resource("ControlTable")
+    )
+    key = f"healer.drift-{uuid.uuid4().hex[:8]}"
+    register, _ = StateService(store, DroppedHandOff()).put(key, {"n": 1}, Preconditions(if_none_match_any=True))
+    fault = time.monotonic()
+    wait_for(lambda: time.monotonic() - fault > 2.5, timeout_s=5)  # older than the drift threshold
+    report = healer()
+    assert {"action": "gist_resynced", "key": key, "version": register.version} in report["acted_on"]
+    report_repair("gist drift: sync message re-sent by the pass", time.monotonic() - fault)
+    sqs, queue = stack.aws("sqs"), stack.resource("StateSyncQueue")
+
+    def resent_or_synced() -> bool:
+        item = dynamodb.get_item(
+            TableName=stack.resource("StateTable"),
+            Key={"pk": {"S": f"key#{key}"}, "sk": {"S": "register"}},
+            ConsistentRead=True,
+        )["Item"]
+        if int(item.get("synced_version", {"N": "0"})["N"]) == register.version:
+            return True  # the re-sent message was synced to the gist
+        messages = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10, VisibilityTimeout=0).get("Messages", [])
+        return any(json.loads(m["Body"]) == {"key": key, "version": register.version} for m in messages)
+
+    wait_for(resent_or_synced, timeout_s=20)
+    report_repair("gist drift: the re-sent message seen on the sync queue (or synced)", time.monotonic() - fault)
+
+
+def test_health_reports_the_healers_last_pass_and_degrades_while_a_dlq_holds_messages(
+    stack: Stack, healer: Healer
+) -> None:
+    # A healer whose last successful pass is an hour old is late: degraded until a pass succeeds again.
+    stack.aws("dynamodb").put_item(
+        TableName=stack.resource("ControlTable"),
+        Item={"pk": {"S": "healer#last-pass"}, "finished_at": {"N": str(int(time.time()) - 3600)}},
+    )
+    late = stack.client().get("/v1/health").json()
+    assert late["status"] == "degraded" and late["checks"]["healer"]["status"] == "failing"
+    healer()
+    detailed = stack.admin.get("/v1/admin/health").json()
+    assert detailed["checks"]["healer"]["status"] == "ok"
+    assert detailed["checks"]["healer"]["last_pass_age_s"] < 30
+    assert set(detailed["checks"]["sqs"]["queues"]) == {"executions", "events", "state_sync"}
+    assert set(detailed["checks"]["dead_letters"]["queues"]) == {"executions", "events", "state_sync"}
+    assert "oldest_queued_age_s" in detailed["checks"]["executions"]
+    sqs, events_dlq = stack.aws("sqs"), stack.resource("EventsDLQ")
+    marker = json.dumps({"type": "healer-test", "id": uuid.uuid4().hex})
+    sqs.send_message(QueueUrl=events_dlq, MessageBody=marker)
+    try:
+        public = stack.client().get("/v1/health")
+        assert public.status_code == 200
+        assert public.json()["status"] == "degraded"
+        assert public.json()["checks"]["dead_letters"]["status"] == "failing"
+    finally:
+        while messages := sqs.receive_message(QueueUrl=events_dlq, MaxNumberOfMessages=10).get("Messages", []):
+            for message in messages:
+                if message["Body"] == marker:
+                    sqs.delete_message(QueueUrl=events_dlq, ReceiptHandle=message["ReceiptHandle"])
+            if any(m["Body"] == marker for m in messages):
+                break
