@@ -5,7 +5,6 @@ from __future__ import annotations
 import sys
 from typing import Annotated
 
-import click
 import httpx
 import typer
 
@@ -60,11 +59,15 @@ def main(argv: list[str] | None = None, transport: httpx.BaseTransport | None = 
     except CliError as error:
         current.out.problem(error.problem)
         return int(error.exit_code)
-    except click.exceptions.Abort:
+    except typer.Abort:
         current.out.err.print("aborted")
         return 130
-    except click.ClickException as error:
-        error.show()
+    except typer.TyperException as error:  # typer's (vendored click's) usage errors: they print themselves
+        show = getattr(error, "show", None)
+        if callable(show):
+            show()
+        else:
+            current.out.problem(Problem(title="Usage error", detail=str(error), code="USAGE"))
         return int(ExitCode.USAGE)
     except KeyboardInterrupt:
         return 130
