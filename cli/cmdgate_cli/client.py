@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -12,6 +13,7 @@ from cmdgate_cli.config import KEY_ENV, Target
 from cmdgate_cli.problems import CliError, ExitCode, Problem, exit_code_for_status, problem_from_response, usage_error
 
 PAGE_LIMIT = 100
+_HEADER_SAFE = re.compile(r"[\x21-\x7e]{1,4096}")  # visible ASCII: a token68-ish bearer token
 
 
 class Api:
@@ -49,6 +51,8 @@ class Api:
                 raise usage_error(
                     "No API key", f"Set {KEY_ENV} or run `cmdgate configure` to keep one in the config file."
                 )
+            if not _HEADER_SAFE.fullmatch(self._key):
+                raise usage_error("API key is malformed", "It holds spaces or characters an HTTP header cannot carry.")
             sent["Authorization"] = f"Bearer {self._key}"
         extra: dict[str, Any] = {} if timeout_s is None else {"timeout": timeout_s}
         try:
@@ -61,6 +65,8 @@ class Api:
             ) from None
         except httpx.HTTPError as error:
             detail = f"{type(error).__name__} talking to {self.url}: {error}"
+            if self._key:  # an httpx message may quote a header it refused
+                detail = detail.replace(self._key, "<api key>")
             raise CliError(
                 ExitCode.UNAVAILABLE, Problem(title="Cannot reach cmdgate", detail=detail, code="UNREACHABLE")
             ) from None

@@ -417,3 +417,33 @@ def test_cli_pins_match_between_requirements_and_pyproject() -> None:
     assert all("==" in requirement for requirement in pinned)
     assert project["scripts"]["cmdgate"] == "cmdgate_cli.app:run"
     assert "-r cli.txt" in (ROOT / "requirements" / "dev.txt").read_text().splitlines()
+
+
+@pytest.mark.parametrize("bad_key", ["two words", "line\nbreak", "caf\u00e9"])
+def test_a_malformed_key_is_refused_locally_and_never_echoed(
+    cli: Callable[..., Result], monkeypatch: pytest.MonkeyPatch, bad_key: str
+) -> None:
+    monkeypatch.setenv("CMDGATE_API_KEY", bad_key)
+    api = FakeApi([answer(200, {"keys": []})])
+    result = cli(["keys", "list"], api)
+    assert result.code == 2
+    assert bad_key not in result.out + result.err
+    assert api.requests == []
+
+
+def test_a_transport_error_quoting_the_key_is_scrubbed(cli: Callable[..., Result]) -> None:
+    def leaky(request: httpx.Request) -> httpx.Response:
+        raise httpx.LocalProtocolError(f"Illegal header value {request.headers['Authorization']!r}")
+
+    result = cli(["keys", "list"], FakeApi([leaky]))  # the fixture asserts the key is not printed
+    assert result.code == 4
+    assert "<api key>" in result.err
+
+
+def test_a_bug_in_the_cli_is_one_line_not_a_traceback(cli: Callable[..., Result]) -> None:
+    def broken(_: httpx.Request) -> httpx.Response:
+        raise RuntimeError("unexpected")
+
+    result = cli(["keys", "list"], FakeApi([broken]))
+    assert result.code == 70
+    assert "Unexpected error in the CLI" in result.err
