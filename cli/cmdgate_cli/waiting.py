@@ -7,6 +7,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from rich.markup import escape
+
 from cmdgate_cli.client import Api
 from cmdgate_cli.output import Output
 from cmdgate_cli.problems import CliError, ExitCode, Problem
@@ -34,10 +36,11 @@ def wait_for_end(
     execution_id: str,
     timeout_s: float,
     on_update: Callable[[dict[str, Any]], None],
-    sleep: Callable[[float], None] = time.sleep,
-    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] | None = None,
+    clock: Callable[[], float] | None = None,
 ) -> dict[str, Any]:
     """The execution once it has ended; CliError (exit 4) if it has not within `timeout_s`."""
+    sleep, clock = sleep or time.sleep, clock or time.monotonic
     deadline = clock() + timeout_s
     interval, long_poll = POLL_FIRST_S, True
     path = f"/v1/executions/{execution_id}"
@@ -80,14 +83,19 @@ def exit_code_of(execution: dict[str, Any]) -> ExitCode:
 def watch(api: Api, out: Output, execution_id: str, timeout_s: float) -> dict[str, Any]:
     """wait_for_end with a spinner on a terminal, or one stderr line per change of status otherwise."""
     if out.err.is_terminal:
-        with out.err.status(f"waiting for {execution_id}") as status:
-            return wait_for_end(api, execution_id, timeout_s, lambda e: status.update(describe(e)))
+        started = time.monotonic()
+        with out.err.status(f"waiting for {escape(execution_id)}") as status:
+
+            def update(execution: dict[str, Any]) -> None:
+                status.update(f"{escape(describe(execution))} [dim]({time.monotonic() - started:.0f} s)[/]")
+
+            return wait_for_end(api, execution_id, timeout_s, update)
     seen: list[str] = []
 
     def changed(execution: dict[str, Any]) -> None:
         line = describe(execution)
         if not seen or seen[-1] != line:
             seen.append(line)
-            out.note(line)
+            out.note(escape(line))
 
     return wait_for_end(api, execution_id, timeout_s, changed)
