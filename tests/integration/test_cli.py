@@ -115,6 +115,22 @@ def test_an_async_run_that_fails_exits_1(cli: Cli) -> None:
     assert "failed" in ran.err
 
 
+def test_a_dead_letter_is_listed_and_redriven_to_success(cli: Cli) -> None:
+    # Fails its first two attempts: MaxReceiveCount 2 dead-letters it; the redrive's third attempt succeeds.
+    queued = cli("run", "fail", "-p", "mode=transient", "-p", "times:=2", "--async")
+    execution_id = queued.out.strip()
+    dead = cli("executions", "wait", execution_id, "--wait-timeout", "60")
+    assert dead.code == 1, dead.err
+    assert "dead_lettered" in dead.err
+    listed = cli("-o", "json", "dlq", "list")
+    assert execution_id in [e["execution_id"] for e in listed.json()["executions"]]
+    redriven = cli("-o", "json", "dlq", "redrive", execution_id)
+    assert redriven.json() == {"redriven": [execution_id], "skipped": []}
+    done = cli("-o", "json", "executions", "wait", execution_id, "--wait-timeout", "60")
+    assert done.code == 0, done.err
+    assert done.json()["result"] == {"attempt": 3}
+
+
 def test_state_put_patch_history_diff_and_restore(cli: Cli) -> None:
     key = f"cli.test-{uuid.uuid4().hex[:8]}"
     assert cli("state", "put", key, "--value", '{"replicas": 2, "image": "v1"}', "--create").code == 0
