@@ -13,6 +13,7 @@ import tempfile
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from cmdgate_cli.problems import usage_error
 
@@ -97,4 +98,8 @@ def resolve_target(url_flag: str | None) -> Target:
     if url is None or key is None:
         found = read_config(config_path())
         url, key = url or found.url, key or found.api_key
-    return Target(url=(url or DEFAULT_URL).rstrip("/"), api_key=key)
+    chosen = (url or DEFAULT_URL).rstrip("/")
+    parts = urlsplit(chosen)
+    if parts.scheme not in {"http", "https"} or not parts.hostname:
+        raise usage_error("Bad API URL", f"{chosen!r} is not an http(s) URL, e.g. http://127.0.0.1:3000.")
+    return Target(url=chosen, api_key=key)

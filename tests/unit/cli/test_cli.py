@@ -447,3 +447,38 @@ def test_a_bug_in_the_cli_is_one_line_not_a_traceback(cli: Callable[..., Result]
     result = cli(["keys", "list"], FakeApi([broken]))
     assert result.code == 70
     assert "Unexpected error in the CLI" in result.err
+
+
+def test_dlq_redrive_sends_the_ids_and_lists_the_outcome(cli: Callable[..., Result]) -> None:
+    api = FakeApi([answer(200, {"redriven": ["e1"], "skipped": ["e2"]})])
+    result = cli(["dlq", "redrive", "e1", "e2"], api)
+    assert result.code == 0
+    assert json.loads(api.requests[0].content) == {"execution_ids": ["e1", "e2"]}
+    assert "redriven e1" in result.out
+    assert "skipped  e2" in result.out
+    everything = FakeApi([answer(200, {"redriven": [], "skipped": []})])
+    assert cli(["dlq", "redrive"], everything).code == 0
+    assert json.loads(everything.requests[0].content) == {}  # the server takes its first page of dead letters
+
+
+def test_commands_show_finds_one_command_or_refuses(cli: Callable[..., Result]) -> None:
+    listing = {"commands": [{"name": "echo", "description": "Echo", "params_schema": {"type": "object"}}]}
+    shown = cli(["-o", "json", "commands", "show", "echo"], FakeApi([answer(200, listing)]))
+    assert (shown.code, json.loads(shown.out)["params_schema"]) == (0, {"type": "object"})
+    missing = cli(["commands", "show", "deploy"], FakeApi([answer(200, listing)]))
+    assert missing.code == 3
+    assert "No such command" in missing.err
+
+
+def test_server_text_cannot_inject_markup(cli: Callable[..., Result]) -> None:
+    api = FakeApi([problem(403, "FORBIDDEN", "Forbidden [bold]x[/bold]", "detail [red]y[/red]")])
+    result = cli(["keys", "list"], api)
+    assert "[bold]x[/bold]" in result.err
+    assert "[red]y[/red]" in result.err
+
+
+@pytest.mark.parametrize("url", ["not a url", "ftp://host", "http://"])
+def test_a_bad_url_is_a_usage_error(cli: Callable[..., Result], url: str) -> None:
+    result = cli(["--url", url, "health"])
+    assert result.code == 2
+    assert "Bad API URL" in result.err
