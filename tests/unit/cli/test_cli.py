@@ -482,3 +482,40 @@ def test_a_bad_url_is_a_usage_error(cli: Callable[..., Result], url: str) -> Non
     result = cli(["--url", url, "health"])
     assert result.code == 2
     assert "Bad API URL" in result.err
+
+
+class _Clock:
+    """A fake monotonic clock that a fake server advances."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_long_polling_server_is_not_polled_in_between() -> None:
+    clock, sleeps = _Clock(), list[float]()
+
+    def long_poll(request: httpx.Request) -> httpx.Response:
+        clock.now += float(request.url.params["wait"])  # the server held the request that long
+        done = len(api.requests) >= 3
+        return answer(200, _execution("succeeded" if done else "running"))(request)
+
+    api = FakeApi([long_poll])
+    ended = waiting.wait_for_end(_api(api), "e1", 300, lambda _: None, sleep=sleeps.append, clock=clock)
+    assert ended["status"] == "succeeded"
+    assert sleeps == []
+    assert [r.url.params["wait"] for r in api.requests] == ["20", "20", "20"]
+
+
+def test_a_server_that_answers_at_once_is_polled_with_growing_pauses() -> None:
+    clock, sleeps = _Clock(), list[float]()
+
+    def pause(seconds: float) -> None:
+        sleeps.append(seconds)
+        clock.now += seconds
+
+    api = FakeApi([answer(200, _execution("queued"))] * 5 + [answer(200, _execution("succeeded"))])
+    waiting.wait_for_end(_api(api), "e1", 300, lambda _: None, sleep=pause, clock=clock)
+    assert sleeps == [0.25, 0.5, 1.0, 2.0, 2.0]
