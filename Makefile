@@ -6,7 +6,7 @@ PY ?= python3.11
 VENV := .venv
 SAM_VENV := .venv-sam
 RUNTIME_VENV := .venv-runtime
-PYTHONPATH_DEV := layers/resilience:layers/commands:local:.
+PYTHONPATH_DEV := layers/resilience:layers/commands:local:cli:.
 export AWS_DEFAULT_REGION ?= us-east-1
 export SAM_CLI_TELEMETRY := 0
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
@@ -17,9 +17,11 @@ SAM := PATH="$(CURDIR)/$(SAM_VENV)/bin:$$PATH" $(SAM_VENV)/bin/sam
 
 setup: $(VENV)/.installed $(SAM_VENV)/.installed $(RUNTIME_VENV)/.installed
 
-$(VENV)/.installed: requirements/dev.txt requirements/runtime.txt layers/resilience/requirements.txt
+$(VENV)/.installed: requirements/dev.txt requirements/runtime.txt requirements/cli.txt layers/resilience/requirements.txt pyproject.toml
 	test -x $(VENV)/bin/python || $(PY) -m venv $(VENV)
 	$(VENV)/bin/pip install -q -r requirements/dev.txt
+	# The operator CLI as .venv/bin/cmdgate (editable: it runs the working tree's cli/).
+	$(VENV)/bin/pip install -q --no-deps -e .
 	touch $@
 
 $(SAM_VENV)/.installed: requirements/sam.txt
