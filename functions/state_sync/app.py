@@ -37,6 +37,13 @@ def record_handler(record: SQSRecord) -> None:
         )
         metrics.add_metric(name="GistSyncsDeferred", unit="Count", value=1)
         raise
+    except Exception as failure:
+        # The message comes back after the visibility timeout; say why (never the value or the token).
+        logger.warning(
+            "gist sync failed; the message returns",
+            extra={"message_id": record.message_id, "error": type(failure).__name__, "detail": str(failure)[:300]},
+        )
+        raise
     if outcome.gist_writes:
         metrics.add_metric(name="GistWrites", unit="Count", value=outcome.gist_writes)
         metrics.add_metric(name="GistFilesWritten", unit="Count", value=outcome.files_written)

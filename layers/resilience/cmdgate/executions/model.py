@@ -139,8 +139,8 @@ class Execution(BaseModel):
             item["attempt_errors"] = [e.model_dump() for e in self.attempt_errors]
         if self.cancel_requested:
             item["cancel_requested"] = True
-        if self.retry_safe:
-            item["retry_safe"] = True
+        # Always written: a record without it predates the flag (the healer then asks the registry).
+        item["retry_safe"] = self.retry_safe
         if self.secrets is not None:
             item["secrets_json"] = json.dumps(self.secrets, separators=(",", ":"))
         if self.started_at:
