@@ -169,12 +169,14 @@ def test_messages_of_running_or_finished_executions_are_deleted_untouched(env: E
 def test_stuck_executions_are_requeued_when_retry_safe_else_failed_and_alerted(env: Env) -> None:
     gone = int(env.now) - 120  # the lease ran out 120 s ago; the grace is 30 s
     env.record("safe1", "running", attempts=1, lease_until=gone, retry_safe=True)
-    env.record("reg1", "running", attempts=1, lease_until=gone)  # retry_safe from the registry
+    env.record("reg1", "running", attempts=1, lease_until=gone)  # older than the flag: from the registry
     env.record("unsafe1", "running", attempts=1, lease_until=gone)
     env.record("unsafe2", "running", attempts=1, lease_until=gone, retry_safe=False)
     env.record("fresh1", "running", attempts=1, lease_until=int(env.now) - 5, retry_safe=True)  # within the grace
     env.executions.update_item(
-        Key={"execution_id": "reg1"}, UpdateExpression="SET command = :c", ExpressionAttributeValues={":c": "safe"}
+        Key={"execution_id": "reg1"},
+        UpdateExpression="SET command = :c REMOVE retry_safe",
+        ExpressionAttributeValues={":c": "safe"},
     )
     env.safe_commands.add("safe")
     report = env.healer().run("pass-1", 30)

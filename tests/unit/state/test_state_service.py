@@ -310,3 +310,18 @@ def test_a_lost_race_retries_from_the_register_the_refusal_returned_without_a_re
     assert (register.version, register.value) == (3, 101)
     # Our read, the racer's read and commit, our lost commit, then the retry straight from what it returned.
     assert call_log.take() == ["GetItem", "GetItem", "TransactWriteItems", "TransactWriteItems", "TransactWriteItems"]
+
+
+def test_a_change_keyed_by_an_effect_id_is_applied_once_however_often_it_is_attempted(env: Env) -> None:
+    svc = env.service()
+    svc.put("c", 0, CREATE)
+    first = svc.update("c", lambda n: n + 1, effect="exec-1")
+    again = svc.update("c", lambda n: n + 1, effect="exec-1")  # the same execution, attempted again
+    assert (first.version, first.value) == (2, 1)
+    assert (again.version, again.value) == (2, 1)  # nothing applied twice: the current register
+    other = svc.update("c", lambda n: n + 1, effect="exec-2")
+    assert other.value == 2
+    svc.put("d", {"a": 1}, CREATE)
+    patched = svc.patch("d", {"b": 2}, Preconditions(), effect="exec-1")  # the same id on another key applies
+    assert patched.value == {"a": 1, "b": 2}
+    assert svc.patch("d", {"b": 3}, Preconditions(), effect="exec-1").value == {"a": 1, "b": 2}

@@ -67,10 +67,11 @@ def state_get(params: GetParams, context: CommandContext) -> dict[str, Any]:
     params=MergeParams,
     timeout_s=15,
     state_keys={"key": ("read", "write")},
+    retry_safe=True,  # the patch is applied once per execution id
 )
 def state_merge(params: MergeParams, context: CommandContext) -> dict[str, Any]:
     """Apply the patch; returns the new version and value."""
-    register = context.state().patch(params.key, params.patch, Preconditions())
+    register = context.state().patch(params.key, params.patch, Preconditions(), effect=context.execution_id)
     return {"key": params.key, "version": register.version, "value": register.value}
 
 
@@ -80,6 +81,7 @@ def state_merge(params: MergeParams, context: CommandContext) -> dict[str, Any]:
     params=IncrementParams,
     timeout_s=15,
     state_keys={"key": ("read", "write")},
+    retry_safe=True,  # the increment is applied once per execution id
 )
 def counter_increment(params: IncrementParams, context: CommandContext) -> dict[str, Any]:
     """The counter's new value; concurrent increments never lose one; a non-integer is left untouched (409)."""
@@ -91,5 +93,5 @@ def counter_increment(params: IncrementParams, context: CommandContext) -> dict[
             raise NotACounter(f"State {params.key!r} holds {type(current).__name__}, not an integer.")
         return current + params.by
 
-    register = service.update(params.key, add)
+    register = service.update(params.key, add, effect=context.execution_id)
     return {"key": params.key, "version": register.version, "value": register.value}

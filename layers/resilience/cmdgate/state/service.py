@@ -28,7 +28,7 @@ from cmdgate.state.errors import (
 )
 from cmdgate.state.merge_patch import apply_merge_patch
 from cmdgate.state.model import Register, VersionEntry, canonical, digest_of, validate_key
-from cmdgate.state.store import KeyLeased, StateStore, WriteConflict
+from cmdgate.state.store import EffectApplied, KeyLeased, StateStore, WriteConflict
 
 logger = Logger(child=True)
 MAX_VALUE_BYTES = 256 * 1024
@@ -166,17 +166,25 @@ class StateService:
         with contextlib.suppress(PreconditionFailed):  # another writer created it first
             self._commit(key, read, self._checked(initial), initial)
 
-    def patch(self, key: str, patch: Any, conditions: Preconditions) -> Register:
+    def patch(self, key: str, patch: Any, conditions: Preconditions, *, effect: str | None = None) -> Register:
         """Apply an RFC 7396 merge patch optimistically; concurrent patches never lose an update."""
         validate_key(key)
-        return self.update(key, lambda current: apply_merge_patch(current, patch), conditions)
+        return self.update(key, lambda current: apply_merge_patch(current, patch), conditions, effect=effect)
 
-    def update(self, key: str, change: Callable[[Any], Any], conditions: Preconditions | None = None) -> Register:
+    def update(
+        self,
+        key: str,
+        change: Callable[[Any], Any],
+        conditions: Preconditions | None = None,
+        *,
+        effect: str | None = None,
+    ) -> Register:
         """Read, change, commit on the version read (and no other holder's lease); retried with full jitter.
 
         A lost race re-reads and tries again after a full-jitter pause, for as long as the request
         has time (and at most `contention_wait_s`); then 409 STATE_CONTENTION with Retry-After. No
-        lease is taken, so an uncontended write is one read and one transaction.
+        lease is taken, so an uncontended write is one read and one transaction. With `effect`, a
+        change already applied under that id is not applied again: the current register is returned.
         """
         validate_key(key)
         deadline = time.monotonic() + self._contention_budget_s()
@@ -189,7 +197,15 @@ class StateService:
                 raise PreconditionFailed(f"State {key!r} is at version {read.version}.")
             value = change(read.value)
             try:
-                register = self._store.commit(key, read, self._checked(value, status_422=True), digest_of(value))
+                register = self._store.commit(
+                    key, read, self._checked(value, status_422=True), digest_of(value), effect=effect
+                )
+            except EffectApplied:
+                logger.info("state change already applied under its effect id", extra={"key": key})
+                current = self._store.register(key)
+                if current is None:
+                    raise StateNotFound(f"No state {key!r}.") from None
+                return current
             except WriteConflict as conflict:
                 known = conflict
                 pause = full_jitter(attempt, CONTENTION_BASE_S, CONTENTION_CAP_S, self._rand)

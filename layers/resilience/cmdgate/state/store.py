@@ -73,6 +73,14 @@ class WriteConflict(Exception):
         self.found = found
 
 
+class EffectApplied(Exception):
+    """The write's effect id was applied before (a retried command): nothing is written again."""
+
+    def __init__(self, key: str, version: int | None) -> None:
+        super().__init__(key)
+        self.version = version
+
+
 class KeyLeased(WriteConflict):
     """Another holder has a live lease on the key; `lease_until` (epoch s) when known."""
 
@@ -151,8 +159,14 @@ class StateStore:
         *,
         deleted: bool = False,
         fence: int | None = None,
+        effect: str | None = None,
     ) -> Register:
-        """Write version `read.version + 1` if the register still is what the writer read."""
+        """Write version `read.version + 1` if the register still is what the writer read.
+
+        With `effect` (e.g. a command's execution id), the same transaction records it
+        (`effect#<id>#<key>`, kept for the retention window) and refuses to write if it was recorded
+        before: a command attempted again after a crash applies its change once (EffectApplied).
+        """
         now = self._clock()
         updated_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now))
         version = (read.version if read else 0) + 1
@@ -200,6 +214,9 @@ class StateStore:
         ]
         if fence is None and self._lease_table:
             items.append({"ConditionCheck": self._no_live_lease(key, now)})
+        effect_index = len(items)
+        if effect is not None:
+            items.append({"Put": self._effect_marker(effect, key, version, now)})
         try:
             self._retrier.call(lambda: self._client.transact_write_items(TransactItems=items))
         except ClientError as error:
@@ -211,7 +228,11 @@ class StateStore:
                     headers={"Retry-After": str(THROTTLED_RETRY_AFTER_S)},
                 ) from None
             if code == "TransactionCanceledException":
-                leased = _failed_item(error, LEASE_CHECK_INDEX)
+                applied = _failed_item(error, effect_index) if effect is not None else None
+                if applied is not None:
+                    recorded = applied.get("version", {}).get("N")
+                    raise EffectApplied(key, int(recorded) if recorded is not None else None) from None
+                leased = _failed_item(error, LEASE_CHECK_INDEX) if len(items) > LEASE_CHECK_INDEX else None
                 if leased is not None:
                     until = leased.get("lease_until", {}).get("N")
                     raise KeyLeased(key, float(until) if until is not None else None) from None
@@ -237,6 +258,20 @@ class StateStore:
             gist_file=read.gist_file if read else None,
             dirty_at=read.dirty_at if read and read.dirty_at is not None else round(now, 3),
         )
+
+    def _effect_marker(self, effect: str, key: str, version: int, now: float) -> dict[str, Any]:
+        return {
+            "TableName": self._table,
+            "Item": {
+                "pk": {"S": f"effect#{effect}#{key}"},  # one effect per id and key
+                "sk": {"S": "effect"},
+                "key": {"S": key},
+                "version": {"N": str(version)},
+                "expires_at": {"N": str(int(now) + self._retention_s)},
+            },
+            "ConditionExpression": "attribute_not_exists(pk)",
+            "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+        }
 
     def _no_live_lease(self, key: str, now: float) -> dict[str, Any]:
         return {
