@@ -176,7 +176,7 @@ class GistSync:
             # One read per deferral: if an older key makes the gist due sooner, that key's message writes it.
             raise SyncDeferred(key, own.dirty_at + self._linger_s - self._clock())
         dirty = [k for k in self._store.dirty_keys(namespace_of(key), DIRTY_KEYS_PER_PASS) if k != key]
-        registers = self._store.registers([key, *dirty])
+        registers = self._store.registers(dirty)  # the key's own register is read already
         registers[key] = own
         targets = self._targets([r for r in registers.values() if r.synced_version < r.version])
         mine = next(t for t in targets if key in t.keys)
