@@ -68,7 +68,7 @@ integration: build
 	$(VENV)/bin/pytest tests/integration -q
 
 test: setup lint typecheck validate build
-	$(VENV)/bin/pytest -q
+	$(VENV)/bin/pytest -q -n 2 --dist loadgroup
 
 openapi: setup
 	PYTHONPATH=$(PYTHONPATH_DEV) $(VENV)/bin/python -m cmdgate_local.openapi_export

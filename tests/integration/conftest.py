@@ -89,6 +89,18 @@ def wait_for(predicate: Callable[[], Any], timeout_s: float = 30.0, interval_s: 
     raise AssertionError(f"condition not met within {timeout_s} s (last value: {value!r})")
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Keep every test on the shared stack on one pytest-xdist worker, in file order.
+
+    `make test` runs two workers (`-n 2 --dist loadgroup`): one stack then serves every test
+    that asks for `stack`, and the end-of-run checks (test_zz_*) still see every call made to
+    it, while the other worker runs the unit tests and the files that start stacks of their own.
+    """
+    for item in items:
+        if "stack" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.xdist_group("shared-stack"))
+
+
 @contextmanager
 def running_stack(workdir: Path, extra_params: tuple[str, ...] = ()) -> Iterator[Stack]:
     """A local stack with short timers (authorizer TTL 1 s, visibility timeouts, MaxReceiveCount 2)."""
