@@ -135,6 +135,17 @@ def test_a_transaction_copies_the_items_it_names_not_the_tables(dynamodb: Any) -
     assert ("k", "v1") not in items(dynamodb)
 
 
+def test_moto_keeps_no_model_instance_it_has_dropped(dynamodb: Any) -> None:
+    tracked = len(Item.instances_tracked)  # type: ignore[attr-defined]
+    for n in range(20):
+        dynamodb.put_item(TableName=TABLE, Item={**key(f"k{n}", "register"), "version": {"N": "1"}})
+        dynamodb.query(
+            TableName=TABLE, KeyConditionExpression="pk = :p", ExpressionAttributeValues={":p": {"S": f"k{n}"}}
+        )
+        dynamodb.scan(TableName=TABLE)
+    assert len(Item.instances_tracked) == tracked  # type: ignore[attr-defined]
+
+
 def test_install_is_idempotent_and_uninstall_restores_moto(dynamodb: Any) -> None:
     patched = type(backend()).transact_write_items
     moto_patches.install()
