@@ -144,5 +144,5 @@ def install() -> None:
 def uninstall() -> None:
     """Give moto its own behaviour back (for tests)."""
     BaseModel.__new__ = _ORIGINAL_NEW  # type: ignore[method-assign]
-    dynamodb_models.copy = copy  # type: ignore[attr-defined]
+    dynamodb_models.copy = copy
     DynamoDBBackend.transact_write_items = _ORIGINAL  # type: ignore[method-assign]
