@@ -10,14 +10,22 @@ inside moto and would stall every other call.
 the IAM service prefix, the action and the resources it names) and serves the record at
 `GET /_cmdgate/aws-calls`: the local stack gives each function its own access key id, so
 the integration suite can check each function's calls against its policy in template.yaml.
+
+`LockTimes` adds up, per action, the time each call waited for the lock and held it, served at
+`GET /_cmdgate/lock-time`; `GET /_cmdgate/memory` gives the process's RSS and, when tracemalloc
+traces (PYTHONTRACEMALLOC=N), the top allocation sites. Both are for finding what slows or grows
+the stack (docs/design.md, "Local stack differences from AWS").
 """
 
 from __future__ import annotations
 
 import io
 import json
+import os
 import re
 import threading
+import time
+import tracemalloc
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
@@ -27,11 +35,69 @@ from urllib.parse import parse_qs
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
 from werkzeug.serving import BaseWSGIServer, make_server
 
+from cmdgate_local import moto_patches
+
 WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
 
-def serialized(app: WsgiApp) -> WsgiApp:
-    """Wrap a WSGI app so one request at a time runs inside it (long polls excepted)."""
+@dataclass
+class _LockUse:
+    calls: int = 0
+    waited_s: float = 0.0
+    held_s: float = 0.0
+
+
+class LockTimes:
+    """Per action (`X-Amz-Target`, or the query protocol's `Action`): calls, seconds waited, seconds held."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._uses: dict[str, _LockUse] = {}
+
+    def add(self, action: str, waited_s: float, held_s: float) -> None:
+        """Count one call of `action`."""
+        with self._lock:
+            use = self._uses.setdefault(action, _LockUse())
+            use.calls += 1
+            use.waited_s += waited_s
+            use.held_s += held_s
+
+    def report(self) -> dict[str, Any]:
+        """Actions by time held, most first, with the totals."""
+        with self._lock:
+            uses = sorted(self._uses.items(), key=lambda entry: entry[1].held_s, reverse=True)
+            return {
+                "held_s": round(sum(use.held_s for _, use in uses), 4),
+                "calls": sum(use.calls for _, use in uses),
+                "actions": [
+                    {
+                        "action": action,
+                        "calls": use.calls,
+                        "held_s": round(use.held_s, 4),
+                        "waited_s": round(use.waited_s, 4),
+                        "held_ms_per_call": round(1000 * use.held_s / use.calls, 3),
+                    }
+                    for action, use in uses
+                ],
+            }
+
+
+def action_of(environ: dict[str, Any]) -> str:
+    """What a call asks for: its `X-Amz-Target`, the query protocol's Action, else method and path."""
+    target = str(environ.get("HTTP_X_AMZ_TARGET", ""))
+    if target:
+        return target
+    action = parse_qs(str(environ.get("QUERY_STRING", ""))).get("Action")
+    if action:
+        return action[0]
+    return f"{environ.get('REQUEST_METHOD', '')} {str(environ.get('PATH_INFO', ''))[:40]}"
+
+
+def serialized(app: WsgiApp, times: LockTimes | None = None) -> WsgiApp:
+    """Wrap a WSGI app so one request at a time runs inside it (long polls excepted).
+
+    With `times`, each call's wait for the lock and time inside it are added up by action.
+    """
     lock = threading.Lock()
 
     def wrapped(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
@@ -44,8 +110,13 @@ def serialized(app: WsgiApp) -> WsgiApp:
             captured.append((status, headers, exc_info))
             return written.append
 
+        asked = time.perf_counter()
         with lock:
+            entered = time.perf_counter()
             body = list(app(environ, capture))
+            left = time.perf_counter()
+        if times is not None:
+            times.add(action_of(environ), entered - asked, left - entered)
         start_response(*captured[0])
         return written + body
 
@@ -53,6 +124,8 @@ def serialized(app: WsgiApp) -> WsgiApp:
 
 
 CALLS_PATH = "/_cmdgate/aws-calls"
+LOCK_TIME_PATH = "/_cmdgate/lock-time"
+MEMORY_PATH = "/_cmdgate/memory"
 _CREDENTIAL = re.compile(r"Credential=([^/\s,]+)/[^/]+/[^/]+/([^/]+)/aws4_request")
 # Request fields naming the resource a call acts on, by protocol.
 _RESOURCE_FIELDS = ("TableName", "QueueUrl", "KeyId", "SecretId", "TopicArn")
@@ -138,13 +211,46 @@ def _resources(fields: dict[str, Any]) -> tuple[str, ...]:
     return tuple(sorted(set(names)))
 
 
-def recording(app: WsgiApp, recorder: CallRecorder) -> WsgiApp:
-    """Record each call before `app` serves it; serve the record at CALLS_PATH."""
+def rss_bytes() -> int | None:
+    """This process's resident set size (Linux), or None where /proc is not there."""
+    try:
+        with open("/proc/self/statm", encoding="ascii") as statm:
+            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def memory_report(top: int = 25) -> dict[str, Any]:
+    """RSS and, while tracemalloc traces, the `top` allocation sites by bytes held."""
+    report: dict[str, Any] = {"rss_bytes": rss_bytes(), "tracing": tracemalloc.is_tracing()}
+    if tracemalloc.is_tracing():
+        stats = tracemalloc.take_snapshot().statistics("traceback")
+        report["traced_bytes"] = sum(stat.size for stat in stats)
+        report["top"] = [
+            {"size": stat.size, "count": stat.count, "where": [str(frame) for frame in stat.traceback][-6:]}
+            for stat in stats[:top]
+        ]
+    return report
+
+
+def recording(app: WsgiApp, recorder: CallRecorder, times: LockTimes | None = None) -> WsgiApp:
+    """Record each call before `app` serves it; serve the record at CALLS_PATH (and LOCK_TIME_PATH, MEMORY_PATH)."""
 
     def wrapped(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-        if environ.get("PATH_INFO") == CALLS_PATH and environ.get("REQUEST_METHOD") == "GET":
+        if environ.get("REQUEST_METHOD") == "GET" and environ.get("PATH_INFO") in (
+            CALLS_PATH,
+            LOCK_TIME_PATH,
+            MEMORY_PATH,
+        ):
+            path = environ["PATH_INFO"]
+            if path == CALLS_PATH:
+                answer: dict[str, Any] = {"calls": recorder.calls()}
+            elif path == LOCK_TIME_PATH:
+                answer = times.report() if times is not None else {"held_s": 0, "calls": 0, "actions": []}
+            else:
+                answer = memory_report()
             start_response("200 OK", [("Content-Type", "application/json")])
-            return [json.dumps({"calls": recorder.calls()}).encode()]
+            return [json.dumps(answer).encode()]
         recorder.observe(environ)
         return app(environ, start_response)
 
@@ -159,6 +265,7 @@ class MotoEndpoint:
         self._server: BaseWSGIServer | None = None
         self._thread: threading.Thread | None = None
         self.recorder = CallRecorder()
+        self.lock_times = LockTimes()
 
     @property
     def url(self) -> str:
@@ -168,7 +275,9 @@ class MotoEndpoint:
 
     def start(self) -> None:
         """Serve in a daemon thread."""
-        app = recording(serialized(DomainDispatcherApplication(create_backend_app)), self.recorder)
+        moto_patches.install()
+        moto = DomainDispatcherApplication(create_backend_app)
+        app = recording(serialized(moto, self.lock_times), self.recorder, self.lock_times)
         self._server = make_server("127.0.0.1", self._port, app, threaded=True, request_handler=MotoRequestHandler)
         self._thread = threading.Thread(target=self._server.serve_forever, name="moto", daemon=True)
         self._thread.start()
