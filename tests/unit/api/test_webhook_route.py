@@ -179,3 +179,11 @@ def test_unreadable_secrets_are_503_and_run_nothing(api: Api) -> None:
     api.services.webhooks._secrets = lambda: api.services.webhook_secrets
     assert deliver(api, {"message": "m"}).status == 503
     assert not api.services.execution_store.items
+
+
+def test_an_unsigned_body_is_401_before_its_content_type_or_json_is_looked_at(api: Api) -> None:
+    # The JSON routes' body gate would answer 415 / 400 first; the webhook route reads nothing unsigned.
+    form = deliver(api, "payload=%7B%7D", signature=None, headers={"Content-Type": "application/x-www-form-urlencoded"})
+    assert (form.status, form.json()["code"]) == (401, "WEBHOOK_SIGNATURE_INVALID")
+    broken = deliver(api, '{"a": 1, "a": 2', signature=None)
+    assert (broken.status, broken.json()["code"]) == (401, "WEBHOOK_SIGNATURE_INVALID")
