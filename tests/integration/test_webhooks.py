@@ -12,6 +12,7 @@ import json
 import time
 import uuid
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from functools import cache
 from typing import Any
 
@@ -21,7 +22,7 @@ import pytest
 from cmdgate.callbacks.signing import secret_bytes, signature_header
 from cmdgate.webhooks.receiver import webhook_execution_id
 from cmdgate.webhooks.signatures import github_signature, stripe_signature
-from tests.integration.conftest import Stack
+from tests.integration.conftest import Stack, wait_for
 from tests.integration.test_commands_api import assert_problem
 
 pytestmark = pytest.mark.integration
@@ -104,10 +105,13 @@ def execution_item(stack: Stack, execution_id: str) -> dict[str, Any] | None:
 
 
 def finished(stack: Stack, execution_id: str) -> dict[str, Any]:
-    with stack.admin as client:
-        view = client.get(f"/v1/executions/{execution_id}", params={"wait": 20}).json()
-    assert view["status"] == "succeeded", view
-    return dict(view)
+    """The run's record once it ended (read from the table: this file makes no authenticated call)."""
+    record = wait_for(
+        lambda: (item := execution_item(stack, execution_id)) and item["status"] not in ("queued", "running") and item,
+        timeout_s=60,
+    )
+    assert record["status"] == "succeeded", record
+    return {**record, "result": json.loads(record["result_json"])}
 
 
 @pytest.mark.parametrize("source", ["github", "stripe", "standard"])
@@ -157,6 +161,17 @@ def test_a_stale_delivery_is_400_and_runs_nothing(stack: Stack, source: str) -> 
     body, headers = SIGNERS[source](secret_of(stack, source), delivery_id, counter, at=int(time.time()) - 301)
     assert_problem(post(stack, source, body, headers), 400, "WEBHOOK_STALE")
     assert execution_item(stack, webhook_execution_id(source, delivery_id)) is None
+
+
+def test_concurrent_copies_of_one_delivery_start_one_run(stack: Stack) -> None:
+    delivery_id, counter = f"github-{uuid.uuid4().hex}", f"wh.{uuid.uuid4().hex[:12]}"
+    body, headers = github(secret_of(stack, "github"), delivery_id, counter)
+    with ThreadPoolExecutor(max_workers=3) as pool:  # one per api execution environment of the test stack
+        answers = list(pool.map(lambda _: post(stack, "github", body, headers), range(3)))
+    assert [a.status_code for a in answers] == [202] * 3, [a.text for a in answers]
+    assert {a.json()["execution_id"] for a in answers} == {webhook_execution_id("github", delivery_id)}
+    assert finished(stack, webhook_execution_id("github", delivery_id))["result"] == {"executions": 1}
+    assert counter_value(stack, counter) == 1
 
 
 def test_an_unmapped_event_is_202_and_recorded(stack: Stack) -> None:
