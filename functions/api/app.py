@@ -21,7 +21,7 @@ from cmdgate.auth import Principal
 from cmdgate.body import refuse_bad_body
 from cmdgate.http import parse_json, problem_response, with_request_id
 from cmdgate.ratelimit import RateLimited
-from routes import admin, commands, executions, health, state
+from routes import admin, commands, executions, health, state, webhooks
 from routes.problems import handle_not_found, handle_problem, handle_request_validation, handle_unexpected
 from routes.request import report_handler_latency, take_waited
 from routes.services import services
@@ -70,7 +70,7 @@ app.exception_handler(errors.ProblemError)(handle_problem)
 app.exception_handler(RequestValidationError)(handle_request_validation)
 app.not_found(handle_not_found)
 app.exception_handler(Exception)(handle_unexpected)
-for router in (health.router, commands.router, executions.router, state.router, admin.router):
+for router in (health.router, commands.router, executions.router, state.router, admin.router, webhooks.router):
     app.include_router(router)
 
 

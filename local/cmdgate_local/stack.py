@@ -3,10 +3,12 @@ Lambda emulator, the API Gateway front, SQS pollers and schedules - all read fro
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import os
 import re
+import secrets
 import sys
 import threading
 import time
@@ -28,6 +30,7 @@ from cmdgate_local.template import REGION, Template, load_template
 
 log = logging.getLogger("cmdgate_local")
 READY_LINE = "cmdgate local stack ready on {url}"
+WEBHOOK_SOURCES_FILE = Path(__file__).with_name("webhooks.json")
 LOCAL_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
 
 
@@ -130,6 +133,13 @@ def _env_str(value: Any) -> str:
     return str(value)
 
 
+def local_webhook_secret(kind: str) -> str:
+    """A new signing secret in the form a sender of `kind` issues (Standard Webhooks: whsec_ + base64 of 32 bytes)."""
+    if kind == "standard":
+        return "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
+    return ("whsec_" if kind == "stripe" else "") + secrets.token_hex(24)
+
+
 def rate_seconds(expression: str) -> float | None:
     """Seconds between runs of a `rate(N unit)` expression; None for cron."""
     found = re.fullmatch(r"rate\((\d+)\s+(minute|minutes|hour|hours|day|days)\)", expression.strip())
@@ -173,6 +183,7 @@ class LocalStack:
             parameters["GitHubTokenSecretArn"] = self._session.client("secretsmanager").create_secret(
                 Name="cmdgate-local-github-token", SecretString="local-gist-token"
             )["ARN"]
+        self._provision_webhooks(parameters)
         self.parameters = parameters
         template = Template(load_template(cfg.root / "template.yaml"), parameters)
         provisioner = Provisioner(template, self._session)
@@ -265,6 +276,21 @@ class LocalStack:
         if self.build_dir is not None:
             build_snapshot.release(self.build_dir)
             self.build_dir = None
+
+    def _provision_webhooks(self, parameters: dict[str, str]) -> None:
+        """The local webhook sources (local/cmdgate_local/webhooks.json: each event starts the testing pack's
+        `count`) and their signing secrets, new random ones in a moto secret, unless the parameters name others."""
+        assert self._session is not None
+        if not parameters.get("WebhookSources"):
+            parameters["WebhookSources"] = json.dumps(
+                json.loads(WEBHOOK_SOURCES_FILE.read_text()), separators=(",", ":")
+            )
+        if not parameters.get("WebhookSecretsArn"):
+            kinds = {name: spec.get("kind", name) for name, spec in json.loads(parameters["WebhookSources"]).items()}
+            parameters["WebhookSecretsArn"] = self._session.client("secretsmanager").create_secret(
+                Name="cmdgate-local-webhook-secrets",
+                SecretString=json.dumps({name: local_webhook_secret(kind) for name, kind in kinds.items()}),
+            )["ARN"]
 
     def _seed_admin_key(self) -> None:
         """The deployment's bootstrap path, with the chosen key (CMDGATE_BOOTSTRAP_ADMIN_KEY) or a new one."""

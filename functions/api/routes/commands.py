@@ -24,7 +24,7 @@ from cmdgate.callbacks import parse_callback_url
 from cmdgate.http import http_response, json_response, prefers_async
 from cmdgate.idempotency import parse_idempotency_key, request_fingerprint, require_key_if_needed
 from cmdgate.pagination import decode_cursor, encode_cursor, parse_limit
-from routes.request import principal
+from routes.request import origin, principal
 from routes.services import services
 
 router = APIGatewayRouter()
@@ -70,7 +70,12 @@ def run_command(
         lambda: services().signing_secrets.has_secret(caller.principal_id),
     )
     prepared = service.prepare(
-        caller, name, event.decoded_body, prefer_async=prefers_async(prefer), callback_url=callback
+        caller,
+        name,
+        event.decoded_body,
+        prefer_async=prefers_async(prefer),
+        callback_url=callback,
+        origin=origin(router),
     )
     require_key_if_needed(key, prepared.spec.idempotency, name)
     if key is None:

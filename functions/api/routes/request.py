@@ -11,6 +11,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from cmdgate import errors
 from cmdgate.auth import Principal
+from cmdgate.executions.service import Origin
 
 
 def principal(router: APIGatewayRouter) -> Principal:
@@ -19,6 +20,12 @@ def principal(router: APIGatewayRouter) -> Principal:
     if found is None:
         raise errors.Unauthorized("No authenticated principal.")
     return found
+
+
+def origin(router: APIGatewayRouter) -> Origin:
+    """The request's id and source IP (API Gateway's), kept on the records the request creates."""
+    context = router.current_event.request_context
+    return Origin(request_id=context.request_id or None, source_ip=context.identity.source_ip or None)
 
 
 def remaining_s(router: APIGatewayRouter) -> float:

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from cmdgate.idempotency import IdempotentRequests
     from cmdgate.ratelimit.requests import RequestRateLimiter
     from cmdgate.state.service import StateService
+    from cmdgate.webhooks.receiver import WebhookReceiver
 
 
 class Services(Protocol):
@@ -41,6 +42,9 @@ class Services(Protocol):
 
     @property
     def signing_secrets(self) -> SigningSecrets: ...
+
+    @property
+    def webhooks(self) -> WebhookReceiver: ...
 
     def state_service(self, remaining_s: Callable[[], float] | None = None) -> StateService: ...
 

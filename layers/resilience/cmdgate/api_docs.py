@@ -73,6 +73,17 @@ class Accepted(BaseModel):
     status: Literal["queued"]
 
 
+class WebhookAccepted(BaseModel):
+    """A verified webhook delivery: the run it started (the same one for a redelivery), or why none."""
+
+    delivery_id: str
+    event: str
+    outcome: Literal["started", "unmapped", "refused"]
+    execution_id: str | None = Field(default=None, description="The run it started (`started`).")
+    status: str | None = Field(default=None, description="That run's status when answered (`started`).")
+    code: str | None = Field(default=None, description="Why the run was refused (`refused`).")
+
+
 class ExecutionErrorView(BaseModel):
     """Why an execution failed."""
 
@@ -223,6 +234,7 @@ RATE_LIMIT = {
 RETRY_AFTER = {"Retry-After": _field("Seconds to wait before retrying.", _INTEGER)}
 REPLAYED = {"Idempotent-Replayed": _field("`true` when this is the stored answer of an earlier request.")}
 LOCATION = {"Location": _field("Where to poll the execution: `/v1/executions/{id}`.", required=True)}
+WEBHOOK_LOCATION = {"Location": _field("The run a delivery started: `/v1/executions/{id}` (absent when none).")}
 ETAG = {"ETag": _field('The strong ETag of the version: `"<version>"`.', required=True)}
 STATE_VERSION = {"State-Version": _field("The version the answer describes.", _INTEGER, required=True)}
 STATE_METADATA = {
@@ -297,6 +309,9 @@ IDEMPOTENCY_KEY_PATTERN = r'^(?:[!#-~][!-~]{0,254}|"(?:[ !#-\[\]-~]|\\["\\]){1,2
 StateKey = Annotated[str, Path(json_schema_extra=schema({"type": "string", "pattern": f"^{KEY_PATTERN.pattern}$"}))]
 ExecutionId = Annotated[str, Path(json_schema_extra=schema({"type": "string", "pattern": ID_PATTERN}))]
 KeyId = Annotated[str, Path(json_schema_extra=schema({"type": "string", "pattern": ID_PATTERN}))]
+WebhookSourceName = Annotated[
+    str, Path(json_schema_extra=schema({"type": "string", "pattern": r"^[a-z0-9][a-z0-9_-]{0,63}$"}))
+]
 CommandName = Annotated[str, Path(json_schema_extra=schema({"type": "string", "pattern": COMMAND_NAME_PATTERN}))]
 
 
@@ -343,7 +358,7 @@ IfNoneMatchWrite = Annotated[str | None, _header("If-None-Match", _CREATE, {"typ
 _HELD = "ETags the caller holds: 304 if the current version is one of them."
 IfNoneMatchRead = Annotated[str | None, _header("If-None-Match", _HELD, {"type": "string"})]
 
-OPEN_PATHS = frozenset({"/v1/health", "/v1/openapi.json"})
+OPEN_PATHS = frozenset({"/v1/health", "/v1/openapi.json", "/v1/webhooks/{source}"})
 _JSON_VALUE: dict[str, Any] = {}  # any JSON value
 # Bodies the layer reads itself (cmdgate.http: the size limit before parsing, I-JSON, nesting), keyed by
 # operationId. Declaring them with Powertools' Body() would make Powertools parse them first.
@@ -362,6 +377,11 @@ REQUEST_BODIES: dict[str, dict[str, Any]] = {
         "required": True,
         "description": "An RFC 7396 merge patch.",
         "content": {MERGE_PATCH: {"schema": _JSON_VALUE}},
+    },
+    "receiveWebhook": {
+        "required": True,
+        "description": "The sender's payload, exactly as signed (a JSON object).",
+        "content": {"application/json": {"schema": {"type": "object"}}},
     },
     "restoreState": {
         "required": True,

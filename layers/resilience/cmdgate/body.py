@@ -29,6 +29,8 @@ from cmdgate.http import header, parse_json
 JSON_MEDIA_TYPE = "application/json"
 MERGE_PATCH = "application/merge-patch+json"
 STATE_VALUE_RESOURCE = "/v1/state/{key}"
+# Webhook deliveries are read raw by their route (cmdgate.webhooks): size, then signature, then JSON.
+WEBHOOK_RESOURCE = "/v1/webhooks/{source}"
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 
 
@@ -42,7 +44,7 @@ class BodyRule:
 
 def body_rule(method: str, resource: str, settings: Settings) -> BodyRule | None:
     """The rule of a route (by API Gateway resource), or None if it takes no body."""
-    if method not in BODY_METHODS:
+    if method not in BODY_METHODS or resource == WEBHOOK_RESOURCE:
         return None
     if resource == STATE_VALUE_RESOURCE:
         media_type = MERGE_PATCH if method == "PATCH" else JSON_MEDIA_TYPE
@@ -56,8 +58,8 @@ def check_body(event: Mapping[str, Any], settings: Settings) -> None:
     raw = event.get("body")
     if rule is None or not raw:
         return
-    _check_media_type(header(event.get("headers"), "Content-Type"), rule.media_type)
-    data = _body_bytes(str(raw), bool(event.get("isBase64Encoded")))
+    check_media_type(header(event.get("headers"), "Content-Type"), rule.media_type)
+    data = body_bytes(str(raw), bool(event.get("isBase64Encoded")))
     if len(data) > rule.max_bytes:
         raise errors.PayloadTooLarge(f"The request body is over {rule.max_bytes} bytes.")
     try:
@@ -83,7 +85,8 @@ def refuse_bad_body(event: Mapping[str, Any], settings: Settings) -> dict[str, A
     return None
 
 
-def _check_media_type(content_type: str | None, expected: str) -> None:
+def check_media_type(content_type: str | None, expected: str = JSON_MEDIA_TYPE) -> None:
+    """415 unless `content_type` is `expected` (UTF-8); no Content-Type passes as JSON."""
     if content_type is None and expected == JSON_MEDIA_TYPE:
         return
     media_type, *parameters = (content_type or "").split(";")
@@ -94,7 +97,8 @@ def _check_media_type(content_type: str | None, expected: str) -> None:
     raise errors.UnsupportedMediaType(f"This route takes {expected} (UTF-8).", headers=headers)
 
 
-def _body_bytes(raw: str, is_base64: bool) -> bytes:
+def body_bytes(raw: str, is_base64: bool) -> bytes:
+    """The bytes of a proxy event's body (400 for base64 that is not)."""
     if not is_base64:
         return raw.encode("utf-8", errors="surrogatepass")
     try:

@@ -9,6 +9,7 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from cmdgate.hosts import HostAllowlist
+from cmdgate.webhooks.config import WebhookSource, parse_webhook_sources
 
 # The template's AllowedValues for these parameters; a typo is a ValidationError when the settings are read.
 GistMode = Literal["write_behind", "write_through"]
@@ -93,11 +94,21 @@ class Settings(BaseSettings):
     # Command events (cmdgate.stats, cmdgate.followups).
     follow_up_max_depth: int = Field(default=5, ge=0, le=50)
     stats_mirror_interval_s: int = Field(default=10, ge=1, le=900)  # SQS DelaySeconds is at most 900
+    # Inbound webhooks (cmdgate.webhooks): WebhookSources (JSON), the secret holding their signing secrets,
+    # and their own body limit: what a synchronous Lambda invoke can carry (API Gateway answers 413 beyond).
+    webhook_sources: Annotated[dict[str, WebhookSource], NoDecode] = Field(default_factory=dict)
+    webhook_secrets_arn: str = ""
+    webhook_max_body_bytes: int = Field(default=6 * 1024 * 1024, ge=1)
 
     @field_validator("http_request_allowed_hosts", mode="before")
     @classmethod
     def _parse_allowed_hosts(cls, value: Any) -> Any:
         return HostAllowlist.parse(value) if isinstance(value, str | list | tuple) else value
+
+    @field_validator("webhook_sources", mode="before")
+    @classmethod
+    def _parse_webhook_sources(cls, value: Any) -> Any:
+        return parse_webhook_sources(value) if isinstance(value, str) else value
 
     @property
     def enabled_packs(self) -> tuple[str, ...]:

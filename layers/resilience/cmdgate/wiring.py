@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from cmdgate.state.store import StateStore
     from cmdgate.state.sync import GistSync
     from cmdgate.stats import CommandStats, StatsMirror
+    from cmdgate.webhooks.receiver import WebhookReceiver
 
 GIST_BREAKER = "gist"
 
@@ -250,6 +251,25 @@ class Services:
                 timeout_s=settings.callback_timeout_s,
             ),
         )
+
+    @cached_property
+    def webhooks(self) -> WebhookReceiver:
+        """Inbound webhook deliveries: the configured sources, their secrets (Secrets Manager, cached)."""
+        import json
+
+        from cmdgate.webhooks.deliveries import DeliveryLog
+        from cmdgate.webhooks.receiver import WebhookReceiver
+
+        settings = self.settings
+
+        def secrets() -> dict[str, Any]:
+            if not settings.webhook_secrets_arn:
+                return {}
+            value = json.loads(self.secret(settings.webhook_secrets_arn))
+            return value if isinstance(value, dict) else {}
+
+        log = DeliveryLog(self.clients.client("dynamodb"), settings.control_table, settings.execution_ttl_days * 86400)
+        return WebhookReceiver(settings.webhook_sources, secrets, self.executions, self.rate_limiter, log)
 
     def aws_client(self, service: str) -> Any:
         """A boto3 client for commands that call AWS themselves (counted like every other client)."""

@@ -14,6 +14,7 @@ import pytest
 from cmdgate_local.openapi_export import load_app
 from tests.unit.api.fakes import FakeServices
 
+SOURCE_IP = "198.51.100.7"
 ADMIN = {"principal_id": "key:admin", "permissions": json.dumps(["admin"]), "kind": "api_key", "key_id": "admin"}
 
 
@@ -74,6 +75,7 @@ class Api:
                 "requestId": "req-1",
                 "resourcePath": resource or path,
                 "httpMethod": method,
+                "identity": {"sourceIp": SOURCE_IP},
                 "authorizer": caller,
             },
             "body": base64.b64encode(body.encode()).decode() if base64_body and body is not None else body,

@@ -31,6 +31,9 @@ from cmdgate.ratelimit.store.memory import InMemoryRateLimitStore
 from cmdgate.state.errors import PreconditionFailed, PreconditionRequired, StateNotFound
 from cmdgate.state.model import Register, VersionEntry, digest_of, validate_key
 from cmdgate.state.service import Preconditions
+from cmdgate.webhooks.config import parse_webhook_sources
+from cmdgate.webhooks.deliveries import RecordedDelivery
+from cmdgate.webhooks.receiver import WebhookReceiver
 
 NOW = "2026-12-01T10:00:00+0000"
 
@@ -238,6 +241,35 @@ class MemorySigningSecrets:
         return CreatedSecret(principal_id, "s1", "whsec_" + "A" * 44, 1_700_000_000, previous)
 
 
+# GitHub's documented example secret; `push` runs echo with the payload's message, `issues` a command
+# the source may not run, and every other event is unmapped.
+WEBHOOK_SECRET = "It's a Secret to Everybody"
+WEBHOOK_SOURCES = parse_webhook_sources(
+    json.dumps(
+        {
+            "github": {
+                "permissions": ["commands.run:echo"],
+                "rate_limit": {"quota": 5, "window_s": 60},
+                "events": {
+                    "push": {"command": "echo", "params": {"message": "{{/payload/message}}"}},
+                    "issues": {"command": "transfer"},
+                },
+            }
+        }
+    )
+)
+
+
+class MemoryDeliveryLog:
+    """DeliveryLog on a dict: the first record of a delivery wins."""
+
+    def __init__(self) -> None:
+        self.records: dict[tuple[str, str], RecordedDelivery] = {}
+
+    def record(self, delivery: RecordedDelivery, origin: Any) -> RecordedDelivery:
+        return self.records.setdefault((delivery.source, delivery.delivery_id), delivery)
+
+
 class FakeServices:
     """What `routes.services.services()` hands the routers, all in memory."""
 
@@ -253,6 +285,15 @@ class FakeServices:
         self.api_keys: Any = MemoryKeys()
         self.checks = [Check("memory", lambda: None)]
         self.signing_secrets: Any = MemorySigningSecrets()
+        self.webhook_secrets: dict[str, Any] = {"github": [WEBHOOK_SECRET]}
+        self.deliveries = MemoryDeliveryLog()
+        self.webhooks = WebhookReceiver(
+            WEBHOOK_SOURCES,
+            lambda: self.webhook_secrets,
+            self.executions,
+            self.rate_limiter,
+            self.deliveries,  # type: ignore[arg-type]
+        )
 
     def state_service(self, remaining_s: Callable[[], float] | None = None) -> Any:
         self.states.remaining.append(remaining_s)

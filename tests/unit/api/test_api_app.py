@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tests.unit.api.conftest import Answer, Api, Context, principal
+from tests.unit.api.conftest import SOURCE_IP, Answer, Api, Context, principal
 
 
 def test_app_reads_as_a_table_of_contents() -> None:
@@ -85,6 +85,9 @@ def test_an_async_run_points_at_its_execution(api: Api) -> None:
         path_parameters={"execution_id": execution_id},
     )
     assert (polled.status, polled.json()["status"]) == (200, "queued")
+    record = api.services.execution_store.items[execution_id]
+    # Every run keeps who asked, which request and from where (the audit trail reads them off the record).
+    assert (record.principal_id, record.request_id, record.source_ip) == ("key:admin", "req-1", SOURCE_IP)
 
 
 @pytest.fixture

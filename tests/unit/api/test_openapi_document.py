@@ -19,6 +19,7 @@ def test_description_documents_problems_auth_and_idempotency() -> None:
     assert {p["name"].lower() for p in run["parameters"]} >= {"name", "idempotency-key", "prefer"}
     assert run["x-idempotency-retention-seconds"] == 86400
     assert document["paths"]["/v1/health"]["get"]["security"] == []
+    assert document["paths"]["/v1/webhooks/{source}"]["post"]["security"] == []  # the signature is the credential
     assert document["security"] == [{"bearer": []}]
     assert "422" not in document["paths"]["/v1/health"]["get"]["responses"]
 
@@ -42,6 +43,7 @@ OPERATION_IDS = {
     "rotateSigningSecret",
     "getHealth",
     "getAdminHealth",
+    "receiveWebhook",
 }
 
 

@@ -945,3 +945,52 @@ def test_a_running_attempt_renews_its_lease_and_stops_when_it_ends(h: Harness) -
     time.sleep(0.2)
     assert len(renewals) == beats  # no beat after the attempt ended
     assert not h.store.renew_lease(execution_id, 1, NOW + 10)  # a finished attempt has no lease to renew
+
+
+# -- start_once: one run per idempotency key (webhook deliveries) ------------------------------------
+
+
+def test_start_once_queues_one_run_and_answers_every_later_call_with_it(h: Harness) -> None:
+    from cmdgate.executions import Origin
+
+    prepared_times: list[int] = []
+
+    def prepare() -> Any:
+        prepared_times.append(1)
+        return h.service.prepare(ALICE, "greet", '{"name": "ada"}', True, origin=Origin("req-9", "203.0.113.5"))
+
+    first, created = h.service.start_once(ALICE, prepare, "a" * 32, "webhook:github:d-1")
+    assert (first.status_code, first.body, created) == (202, {"execution_id": "a" * 32, "status": "queued"}, True)
+    record = h.record("a" * 32)
+    assert (record.request_id, record.source_ip, record.idempotency_key) == (
+        "req-9",
+        "203.0.113.5",
+        "webhook:github:d-1",
+    )
+    h.service.process_message(h.message_for("a" * 32))
+    again, created = h.service.start_once(ALICE, prepare, "a" * 32, "webhook:github:d-1")
+    assert (again.status_code, again.body["status"], created) == (202, "succeeded", False)
+    assert len(prepared_times) == 1  # a later call prepares nothing (a changed mapping cannot refuse it)
+    assert h.runs == {"greet": 1}
+    assert h.queued_ids() == ["a" * 32]  # finished: no message sent again
+
+
+def test_start_once_losing_a_race_to_create_answers_the_winners_run(h: Harness) -> None:
+    def winner() -> Any:
+        return h.service.prepare(ALICE, "greet", '{"name": "first"}', True)
+
+    def loser() -> Any:
+        # Another delivery of the same key creates the record between this call's read and its create.
+        h.service.start_once(ALICE, winner, "b" * 32, "k")
+        return h.service.prepare(ALICE, "greet", '{"name": "second"}', True)
+
+    answer, created = h.service.start_once(ALICE, loser, "b" * 32, "k")
+    assert (answer.body["execution_id"], created) == ("b" * 32, False)
+    assert h.record("b" * 32).params == {"name": "first", "times": 1}
+    assert h.queued_ids() == ["b" * 32, "b" * 32]  # queued and unattempted: its message is sent again
+
+
+def test_start_once_refuses_a_sync_only_command(h: Harness) -> None:
+    with pytest.raises(errors.BadRequest):
+        h.service.start_once(ALICE, lambda: h.service.prepare(ALICE, "quick", None, True), "c" * 32, "k")
+    assert h.store.get("c" * 32) is None

@@ -85,6 +85,11 @@ class Execution(BaseModel):
     # A follow-up's parent execution and its place in the chain (cmdgate.followups).
     parent_execution_id: str | None = None
     chain_depth: int = 0
+    # Who asked, from where (the audit trail reads them off the record): the API request that created
+    # the run and its source IP, and the idempotency key it was created under (a webhook's delivery).
+    request_id: str | None = None
+    source_ip: str | None = None
+    idempotency_key: str | None = None
 
     @property
     def finished(self) -> bool:
@@ -159,6 +164,9 @@ class Execution(BaseModel):
             item["parent_execution_id"] = self.parent_execution_id
         if self.chain_depth:
             item["chain_depth"] = self.chain_depth
+        for name in ("request_id", "source_ip", "idempotency_key"):
+            if getattr(self, name) is not None:
+                item[name] = getattr(self, name)
         return item
 
     @classmethod
@@ -206,4 +214,7 @@ class Execution(BaseModel):
             else None,
             parent_execution_id=item.get("parent_execution_id"),
             chain_depth=int(item.get("chain_depth", 0)),
+            request_id=item.get("request_id"),
+            source_ip=item.get("source_ip"),
+            idempotency_key=item.get("idempotency_key"),
         )

@@ -75,6 +75,14 @@ class Submission:
 
 
 @dataclass(frozen=True)
+class Origin:
+    """Where a run was asked for, kept on its record: the API request's id and its source IP."""
+
+    request_id: str | None = None
+    source_ip: str | None = None
+
+
+@dataclass(frozen=True)
 class PreparedRun:
     """A request that passed every check made before a command starts."""
 
@@ -84,6 +92,7 @@ class PreparedRun:
     run_async: bool
     preference_applied: bool
     callback_url: str | None = None  # checked by cmdgate.callbacks.parse_callback_url
+    origin: Origin = Origin()
 
 
 class ExecutionService:
@@ -161,7 +170,13 @@ class ExecutionService:
         return self.start(principal, self.prepare(principal, name, body, prefer_async))
 
     def prepare(
-        self, principal: Principal, name: str, body: str | None, prefer_async: bool, callback_url: str | None = None
+        self,
+        principal: Principal,
+        name: str,
+        body: str | None,
+        prefer_async: bool,
+        callback_url: str | None = None,
+        origin: Origin | None = None,
     ) -> PreparedRun:
         """Every check made before a command starts or is queued (403, 404, 400, 422); raises ProblemError."""
         spec = self.resolve_command(principal, name)
@@ -173,16 +188,59 @@ class ExecutionService:
         authorize_command(principal, spec, params)  # the state keys its params name
         run_async = (prefer_async and "async" in spec.modes) or "sync" not in spec.modes
         return PreparedRun(
-            spec, params, raw, run_async, preference_applied=prefer_async and run_async, callback_url=callback_url
+            spec,
+            params,
+            raw,
+            run_async,
+            preference_applied=prefer_async and run_async,
+            callback_url=callback_url,
+            origin=origin or Origin(),
         )
 
     def start(self, principal: Principal, prepared: PreparedRun) -> Submission:
         """Run now (sync) or queue (async); a command's own failure is an answer, not an exception."""
+        execution = self._record(principal, prepared, uuid.uuid4().hex)
+        if prepared.run_async:
+            return self._enqueue(execution, preference_applied=prepared.preference_applied)
+        return self._run_sync(prepared.spec, execution, prepared.params)
+
+    def start_once(
+        self, principal: Principal, prepare: Callable[[], PreparedRun], execution_id: str, idempotency_key: str
+    ) -> tuple[Submission, bool]:
+        """Queue an async run under `execution_id` (derived from `idempotency_key` by the caller): the first
+        call prepares, creates and queues it, every later one answers the same execution (202) and runs
+        nothing again. Returns (answer, created). `prepare` runs only when no record exists yet.
+
+        A later call re-sends the message only while the run is queued and unattempted (the first call's
+        send may have been lost); a duplicate message finds the attempt taken or the run finished.
+        """
+        existing = self._store.get(execution_id)
+        if existing is None:
+            prepared = prepare()
+            if not prepared.run_async:
+                raise errors.BadRequest(f"Command {prepared.spec.name!r} does not run async.")
+            execution = self._record(principal, prepared, execution_id).model_copy(
+                update={"idempotency_key": idempotency_key}
+            )
+            try:
+                return self._enqueue(execution, preference_applied=False), True
+            except Exception as exc:
+                if not _is_condition_failure(exc):
+                    raise
+            existing = self._store.get(execution_id)  # a concurrent call created it first
+            if existing is None:
+                raise errors.DependencyUnavailable("The execution record could not be read.")
+        if existing.status == "queued" and existing.attempts == 0:
+            self._executions_queue.send({"execution_id": execution_id})
+        headers = {"Location": f"/v1/executions/{execution_id}"}
+        return Submission(202, {"execution_id": execution_id, "status": existing.status}, headers), False
+
+    def _record(self, principal: Principal, prepared: PreparedRun, execution_id: str) -> Execution:
+        """The new record of a prepared run (queued)."""
         spec, params, run_async = prepared.spec, prepared.params, prepared.run_async
-        execution_id = uuid.uuid4().hex
         # Secret params: sealed for the worker (async), redacted where nobody reads them again (sync).
         stored, sealed = self._secrets.seal(execution_id, params) if run_async else (redacted(params), None)
-        execution = Execution(
+        return Execution(
             execution_id=execution_id,
             command=spec.name,
             principal_id=principal.principal_id,
@@ -198,10 +256,9 @@ class ExecutionService:
             next_attempt_at=int(self._clock()) if run_async else None,
             retry_safe=spec.retry_safe,
             callback_url=prepared.callback_url,
+            request_id=prepared.origin.request_id,
+            source_ip=prepared.origin.source_ip,
         )
-        if run_async:
-            return self._enqueue(execution, preference_applied=prepared.preference_applied)
-        return self._run_sync(spec, execution, params)
 
     def get(self, principal: Principal, execution_id: str) -> Execution:
         """An execution its creator (or admin) may see; anyone else gets 404."""
