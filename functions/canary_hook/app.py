@@ -12,15 +12,15 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.config import Config
 
 from cmdgate import aws
-from cmdgate.canary import LambdaInvoker, SmokeTargets, SmokeTest, report_hook_status
-from cmdgate.canary.codedeploy import HookStatus
+from cmdgate.canary import LambdaInvoker, SmokeTargets, SmokeTest
 from cmdgate.canary.events import ApiTarget
+from cmdgate.canary.hook import handle_lifecycle_event
 from cmdgate.wiring import services
 
 logger = Logger()
 tracer = Tracer()
 metrics = Metrics()
-# A cold new version answers within seconds; one attempt, so a broken version fails fast.
+# A cold new version answers within seconds; one attempt per call (the smoke test retries whole checks).
 INVOKE_CONFIG = Config(retries={"mode": "standard", "max_attempts": 1}, connect_timeout=2, read_timeout=30)
 
 
@@ -35,23 +35,18 @@ def smoke_targets(environ: dict[str, str]) -> SmokeTargets:
     )
 
 
+def smoke_test() -> SmokeTest:
+    """The smoke test of the versions this hook was deployed with."""
+    invoker = LambdaInvoker(boto3.session.Session().client("lambda", config=INVOKE_CONFIG))
+    return SmokeTest(smoke_targets(dict(os.environ)), invoker, services().api_keys)
+
+
 @logger.inject_lambda_context
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    deployment_id = event.get("DeploymentId")
-    hook_execution_id = event.get("LifecycleEventHookExecutionId")
-    if not isinstance(deployment_id, str) or not isinstance(hook_execution_id, str):
-        # Nothing to report to: CodeDeploy always sends both, so this is no deployment's hook.
-        raise ValueError("not a CodeDeploy lifecycle event")
-    logger.set_correlation_id(deployment_id)
-    invoker = LambdaInvoker(boto3.session.Session().client("lambda", config=INVOKE_CONFIG))
-    try:
-        outcome = SmokeTest(smoke_targets(dict(os.environ)), invoker, services().api_keys).run().as_dict()
-    except Exception as exc:  # noqa: BLE001 - a smoke test that cannot run is a failed one, reported at once
-        outcome = {"ok": False, "checks": [], "error_class": type(exc).__name__}
-    status: HookStatus = "Succeeded" if outcome["ok"] else "Failed"
-    logger.info("pre-traffic smoke test", extra={"status": status, **outcome})
-    metrics.add_metric(name="CanarySmokeFailed", unit=MetricUnit.Count, value=0 if outcome["ok"] else 1)
-    report_hook_status(aws.client("codedeploy"), deployment_id, hook_execution_id, status)
-    return {"status": status, **outcome}
+    logger.set_correlation_id(event.get("DeploymentId") if isinstance(event, dict) else None)
+    answer = handle_lifecycle_event(event, lambda: smoke_test().run(), aws.client("codedeploy"))
+    logger.info("pre-traffic smoke test", extra=answer)
+    metrics.add_metric(name="CanarySmokeFailed", unit=MetricUnit.Count, value=0 if answer["ok"] else 1)
+    return answer

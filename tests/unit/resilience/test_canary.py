@@ -9,8 +9,9 @@ from typing import Any
 import pytest
 
 from cmdgate.auth import ApiKeyStore, AuthenticationFailed, authorize_request
-from cmdgate.canary import FunctionAnswer, SmokeTargets, SmokeTest
+from cmdgate.canary import FunctionAnswer, SmokeReport, SmokeTargets, SmokeTest
 from cmdgate.canary.events import ApiTarget, policy_allows
+from cmdgate.canary.hook import NotALifecycleEvent, handle_lifecycle_event
 
 API_ARN = "arn:aws:lambda:us-east-1:123456789012:function:cmdgate-ApiFunction:7"
 AUTHORIZER_ARN = "arn:aws:lambda:us-east-1:123456789012:function:cmdgate-AuthorizerFunction:4"
@@ -147,3 +148,45 @@ def test_a_policy_allows_only_what_it_names_and_a_deny_wins() -> None:
     assert not policy_allows({"policyDocument": {"Statement": [allow, deny]}}, arn)
     assert not policy_allows({"policyDocument": {"Statement": [allow]}}, TARGETS.api.method_arn("GET", "/v1/state/x"))
     assert not policy_allows(None, arn)
+
+
+class CodeDeploy:
+    def __init__(self) -> None:
+        self.reports: list[dict[str, str]] = []
+
+    def put_lifecycle_event_hook_execution_status(self, **fields: str) -> dict[str, str]:
+        self.reports.append(fields)
+        return {"lifecycleEventHookExecutionId": fields["lifecycleEventHookExecutionId"]}
+
+
+LIFECYCLE_EVENT = {"DeploymentId": "d-ABC123", "LifecycleEventHookExecutionId": "hook-1"}
+
+
+def test_the_verdict_is_reported_for_the_deployment(keys: ApiKeyStore) -> None:
+    codedeploy = CodeDeploy()
+    smoke = SmokeTest(TARGETS, Versions(keys, good_api), keys, sleep=lambda _: None)
+    answer = handle_lifecycle_event(LIFECYCLE_EVENT, smoke.run, codedeploy)
+    assert codedeploy.reports == [
+        {"deploymentId": "d-ABC123", "lifecycleEventHookExecutionId": "hook-1", "status": "Succeeded"}
+    ]
+    assert answer["status"] == "Succeeded" and answer["deployment_id"] == "d-ABC123"
+
+
+def test_a_smoke_test_that_cannot_run_is_reported_failed_at_once() -> None:
+    def unreachable_key_store() -> SmokeReport:
+        raise ConnectionError("dynamodb unreachable")
+
+    codedeploy = CodeDeploy()
+    answer = handle_lifecycle_event(LIFECYCLE_EVENT, unreachable_key_store, codedeploy)
+    assert [r["status"] for r in codedeploy.reports] == ["Failed"]
+    assert answer["error_class"] == "ConnectionError" and not answer["ok"]
+
+
+@pytest.mark.parametrize(
+    "event", [{}, {"DeploymentId": "d-1"}, {"DeploymentId": 1, "LifecycleEventHookExecutionId": "h"}, []]
+)
+def test_an_event_that_names_no_deployment_reports_nothing(event: Any) -> None:
+    codedeploy = CodeDeploy()
+    with pytest.raises(NotALifecycleEvent):
+        handle_lifecycle_event(event, lambda: pytest.fail("no smoke test without a deployment"), codedeploy)
+    assert codedeploy.reports == []
