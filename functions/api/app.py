@@ -23,7 +23,7 @@ from cmdgate.http import parse_json, problem_response, with_request_id
 from cmdgate.ratelimit import RateLimited
 from routes import admin, commands, executions, health, state, webhooks
 from routes.problems import handle_not_found, handle_problem, handle_request_validation, handle_unexpected
-from routes.request import report_handler_latency, take_waited
+from routes.request import record_refusal, report_handler_latency, take_waited
 from routes.services import services
 
 logger, tracer, metrics = Logger(), Tracer(), Metrics()  # one Logger and Metrics per function: shared state
@@ -50,7 +50,7 @@ def rate_limit(app: APIGatewayRestResolver, next_middleware: NextMiddleware) -> 
     try:
         decision = limiter.admit(principal, own)
     except RateLimited as refused:
-        limiter.record(principal, refused.status)
+        record_refusal(limiter, principal, refused.status)
         return problem_response(refused, app.current_event.request_context.request_id)
     try:
         response = next_middleware(app)
@@ -93,8 +93,8 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     aws.take_call_counts()
     take_waited()  # a request whose wait was counted but never reported must not shorten this one
     response = refuse_bad_body(event, services().settings) or app.resolve(event, context)
-    report_handler_latency(started, context)
+    resource = f"{event.get('httpMethod')} {event.get('resource')}"  # the template's route, never a raw path
+    report_handler_latency(started, context, route=resource)
     takes, retried = services().rate_limiter.take_counts()  # this environment's totals so far
-    resource = f"{event.get('httpMethod')} {event.get('resource')}"
     aws.report_calls(logger, metrics, resource, rate_limit_takes=takes, rate_limit_retried_takes=retried)
     return with_request_id(response, (event.get("requestContext") or {}).get("requestId") or "")

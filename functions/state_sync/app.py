@@ -47,6 +47,10 @@ def record_handler(record: SQSRecord) -> None:
     if outcome.gist_writes:
         metrics.add_metric(name="GistWrites", unit="Count", value=outcome.gist_writes)
         metrics.add_metric(name="GistFilesWritten", unit="Count", value=outcome.files_written)
+    if outcome.lag_s is not None:
+        metrics.add_metric(name="GistSyncLag", unit="Seconds", value=round(outcome.lag_s, 3))
+    if outcome.budget_left is not None:
+        metrics.add_metric(name="GistWriteBudgetLeft", unit="Count", value=outcome.budget_left)
 
 
 @logger.inject_lambda_context

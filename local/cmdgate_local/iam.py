@@ -19,7 +19,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from cmdgate_local.template import Template
+from cmdgate_local.template import ACCOUNT_ID, REGION, STACK_NAME, Template
 
 SAM_POLICY_TEMPLATES: dict[str, tuple[tuple[str, ...], str]] = {
     "DynamoDBCrudPolicy": (
@@ -122,6 +122,8 @@ def _referenced(value: Any) -> str:
         found = _SUB_ARN.fullmatch(value["Fn::Sub"])  # "${Table.Arn}/index/name": the table, coarsely
         if found:
             return found.group(1)
+        if isinstance(value.get("Fn::Sub"), str) and value["Fn::Sub"].startswith("arn:"):
+            return str(value["Fn::Sub"])  # an ARN pattern, matched with its wildcards
     if value == "*":
         return "*"
     raise UnknownPolicy(f"resource {value!r} is neither a !Ref, a !GetAtt, a !Sub of an Arn nor '*'")
@@ -162,8 +164,13 @@ def identifiers(
     for name in names:
         if name == "*":
             continue
-        if name in physical:
+        if name.startswith("arn:"):
+            found[name] = frozenset({_arn_pattern(name, physical)})
+        elif name in physical:
             found[name] = frozenset(str(v) for v in physical[name].values())
+        elif name.partition(".")[2] in physical.get(name.partition(".")[0], {}):
+            logical_id, _, attribute = name.partition(".")  # `!Ref Function.Version`: that one ARN
+            found[name] = frozenset({str(physical[logical_id][attribute])})
         elif name in template.data.get("Parameters", {}):
             found[name] = frozenset({template.parameter(name)})
         else:
@@ -198,8 +205,23 @@ def check(
     return refused, unused
 
 
+def _arn_pattern(template_text: str, physical: Mapping[str, Mapping[str, str]]) -> str:
+    """A `!Sub` ARN with pseudo parameters and resources filled in; a resource SAM generates (not in
+    the template, e.g. ServerlessDeploymentApplication) gets the local stack's default name."""
+    pseudo = {"AWS::Partition": "aws", "AWS::Region": REGION, "AWS::AccountId": ACCOUNT_ID}
+
+    def fill(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name in pseudo:
+            return pseudo[name]
+        return str(physical[name]["Ref"]) if name in physical else f"{STACK_NAME}-{name}"
+
+    return re.sub(r"\$\{([\w:]+)\}", fill, template_text)
+
+
 def _covers(grant: Grant, ids: Mapping[str, frozenset[str]], resources: tuple[str, ...]) -> bool:
     if "*" in grant.resources:
         return True
     allowed = frozenset().union(*(ids.get(r, frozenset()) for r in grant.resources))
-    return all(resource in allowed for resource in resources)
+    patterns = [a for a in allowed if "*" in a]
+    return all(resource in allowed or any(fnmatch.fnmatchcase(resource, p) for p in patterns) for resource in resources)

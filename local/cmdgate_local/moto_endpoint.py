@@ -188,6 +188,11 @@ class CallRecorder:
         with self._lock:
             self._calls.update(calls)
 
+    def record(self, call: AwsCall) -> None:
+        """Count one call seen elsewhere (a stand-in for a service moto lacks)."""
+        with self._lock:
+            self._calls[call] += 1
+
     def calls(self) -> list[dict[str, Any]]:
         """Every kind of call seen, with its count."""
         with self._lock:

@@ -62,7 +62,9 @@ class Provisioner:
             return pseudo[name]
         if name in self._template.data.get("Parameters", {}):
             return self._template.parameter(name)
-        return self.physical(name.split(".", 1)[0])["Ref"]
+        logical_id, _, attribute = name.partition(".")
+        # `!Ref Function.Version` / `.Alias`: SAM's qualified ARNs of AutoPublishAlias functions.
+        return self.physical(logical_id)[attribute or "Ref"]
 
     def _get_att(self, logical_id: str, attribute: str) -> str:
         attributes = self.physical(logical_id)
@@ -171,7 +173,8 @@ class Provisioner:
 
     def _create_AWS_Serverless_Function(self, logical_id: str, props: dict[str, Any]) -> dict[str, str]:
         name = f"{STACK_NAME}-{logical_id}"
-        return {"Ref": name, "Arn": f"arn:aws:lambda:{REGION}:{ACCOUNT_ID}:function:{name}"}
+        arn = f"arn:aws:lambda:{REGION}:{ACCOUNT_ID}:function:{name}"
+        return {"Ref": name, "Arn": arn, "Version": f"{arn}:1", "Alias": f"{arn}:live"}
 
     def _create_AWS_Serverless_LayerVersion(self, logical_id: str, props: dict[str, Any]) -> dict[str, str]:
         return {"Ref": f"arn:aws:lambda:{REGION}:{ACCOUNT_ID}:layer:{STACK_NAME}-{logical_id}:1"}

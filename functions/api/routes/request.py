@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import time
 
+from aws_lambda_powertools import Metrics
 from aws_lambda_powertools.event_handler.router import APIGatewayRouter
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
 from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -12,6 +13,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from cmdgate import errors
 from cmdgate.auth import Principal
 from cmdgate.executions.service import Origin
+from cmdgate.ratelimit.requests import RequestRateLimiter
 
 
 def principal(router: APIGatewayRouter) -> Principal:
@@ -47,11 +49,18 @@ def take_waited() -> float:
     return waited
 
 
-def report_handler_latency(started: float, context: LambdaContext) -> float:
+def record_refusal(limiter: RequestRateLimiter, caller: Principal, status: int) -> None:
+    """A request the rate limiter refused: recorded in the caller's outcome window and counted (EMF)."""
+    limiter.record(caller, status)
+    Metrics().add_metric(name="RateLimitRefused", unit=MetricUnit.Count, value=1)
+
+
+def report_handler_latency(started: float, context: LambdaContext, route: str | None = None) -> float:
     """Emit `HandlerLatency` (EMF, ms): the request's time since `started` without its wait (a long poll).
 
     The canary's p95 alarm watches it instead of Lambda's Duration, which would count `?wait=` as slowness;
-    it carries the executed version, so the alarm sees the new version only.
+    it carries the executed version, so the alarm sees the new version only. `RouteLatency` is the
+    same figure per route (`METHOD /resource`), for the dashboard's percentiles.
     """
     own_ms = round(max(0.0, (time.monotonic() - started - take_waited()) * 1000), 1)
     # The alarm names exactly these two dimensions (template.yaml ApiCanaryDurationAlarm).
@@ -63,4 +72,12 @@ def report_handler_latency(started: float, context: LambdaContext) -> float:
         name="HandlerLatency", unit=MetricUnit.Milliseconds, value=own_ms, default_dimensions=dimensions
     ):
         pass
+    if route is not None:
+        with single_metric(
+            name="RouteLatency",
+            unit=MetricUnit.Milliseconds,
+            value=own_ms,
+            default_dimensions={"route": route, "service": dimensions["service"]},
+        ):
+            pass
     return own_ms

@@ -346,3 +346,27 @@ def test_handler_latency_leaves_out_a_long_polls_wait(api: Api, capsys: pytest.C
     assert emf["ExecutedVersion"] == "7"
     assert ["ExecutedVersion", "service"] in emf["_aws"]["CloudWatchMetrics"][0]["Dimensions"]
     assert report_handler_latency(time.monotonic(), SimpleNamespace(function_version="7")) < 150  # type: ignore[arg-type]
+
+
+def emf_lines(out: str) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in out.splitlines() if line.startswith('{"_aws"')]
+
+
+def test_a_rate_limit_refusal_is_counted(api: Api, capsys: pytest.CaptureFixture[str]) -> None:
+    from routes import services as seam
+    from tests.unit.api.fakes import FakeServices
+
+    seam.use(FakeServices(quota=1))
+    assert api.call("GET", "/v1/commands").status == 200
+    assert not any("RateLimitRefused" in emf for emf in emf_lines(capsys.readouterr().out))
+    assert api.call("GET", "/v1/commands").status == 429
+    assert [emf["RateLimitRefused"] for emf in emf_lines(capsys.readouterr().out) if "RateLimitRefused" in emf] == [
+        [1.0]
+    ]
+
+
+def test_each_request_reports_its_latency_per_route(api: Api, capsys: pytest.CaptureFixture[str]) -> None:
+    assert api.call("GET", "/v1/commands").status == 200
+    route = [emf for emf in emf_lines(capsys.readouterr().out) if "RouteLatency" in emf]
+    assert len(route) == 1 and route[0]["route"] == "GET /v1/commands"
+    assert route[0]["_aws"]["CloudWatchMetrics"][0]["Dimensions"] == [["route", "service"]]

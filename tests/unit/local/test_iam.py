@@ -85,3 +85,40 @@ def test_every_template_policy_is_in_the_table(template: Template) -> None:
     for function_id in template.functions():
         function_grants(template, function_id)  # raises UnknownPolicy otherwise
     assert "DynamoDBCrudPolicy" in SAM_POLICY_TEMPLATES
+
+
+HOOK_PHYSICAL = {
+    **PHYSICAL,
+    "ApiFunction": {
+        "Ref": "cmdgate-local-ApiFunction",
+        "Arn": "arn:aws:lambda:us-east-1:123456789012:function:cmdgate-local-ApiFunction",
+        "Version": "arn:aws:lambda:us-east-1:123456789012:function:cmdgate-local-ApiFunction:1",
+        "Alias": "arn:aws:lambda:us-east-1:123456789012:function:cmdgate-local-ApiFunction:live",
+    },
+}
+GROUP = "arn:aws:codedeploy:us-east-1:123456789012:deploymentgroup:cmdgate-local-ServerlessDeploymentApplication"
+
+
+def hook_call(action: str, resource: str) -> dict[str, Any]:
+    return {"action": action, "resources": [resource]}
+
+
+def test_the_hook_may_invoke_the_new_version_but_not_the_alias(template: Template) -> None:
+    version, alias = HOOK_PHYSICAL["ApiFunction"]["Version"], HOOK_PHYSICAL["ApiFunction"]["Alias"]
+    calls = {"PreTrafficHookFunction": [hook_call("lambda:InvokeFunction", r) for r in (version, alias)]}
+    refused, _ = check(template, HOOK_PHYSICAL, calls)
+    assert [(f.action, f.resources) for f in refused] == [("lambda:InvokeFunction", (alias,))]
+
+
+def test_the_hook_reports_to_this_applications_deployment_groups_only(template: Template) -> None:
+    action = "codedeploy:PutLifecycleEventHookExecutionStatus"
+    ours, theirs = f"{GROUP}/ApiFunction", GROUP.replace("cmdgate-local", "other") + "/ApiFunction"
+    refused, _ = check(
+        template, HOOK_PHYSICAL, {"PreTrafficHookFunction": [hook_call(action, r) for r in (ours, theirs)]}
+    )
+    assert [f.resources for f in refused] == [(theirs,)]
+
+
+def test_the_hooks_key_grants_cannot_read_or_scan_keys(template: Template) -> None:
+    grants = function_grants(template, "PreTrafficHookFunction")
+    assert not {"dynamodb:GetItem", "dynamodb:Scan", "dynamodb:DeleteItem"} & actions(grants)

@@ -180,3 +180,15 @@ def test_unknown_references_fail_loudly(session: boto3.session.Session, template
 def test_sub_escape_renders_a_literal(session: boto3.session.Session, template_data: dict[str, Any]) -> None:
     p = make(session, template_data)
     assert p.resolve({"Fn::Sub": "${!Literal}-${AWS::Region}"}) == f"${{Literal}}-{REGION}"
+
+
+def test_function_versions_and_aliases_resolve_to_qualified_arns(
+    session: boto3.session.Session, template_data: dict[str, Any]
+) -> None:
+    p = make(session, template_data)
+    arn = f"arn:aws:lambda:{REGION}:{ACCOUNT_ID}:function:{STACK_NAME}-ApiFunction"
+    assert p.resolve({"Ref": "ApiFunction.Version"}) == f"{arn}:1"
+    assert p.resolve({"Ref": "ApiFunction.Alias"}) == f"{arn}:live"
+    assert p.resolve({"Ref": "ApiFunction"}) == f"{STACK_NAME}-ApiFunction"
+    hook = p.resolve(Template(template_data).functions()["PreTrafficHookFunction"].environment)
+    assert hook["API_FUNCTION_VERSION_ARN"] == f"{arn}:1"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import boto3
@@ -369,3 +370,14 @@ def test_an_alert_that_fails_never_fails_the_guarded_call(clock):
     trip(b)  # each call raises Boom, never RuntimeError
     with pytest.raises(CircuitOpen):
         b.call(ok)
+
+
+def test_each_applied_move_is_counted_by_state(clock, capsys):
+    from cmdgate.breaker.alerting import AlertingBreakerStore
+
+    first = breaker(AlertingBreakerStore(InMemoryBreakerStore(), lambda name: None), clock)
+    trip(first)
+    clock.now += 31  # half-open: a probe that succeeds closes it
+    assert first.call(ok) == "ok"
+    emitted = [json.loads(line) for line in capsys.readouterr().out.splitlines() if "BreakerStateChanges" in line]
+    assert [(e["state"], e["BreakerStateChanges"]) for e in emitted] == [("open", [1.0]), ("closed", [1.0])]

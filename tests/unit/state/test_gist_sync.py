@@ -280,6 +280,21 @@ def test_an_exhausted_budget_refuses_before_writing_and_says_when(env: Env) -> N
     assert register is not None and register.synced_version == 1  # not marked
 
 
+def test_a_write_reports_how_old_its_oldest_write_was_and_the_budget_left(env: Env) -> None:
+    bucket = TokenBucket(InMemoryRateLimitStore(), clock=env.time)
+    budget = GistWriteBudget(bucket, "tok", (RateLimitPolicy(10, 60), RateLimitPolicy(5, 3600)))
+    sync = env.sync(budget, linger_s=10)
+    env.write("lag.a", 1)
+    env.time.now += 4
+    env.write("lag.b", 1)
+    env.time.now += 8
+    outcome = sync.sync("lag.a")  # due by lag.a's write, 12 s old; lag.b rides along
+    assert (outcome.gist_writes, outcome.files_written) == (1, 2) and outcome.lag_s == pytest.approx(12)
+    assert outcome.budget_left == 4  # the hourly window is the tighter one
+    idle = sync.sync("lag.b")  # already carried: nothing written, no lag to report
+    assert (idle.written_version, idle.lag_s) == (None, None)
+
+
 def test_a_refusal_by_one_limit_spends_nothing_of_the_others() -> None:
     now = [1_700_000_000.0]
     bucket = TokenBucket(InMemoryRateLimitStore(), clock=lambda: now[0])

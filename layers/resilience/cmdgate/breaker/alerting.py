@@ -3,14 +3,17 @@
 Every transition is a compare-and-set on the shared record, so of all the instances that see a
 breaker trip, one applies the move to `open`; only that one alerts (`breaker_open`, the breaker's
 name as the id), and the alerts' own window keeps a flapping breaker to one alert per window.
-An alert that cannot be sent is logged, never raised into the call the breaker guards.
+An alert that cannot be sent is logged, never raised into the call the breaker guards. Every
+applied move is also counted (EMF `BreakerStateChanges`, by `state`).
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterable, Mapping
 
-from aws_lambda_powertools import Logger
+from aws_lambda_powertools import Logger, single_metric
+from aws_lambda_powertools.metrics import MetricUnit
 
 from cmdgate.breaker.store.base import BreakerRecord, BreakerStore, BucketKey, Counts, StoredState
 
@@ -45,6 +48,12 @@ class AlertingBreakerStore(BreakerStore):
         applied, record = self._store.transition(
             name, version=version, state=state, opened_until=opened_until, drop=drop, now=now
         )
+        if applied:
+            # One count per move (open or closed), by the instance that applied it; the breaker's name
+            # stays out of the dimensions (http.request breakers are per host: unbounded).
+            namespace = os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "cmdgate")
+            with single_metric("BreakerStateChanges", MetricUnit.Count, 1, namespace=namespace) as metric:
+                metric.add_dimension(name="state", value=state)
         if applied and state == "open":
             try:
                 self._alert(name)

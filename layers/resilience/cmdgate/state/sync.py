@@ -69,12 +69,14 @@ class GistWriteBudget:
         self._bucket = bucket
         self._token_id = token_id
         self._policies = policies
+        self.remaining: int | None = None  # writes left in the tightest window after the last take
 
     def take(self) -> None:
         """Spend one write, or raise GistBudgetExhausted with the wait in Retry-After."""
         # Every limit in one item and one conditional write: a refusal by one spends nothing of the others.
         limits = [(f"{policy.window_s}s", policy) for policy in self._policies]
         verdict = self._bucket.take_all(f"gist:{self._token_id}", "writes", limits)
+        self.remaining = min(decision.remaining for decision in verdict.decisions)
         if not verdict.allowed:
             refused = verdict.refused[0].policy
             raise GistBudgetExhausted(
@@ -92,6 +94,8 @@ class SyncOutcome:
     revision: str | None = None
     gist_writes: int = 0
     files_written: int = 0
+    lag_s: float | None = None  # how old the gist's oldest unsynced write was when it was written
+    budget_left: int | None = None  # gist writes left in the token's tightest window
 
 
 class SyncDeferred(Exception):
@@ -197,7 +201,9 @@ class GistSync:
                 written, revision = carried.versions.get(key), carried.revision
         if written is None and self._store_behind(key):
             raise SyncDeferred(key, 1.0)
-        return SyncOutcome(key, written, revision, writes, files)
+        lag_s = max(0.0, self._clock() - mine.oldest) if written is not None and mine.oldest > 0 else None
+        budget_left = self._budget.remaining if self._budget is not None else None
+        return SyncOutcome(key, written, revision, writes, files, lag_s, budget_left)
 
     def _lingering(self, target: _Target) -> float:
         """Seconds until the target's oldest unsynced write is `linger_s` old (<= 0: write it now)."""
