@@ -188,7 +188,10 @@ class ApiGateway:
                 result = self._invoke(self._authorizer["function_id"], event)
             except (InvocationTimeout, Throttled, TimeoutError):
                 return self._gateway_response("AUTHORIZER_FAILURE", context, "Authorizer failed")
-            answer = result.json() if result.payload else None
+            try:
+                answer = result.json() if result.payload else None
+            except ValueError:  # e.g. the emulator's own text when an init outlived the timeout
+                return self._gateway_response("AUTHORIZER_FAILURE", context, "Authorizer failed")
             if result.function_error:
                 if isinstance(answer, dict) and answer.get("errorMessage") == "Unauthorized":
                     return self._gateway_response("UNAUTHORIZED", context, "Unauthorized")

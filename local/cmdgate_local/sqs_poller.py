@@ -56,7 +56,10 @@ def messages_to_delete(messages: list[dict[str, Any]], result: InvokeResult, par
         return []
     if not partial:
         return messages
-    answer = result.json()
+    try:
+        answer = result.json()
+    except ValueError:
+        return []  # an answer that is not JSON fails the whole batch, as in AWS
     failures = answer.get("batchItemFailures") if isinstance(answer, dict) else None
     if failures is None:
         return messages

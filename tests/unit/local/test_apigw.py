@@ -55,6 +55,8 @@ class FakeLambda:
                 raise self.authorizer_error
             token = event["headers"].get("Authorization", "").removeprefix("Bearer ")
             principal = TOKENS.get(token)
+            if token == "not-json":
+                return InvokeResult(b"Task timed out after 5.00 seconds", False, 1.0, True, 0)
             if token == "crash":
                 return result({"errorType": "KeyError", "errorMessage": "'x'"}, function_error=True)
             if principal is None:
@@ -315,6 +317,14 @@ def test_an_authorizer_that_crashes_is_a_5xx_not_a_401(gw: Gateway) -> None:
 def test_the_problem_status_matches_the_http_status_for_an_authorizer_failure(gw: Gateway) -> None:
     response = gw.call("GET", "/v1/commands", "crash")
     assert problem(response)["status"] == response.status_code
+
+
+def test_an_authorizer_answer_that_is_not_json_is_an_authorizer_failure(gw: Gateway) -> None:
+    # The emulator answers plain text when a cold start outlives the function's timeout.
+    response = gw.call("GET", "/v1/commands", "not-json")
+    assert response.status_code == 500
+    assert problem(response)["status"] == 500
+    assert gw.fake.called("ApiFunction") == []
 
 
 def test_an_authorizer_timeout_is_a_5xx(gw: Gateway) -> None:

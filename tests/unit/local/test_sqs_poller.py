@@ -74,6 +74,11 @@ def test_malformed_batch_item_failures_fail_the_whole_batch(failures: Any) -> No
     assert messages_to_delete(MESSAGES, result, partial=True) == []
 
 
+def test_an_answer_that_is_not_json_fails_the_whole_batch() -> None:
+    result = InvokeResult(b"Task timed out after 5.00 seconds", False, 1.0, True, 0)
+    assert messages_to_delete(MESSAGES, result, partial=True) == []
+
+
 def test_sqs_event_shape() -> None:
     message = {
         "MessageId": "m1",
