@@ -83,10 +83,13 @@ def main(argv: list[str] | None = None) -> int:
         names = [f"{prefix}{i % args.namespaces}.k{i}" for i in range(args.keys)]
         rss_start = rss_of(pid)
         statuses: dict[int, int] = {}
+        failures: list[str] = []
 
         def put(name: str) -> None:
-            status = client.put(f"/v1/state/{name}", json={"n": 1}, headers=CREATE).status_code
-            statuses[status] = statuses.get(status, 0) + 1
+            response = client.put(f"/v1/state/{name}", json={"n": 1}, headers=CREATE)
+            statuses[response.status_code] = statuses.get(response.status_code, 0) + 1
+            if response.status_code >= 500 and len(failures) < 3:
+                failures.append(response.text[:300])
 
         began = time.monotonic()
         with ThreadPoolExecutor(max_workers=8) as pool:
@@ -105,6 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     figures = {
         "keys": args.keys,
         "puts": statuses,
+        "failures": failures,
         "write_s": round(write_s, 1),
         "settle_s": round(settle_s, 1),
         "dirty_left": dirty,

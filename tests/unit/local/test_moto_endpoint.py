@@ -10,7 +10,15 @@ from typing import Any
 import pytest
 from werkzeug.test import Client
 
-from cmdgate_local.moto_endpoint import CALLS_PATH, CallRecorder, recording, serialized
+from cmdgate_local.moto_endpoint import (
+    CALLS_PATH,
+    LOCK_TIME_PATH,
+    MEMORY_PATH,
+    CallRecorder,
+    LockTimes,
+    recording,
+    serialized,
+)
 
 # A bounded wait for something that must NOT happen; everything that must happen is awaited on an Event.
 NEGATIVE_WAIT_S = 0.2
@@ -196,3 +204,35 @@ def test_a_transaction_is_recorded_as_the_actions_iam_checks_for_its_parts() -> 
         ("dynamodb:PutItem", ("control",)),
         ("dynamodb:UpdateItem", ("control",)),
     ]
+
+
+# -- lock time per action, memory ---------------------------------------------------------------------------
+
+
+def test_lock_time_is_counted_per_action_and_served() -> None:
+    times = LockTimes()
+    held = threading.Event()
+
+    def slow(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        held.wait(0.05)  # bounded: the time inside the lock the report must show
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"ok"]
+
+    client = Client(recording(serialized(slow, times), CallRecorder(), times))
+    for _ in range(2):
+        client.post("/", headers={"X-Amz-Target": "DynamoDB_20120810.TransactWriteItems"})
+    client.post("/?Action=Publish")
+    client.post("/", headers={"X-Amz-Target": "AmazonSQS.ReceiveMessage"})  # unlocked: not counted
+    report = json.loads(client.get(LOCK_TIME_PATH).get_data())
+    by_action = {entry["action"]: entry for entry in report["actions"]}
+    assert set(by_action) == {"DynamoDB_20120810.TransactWriteItems", "Publish"}
+    assert by_action["DynamoDB_20120810.TransactWriteItems"]["calls"] == 2
+    assert by_action["DynamoDB_20120810.TransactWriteItems"]["held_s"] >= 0.09
+    assert report["actions"][0]["action"] == "DynamoDB_20120810.TransactWriteItems"
+    assert report["calls"] == 3
+
+
+def test_memory_route_reports_rss() -> None:
+    answer = json.loads(Client(recording(EchoApp(), CallRecorder())).get(MEMORY_PATH).get_data())
+    assert answer["rss_bytes"] > 0
+    assert answer["tracing"] is False
