@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import re
 import threading
 import time
@@ -22,8 +23,10 @@ from typing import Any
 from werkzeug.serving import BaseWSGIServer, make_server
 from werkzeug.wrappers import Request, Response
 
-from cmdgate_local.lambda_runtime import InvocationTimeout, InvokeResult, PayloadTooLarge, Throttled
+from cmdgate_local.lambda_runtime import EnvironmentFailed, InvocationTimeout, InvokeResult, PayloadTooLarge, Throttled
 from cmdgate_local.template import ACCOUNT_ID, REGION, ApiRoute
+
+log = logging.getLogger(__name__)
 
 API_ID = "local"
 INTEGRATION_TIMEOUT_S = 29.0
@@ -110,7 +113,11 @@ class ApiGateway:
     # -- WSGI ---------------------------------------------------------------
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
         request = Request(environ)
-        response = self.handle(request)
+        try:
+            response = self.handle(request)
+        except Exception:  # a bug of the front itself: still a gateway answer, never werkzeug's HTML page
+            log.exception("the API front failed on %s %s", request.method, request.path)
+            response = self._gateway_response("DEFAULT_5XX", {"requestId": str(uuid.uuid4())}, "Internal server error")
         return response(environ, start_response)
 
     def handle(self, request: Request) -> Response:
@@ -139,6 +146,8 @@ class ApiGateway:
             return self._gateway_response("INTEGRATION_TIMEOUT", context, "Endpoint request timed out")
         except Throttled:
             return self._gateway_response("THROTTLED", context, "Too Many Requests")
+        except EnvironmentFailed:
+            return self._gateway_response("BAD_GATEWAY", context, "Internal server error")
         except PayloadTooLarge:
             # Between Lambda's 6 MB and API Gateway's 10 MB, REST APIs are reported to answer
             # 413 {"message": "Request Too Long"}: the REQUEST_TOO_LARGE gateway response.
@@ -186,7 +195,7 @@ class ApiGateway:
             }
             try:
                 result = self._invoke(self._authorizer["function_id"], event)
-            except (InvocationTimeout, Throttled, TimeoutError):
+            except (InvocationTimeout, Throttled, TimeoutError, EnvironmentFailed):
                 return self._gateway_response("AUTHORIZER_FAILURE", context, "Authorizer failed")
             try:
                 answer = result.json() if result.payload else None

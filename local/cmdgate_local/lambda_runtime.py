@@ -76,6 +76,10 @@ class InvocationTimeout(Exception):
     """The emulator did not answer in time."""
 
 
+class EnvironmentFailed(Exception):
+    """The emulator dropped the connection or could not be reached: Lambda would report a service error."""
+
+
 class Throttled(Exception):
     """Every environment stayed busy: Lambda would throttle."""
 
@@ -172,6 +176,8 @@ class ExecutionEnvironment:
             response = self._client.post(f"http://127.0.0.1:{self._port}{INVOKE_PATH}", content=payload)
         except httpx.TimeoutException as exc:
             raise InvocationTimeout(f"{self.runtime.name} did not answer") from exc
+        except httpx.TransportError as exc:
+            raise EnvironmentFailed(f"{self.runtime.name}#{self.index}: {exc!r}") from exc
         self.invocations += 1
         body = response.content
         return InvokeResult(

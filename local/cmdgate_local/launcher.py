@@ -101,7 +101,9 @@ def launch(
         raise RuntimeError("local stack did not start:\n" + "".join(output[-50:]))
     # Keep reading what the stack prints after it is ready: a full pipe would block its writer
     # (a server thread logging a warning) and stall every request that thread serves.
-    drain = threading.Thread(target=_drain, args=(process.stdout,), name="stack-output", daemon=True)
+    drain = threading.Thread(
+        target=_drain, args=(process.stdout, log_dir / "stack.log"), name="stack-output", daemon=True
+    )
     drain.start()
     try:
         yield RunningStack(url=url, state=json.loads(state_file.read_text()), log_dir=log_dir)
@@ -113,6 +115,10 @@ def launch(
             os.killpg(process.pid, signal.SIGKILL)
 
 
-def _drain(stream: IO[str]) -> None:
-    for _ in stream:
-        pass
+def _drain(stream: IO[str], into: Path) -> None:
+    """Copy what the stack prints after it is ready (its warnings and tracebacks) into `into`."""
+    into.parent.mkdir(parents=True, exist_ok=True)
+    with into.open("a", encoding="utf-8") as sink:
+        for line in stream:
+            sink.write(line)
+            sink.flush()

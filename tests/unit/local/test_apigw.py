@@ -12,7 +12,7 @@ from werkzeug.test import Client, TestResponse
 from cmdgate.auth.permissions import Principal
 from cmdgate.auth.policy import allow_policy
 from cmdgate_local.apigw import MAX_PAYLOAD_BYTES, ApiGateway
-from cmdgate_local.lambda_runtime import InvocationTimeout, InvokeResult, PayloadTooLarge, Throttled
+from cmdgate_local.lambda_runtime import EnvironmentFailed, InvocationTimeout, InvokeResult, PayloadTooLarge, Throttled
 from cmdgate_local.template import ACCOUNT_ID, REGION, Template
 
 STAGE = "prod"
@@ -325,6 +325,26 @@ def test_an_authorizer_answer_that_is_not_json_is_an_authorizer_failure(gw: Gate
     assert response.status_code == 500
     assert problem(response)["status"] == 500
     assert gw.fake.called("ApiFunction") == []
+
+
+def test_an_environment_that_drops_the_connection_is_a_502_problem(gw: Gateway) -> None:
+    def dropped(event: dict[str, Any]) -> InvokeResult:
+        raise EnvironmentFailed("ApiFunction#0: RemoteProtocolError")
+
+    gw.fake.api = dropped
+    response = gw.call("GET", "/v1/commands", "admin-token")
+    assert response.status_code == 502
+    assert problem(response)["status"] == 502
+
+
+def test_a_failure_of_the_front_itself_is_a_problem_not_an_html_page(gw: Gateway) -> None:
+    def broken(event: dict[str, Any]) -> InvokeResult:
+        raise RuntimeError("a bug in the front")
+
+    gw.fake.api = broken
+    response = gw.call("GET", "/v1/commands", "admin-token")
+    assert response.status_code >= 500
+    assert problem(response)["status"] == response.status_code
 
 
 def test_an_authorizer_timeout_is_a_5xx(gw: Gateway) -> None:
