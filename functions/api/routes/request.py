@@ -10,6 +10,7 @@ from aws_lambda_powertools.metrics import MetricUnit, single_metric
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from cmdgate import errors
+from cmdgate.audit import AuditStamp, stamp_from_event
 from cmdgate.auth import Principal
 
 
@@ -19,6 +20,13 @@ def principal(router: APIGatewayRouter) -> Principal:
     if found is None:
         raise errors.Unauthorized("No authenticated principal.")
     return found
+
+
+def audit_stamp(router: APIGatewayRouter, action: str = "", idempotency_key: str | None = None) -> AuditStamp:
+    """This request as the audit trail records it: the caller, the request id and the source address."""
+    return stamp_from_event(
+        router.current_event.raw_event, principal(router).principal_id, action=action, idempotency_key=idempotency_key
+    )
 
 
 def remaining_s(router: APIGatewayRouter) -> float:

@@ -36,6 +36,7 @@ OPERATION_IDS = {
     "restoreState",
     "createKey",
     "listKeys",
+    "listAudit",
     "revokeKey",
     "listDeadLetters",
     "redriveDeadLetters",

@@ -21,6 +21,7 @@ from pydantic import BaseModel, ValidationError
 
 from cmdgate import errors
 from cmdgate.alerts import POISON_MESSAGE
+from cmdgate.audit.stamp import AuditStamp
 from cmdgate.auth import Principal
 from cmdgate.authz import authorize, authorize_command, may, may_run
 from cmdgate.commands import CommandContext, CommandRegistry, CommandServices, CommandSpec, NoServices
@@ -101,6 +102,7 @@ class ExecutionService:
         max_result_bytes: int = 256 * 1024,
         max_receive_count: int = 3,
         execution_ttl_s: int = 30 * 86400,
+        audit_retention_s: int = 400 * 86400,
         retry_base_s: float = 1.0,
         retry_cap_s: float = 300.0,
         alert: Alert | None = None,
@@ -119,6 +121,7 @@ class ExecutionService:
         self._max_result_bytes = max_result_bytes
         self._max_receive_count = max_receive_count
         self._execution_ttl_s = execution_ttl_s
+        self._audit_retention_s = audit_retention_s
         self._retry_base_s = retry_base_s
         self._retry_cap_s = retry_cap_s
         self._alert = alert or _no_alert
@@ -156,9 +159,11 @@ class ExecutionService:
             raise errors.Forbidden(f"Not permitted to run command {name!r}.")
         return spec
 
-    def submit(self, principal: Principal, name: str, body: str | None, prefer_async: bool) -> Submission:
+    def submit(
+        self, principal: Principal, name: str, body: str | None, prefer_async: bool, audit: AuditStamp | None = None
+    ) -> Submission:
         """Validate, then run now (sync) or queue (async)."""
-        return self.start(principal, self.prepare(principal, name, body, prefer_async))
+        return self.start(principal, self.prepare(principal, name, body, prefer_async), audit)
 
     def prepare(
         self, principal: Principal, name: str, body: str | None, prefer_async: bool, callback_url: str | None = None
@@ -176,10 +181,15 @@ class ExecutionService:
             spec, params, raw, run_async, preference_applied=prefer_async and run_async, callback_url=callback_url
         )
 
-    def start(self, principal: Principal, prepared: PreparedRun) -> Submission:
-        """Run now (sync) or queue (async); a command's own failure is an answer, not an exception."""
+    def start(self, principal: Principal, prepared: PreparedRun, audit: AuditStamp | None = None) -> Submission:
+        """Run now (sync) or queue (async); a command's own failure is an answer, not an exception.
+
+        With `audit` (the request's stamp; a webhook's says `webhook.accepted`) the record is the run's
+        audit entry and is kept for the audit retention when that is longer than the executions' own.
+        """
         spec, params, run_async = prepared.spec, prepared.params, prepared.run_async
         execution_id = uuid.uuid4().hex
+        ttl_s = self._execution_ttl_s if audit is None else max(self._execution_ttl_s, self._audit_retention_s)
         # Secret params: sealed for the worker (async), redacted where nobody reads them again (sync).
         stored, sealed = self._secrets.seal(execution_id, params) if run_async else (redacted(params), None)
         execution = Execution(
@@ -191,8 +201,9 @@ class ExecutionService:
             params=stored,
             secrets=sealed,
             created_at=utc_now_iso(),
-            expires_at=int(self._clock()) + self._execution_ttl_s,
+            expires_at=int(self._clock()) + ttl_s,
             permissions=principal.permissions,
+            audit=audit.fields(execution_id, "command.run") if audit is not None else {},
             # Due at once: written before its message is sent, so a record whose message was never sent
             # (the api function died in between) is a `queued` record long past its next_attempt_at.
             next_attempt_at=int(self._clock()) if run_async else None,
