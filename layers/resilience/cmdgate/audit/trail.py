@@ -145,8 +145,12 @@ class AuditTrail:
     def _query(
         self, source: AuditSource, partition: str, after: str, limit: int, principal: str | None, action: str | None
     ) -> tuple[list[dict[str, Any]], str | None]:
-        names = {"#d": "audit_day", "#a": "audit_at"}
-        values: dict[str, Any] = {":d": partition, ":after": after}
+        names = {"#d": "audit_day"}
+        values: dict[str, Any] = {":d": partition}
+        condition = "#d = :d"
+        if after:  # a key condition cannot compare with an empty string: "" is the start of the day
+            names["#a"], values[":after"] = "audit_at", after
+            condition += " AND #a > :after"
         filters = []
         if principal is not None:
             names["#p"], values[":p"] = "audit_principal", principal
@@ -156,7 +160,7 @@ class AuditTrail:
             filters.append("#x = :x")
         kwargs: dict[str, Any] = {
             "IndexName": AUDIT_INDEX,
-            "KeyConditionExpression": "#d = :d AND #a > :after",
+            "KeyConditionExpression": condition,
             "ExpressionAttributeNames": names,
             "ExpressionAttributeValues": values,
             "Limit": limit,
