@@ -6,7 +6,6 @@ import json
 
 from tests.unit.api.conftest import Api, principal
 
-STATE = {"resource": "/v1/state/{key}", "path_parameters": {"key": "prefs"}}
 
 
 def test_key_creation_and_revocation_are_audited_without_the_key(api: Api) -> None:
@@ -48,7 +47,14 @@ def test_a_run_records_its_stamp_and_idempotency_key_on_the_execution(api: Api) 
 
 
 def test_state_routes_hand_the_request_stamp_to_the_state_service(api: Api) -> None:
-    api.call("PUT", "/v1/state/prefs", headers={"If-None-Match": "*"}, body='{"a": 1}', **STATE)
+    api.call(
+        "PUT",
+        "/v1/state/prefs",
+        resource="/v1/state/{key}",
+        path_parameters={"key": "prefs"},
+        headers={"If-None-Match": "*"},
+        body='{"a": 1}',
+    )
     (stamp,) = api.services.audit_stamps
     assert stamp is not None and (stamp.principal_id, stamp.request_id) == ("key:admin", "req-1")
 
