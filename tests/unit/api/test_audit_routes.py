@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 from tests.unit.api.conftest import Api, principal
 
@@ -44,6 +45,8 @@ def test_a_run_records_its_stamp_and_idempotency_key_on_the_execution(api: Api) 
     assert record.audit["audit_principal"] == "key:alice"
     assert (record.audit["request_id"], record.audit["idempotency_key"]) == ("req-1", "order-7")
     assert record.audit["audit_at"].endswith(f"#{record.execution_id}")
+    # The record is the run's audit entry: kept for the audit retention (400 days), not the executions' 30.
+    assert abs(record.expires_at - (time.time() + 400 * 86400)) < 60
 
 
 def test_state_routes_hand_the_request_stamp_to_the_state_service(api: Api) -> None:

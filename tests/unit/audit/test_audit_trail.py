@@ -196,7 +196,7 @@ def test_hostile_queries_are_400s(parts: Parts) -> None:
     forged = "eyJkYXkiOiIxOTcwIiwiYWZ0ZXIiOiIifQ"  # {"day":"1970","after":""}
     with pytest.raises(errors.ProblemError):
         parts.trail.page(since=NOW, limit=10, cursor=forged)
-    for since in ("yesterday", "2026-13-01T00:00:00Z", "2026-12-01"):
+    for since in ("yesterday", "2026-13-01T00:00:00Z", "2026-12-01", ""):
         with pytest.raises(errors.ProblemError):
             parse_since(since, NOW)
     assert parse_since("2027-01-15T08:00:00Z", 0) == NOW

@@ -71,8 +71,8 @@ def admin_entry(item: dict[str, Any]) -> Entry:
 
 
 def parse_since(value: str | None, now: float) -> float:
-    """`since` (RFC 3339) as epoch seconds; default one day ago."""
-    if value is None or value == "":
+    """`since` (RFC 3339) as epoch seconds; default (absent) one day ago; empty is no date-time."""
+    if value is None:
         return now - DEFAULT_SINCE_S
     if not _SINCE.fullmatch(value):
         raise errors.BadRequest("since must be an RFC 3339 date-time, e.g. 2026-12-01T00:00:00Z.")
