@@ -8,7 +8,6 @@ import time
 from tests.unit.api.conftest import Api, principal
 
 
-
 def test_key_creation_and_revocation_are_audited_without_the_key(api: Api) -> None:
     created = api.call("POST", "/v1/admin/keys", body='{"name": "ci", "permissions": ["commands.list"]}')
     key_id, secret = created.json()["key_id"], created.json()["api_key"]
