@@ -8,7 +8,7 @@ from typing import Annotated
 import httpx
 import typer
 
-from cmdgate_cli import catalogue, executions, keys, ops, state
+from cmdgate_cli import audit, catalogue, executions, keys, ops, state
 from cmdgate_cli.config import URL_ENV
 from cmdgate_cli.output import OutputMode
 from cmdgate_cli.problems import CliError, ExitCode, Problem
@@ -16,7 +16,7 @@ from cmdgate_cli.session import Session, session
 
 app = typer.Typer(
     name="cmdgate",
-    help="Operate a cmdgate deployment: keys, commands, runs, state, dead letters and health.\n\n"
+    help="Operate a cmdgate deployment: keys, commands, runs, state, dead letters, audit and health.\n\n"
     "Exit codes: 0 ok, 1 a run ended failed/dead_lettered/cancelled, 2 usage, 3 refused by the API, "
     "4 unavailable (5xx, 429, no connection, timeout).",
     no_args_is_help=True,
@@ -33,6 +33,7 @@ app.command("run")(catalogue.run)
 app.command("health")(ops.health)
 app.command("openapi")(ops.openapi)
 app.command("configure")(ops.configure)
+app.command("audit")(audit.audit)
 
 
 @app.callback()

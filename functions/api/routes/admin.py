@@ -1,7 +1,8 @@
-"""Admin: API keys, dead letters and detailed health."""
+"""Admin: API keys, dead letters, the audit trail and detailed health."""
 
 from __future__ import annotations
 
+import time
 from typing import Annotated
 
 from aws_lambda_powertools.event_handler import Response
@@ -20,11 +21,25 @@ from cmdgate.admin import (
     revoke_key,
     rotate_signing_secret,
 )
-from cmdgate.api_docs import Cursor, DeadLetterList, HealthView, KeyId, KeyList, Limit, RedriveResult, responses
+from cmdgate.api_docs import (
+    AuditAction,
+    AuditPage,
+    AuditPrincipal,
+    Cursor,
+    DeadLetterList,
+    HealthView,
+    KeyId,
+    KeyList,
+    Limit,
+    RedriveResult,
+    Since,
+    responses,
+)
+from cmdgate.audit import parse_since
 from cmdgate.http import json_response
 from cmdgate.pagination import decode_cursor, encode_cursor, parse_limit
 from routes.health import health_answer
-from routes.request import principal
+from routes.request import audit_stamp, principal
 from routes.services import services
 
 router = APIGatewayRouter()
@@ -40,6 +55,8 @@ def create_api_key(request: Annotated[CreateKeyRequest, Body()]) -> Response[str
     """Issue an API key; the key is in this answer only."""
     require_admin(principal(router))
     created = create_key(services().api_keys, request)
+    details = {"key_id": created.key_id, "name": request.name, "permissions": list(request.permissions)}
+    services().audit_log.record(audit_stamp(router, "key.created"), created.key_id, details)
     return json_response(201, created.model_dump(), {"Cache-Control": "no-store"})
 
 
@@ -65,6 +82,7 @@ def revoke_api_key(key_id: KeyId) -> Response[str]:
     """Revoke a key (effective within the authorizer cache TTL)."""
     require_admin(principal(router))
     revoke_key(services().api_keys, key_id)
+    services().audit_log.record(audit_stamp(router, "key.revoked"), key_id, {"key_id": key_id})
     return Response(status_code=204, body="")
 
 
@@ -78,6 +96,8 @@ def rotate_callback_signing_secret(request: Annotated[SigningSecretRequest, Body
     """Create or rotate a principal's callback signing secret; during a rotation both secrets sign."""
     require_admin(principal(router))
     created = rotate_signing_secret(services().signing_secrets, request)
+    details = {"principal_id": created.principal_id, "secret_id": created.secret_id}  # never the secret
+    services().audit_log.record(audit_stamp(router, "signing_secret.rotated"), created.principal_id, details)
     return json_response(201, created.model_dump(), {"Cache-Control": "no-store"})
 
 
@@ -104,7 +124,36 @@ def list_dead_letters(limit: Limit = None, cursor: Cursor = None) -> Response[st
 def redrive_dead_letters(request: Annotated[RedriveRequest, Body()]) -> Response[str]:
     """Give each dead-lettered execution exactly one new attempt, even when two redrives race."""
     require_admin(principal(router))
-    return json_response(200, services().executions.redrive(request.execution_ids))
+    outcome = services().executions.redrive(request.execution_ids)
+    if outcome["redriven"]:
+        services().audit_log.record(audit_stamp(router, "dlq.redriven"), "dlq", dict(outcome))
+    return json_response(200, outcome)
+
+
+@router.get(
+    "/v1/admin/audit",
+    tags=["admin"],
+    operation_id="listAudit",
+    responses=responses({200: ("Audit entries, oldest first", AuditPage)}, 400),
+)
+def list_audit(
+    principal_id: AuditPrincipal = None,
+    action: AuditAction = None,
+    since: Since = None,
+    limit: Limit = None,
+    cursor: Cursor = None,
+) -> Response[str]:
+    """Who did what: keys, command runs, state writes, redrives and webhooks, with request id and source IP."""
+    require_admin(principal(router))
+    trail = services().audit_trail
+    entries, next_cursor = trail.page(
+        since=parse_since(since, time.time()),
+        limit=parse_limit(limit),
+        cursor=cursor,
+        principal=principal_id,
+        action=action,
+    )
+    return json_response(200, {"entries": entries, "next_cursor": next_cursor})
 
 
 @router.get(

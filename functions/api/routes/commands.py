@@ -24,7 +24,7 @@ from cmdgate.callbacks import parse_callback_url
 from cmdgate.http import http_response, json_response, prefers_async
 from cmdgate.idempotency import parse_idempotency_key, request_fingerprint, require_key_if_needed
 from cmdgate.pagination import decode_cursor, encode_cursor, parse_limit
-from routes.request import origin, principal
+from routes.request import audit_stamp, principal
 from routes.services import services
 
 router = APIGatewayRouter()
@@ -75,18 +75,18 @@ def run_command(
         event.decoded_body,
         prefer_async=prefers_async(prefer),
         callback_url=callback,
-        origin=origin(router),
     )
     require_key_if_needed(key, prepared.spec.idempotency, name)
+    stamp = audit_stamp(router, idempotency_key=key)  # the run's record is its audit entry
     if key is None:
-        return http_response(service.start(caller, prepared).to_http(event.request_context.request_id))
+        return http_response(service.start(caller, prepared, stamp).to_http(event.request_context.request_id))
     requests = services().idempotent_requests
     requests.register_lambda_context(router.lambda_context)
     stored = requests.run(
         caller.principal_id,
         key,
         request_fingerprint(event.http_method, event.path, prepared.raw_params),
-        lambda: service.start(caller, prepared).to_http(event.request_context.request_id),
+        lambda: service.start(caller, prepared, stamp).to_http(event.request_context.request_id),
         retry_after_s=settings.idempotency_retry_after_s,
     )
     return http_response(stored)

@@ -11,8 +11,8 @@ from aws_lambda_powertools.metrics import MetricUnit, single_metric
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from cmdgate import errors
+from cmdgate.audit import AuditStamp, stamp_from_event
 from cmdgate.auth import Principal
-from cmdgate.executions.service import Origin
 from cmdgate.ratelimit.requests import RequestRateLimiter
 
 
@@ -24,10 +24,11 @@ def principal(router: APIGatewayRouter) -> Principal:
     return found
 
 
-def origin(router: APIGatewayRouter) -> Origin:
-    """The request's id and source IP (API Gateway's), kept on the records the request creates."""
-    context = router.current_event.request_context
-    return Origin(request_id=context.request_id or None, source_ip=context.identity.source_ip or None)
+def audit_stamp(router: APIGatewayRouter, action: str = "", idempotency_key: str | None = None) -> AuditStamp:
+    """This request as the audit trail records it: the caller, the request id and the source address."""
+    return stamp_from_event(
+        router.current_event.raw_event, principal(router).principal_id, action=action, idempotency_key=idempotency_key
+    )
 
 
 def remaining_s(router: APIGatewayRouter) -> float:

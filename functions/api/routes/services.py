@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Protocol
 from cmdgate import wiring
 
 if TYPE_CHECKING:
+    from cmdgate.audit import AuditLog, AuditStamp, AuditTrail
     from cmdgate.auth import ApiKeyStore
     from cmdgate.callbacks import SigningSecrets
     from cmdgate.config import Settings
@@ -46,7 +47,15 @@ class Services(Protocol):
     @property
     def webhooks(self) -> WebhookReceiver: ...
 
-    def state_service(self, remaining_s: Callable[[], float] | None = None) -> StateService: ...
+    @property
+    def audit_log(self) -> AuditLog: ...
+
+    @property
+    def audit_trail(self) -> AuditTrail: ...
+
+    def state_service(
+        self, remaining_s: Callable[[], float] | None = None, audit: AuditStamp | None = None
+    ) -> StateService: ...
 
     def health_checks(self) -> list[Check]: ...
 

@@ -34,7 +34,7 @@ from cmdgate.state.http import (
 )
 from cmdgate.state.model import Register
 from cmdgate.state.service import StateService
-from routes.request import principal, remaining_s
+from routes.request import audit_stamp, principal, remaining_s
 from routes.services import services
 
 router = APIGatewayRouter()
@@ -65,7 +65,7 @@ def _state_value(status: int, register: Register) -> Response[str]:
 
 
 def _writer() -> StateService:
-    return services().state_service(lambda: remaining_s(router))
+    return services().state_service(lambda: remaining_s(router), audit_stamp(router))
 
 
 @router.get(

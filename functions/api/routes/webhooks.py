@@ -12,9 +12,9 @@ from aws_lambda_powertools.event_handler.router import APIGatewayRouter
 
 from cmdgate import errors
 from cmdgate.api_docs import WEBHOOK_LOCATION, WebhookAccepted, WebhookSourceName, responses
+from cmdgate.audit import stamp_from_event
 from cmdgate.body import body_bytes
 from cmdgate.http import http_response
-from routes.request import origin
 from routes.services import services
 
 router = APIGatewayRouter()
@@ -39,5 +39,7 @@ def receive_webhook(source: WebhookSourceName) -> Response[str]:
     body = body_bytes(raw, bool(event.get("isBase64Encoded"))) if raw else b""
     if len(body) > limit:
         raise errors.PayloadTooLarge(f"A webhook delivery is at most {limit} bytes.")
-    submission = services().webhooks.receive(source, event.headers, body, origin(router))
+    submission = services().webhooks.receive(
+        source, event.headers, body, stamp_from_event(event.raw_event, "-", action="webhook.accepted")
+    )
     return http_response(submission.to_http(event.request_context.request_id))

@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 from aws_lambda_powertools.event_handler.openapi.params import Header, Path, Query
 from pydantic import BaseModel, ConfigDict, Field
 
+from cmdgate.audit.stamp import ACTIONS as AUDIT_ACTIONS
 from cmdgate.body import MERGE_PATCH
 from cmdgate.errors import PROBLEM_CONTENT_TYPE
 from cmdgate.state.model import KEY_PATTERN
@@ -202,6 +203,33 @@ class KeyList(BaseModel):
     next_cursor: str | None = Field(default=None, description="Pass as `cursor` for the next page.")
 
 
+class AuditEntry(BaseModel):
+    """One action of the audit trail; the fields after `source_ip` depend on the action."""
+
+    model_config = ConfigDict(extra="allow")
+
+    at: str = Field(description="RFC 3339 UTC, milliseconds.")
+    action: str
+    principal: str
+    request_id: str
+    source_ip: str
+    execution_id: str | None = None
+    command: str | None = None
+    idempotency_key: str | None = None
+    key: str | None = Field(default=None, description="The state key (state actions).")
+    version: int | None = None
+    target: str | None = Field(default=None, description="What an admin action acted on.")
+
+
+class AuditPage(BaseModel):
+    """`GET /v1/admin/audit`: oldest first."""
+
+    entries: list[AuditEntry]
+    next_cursor: str | None = Field(
+        default=None, description="Pass as `cursor` for the next page (a page may be short: follow until null)."
+    )
+
+
 _PROBLEM_TEXT = {
     400: "Bad request (body not JSON, bad header, parameter or cursor)",
     401: "Missing or invalid credentials",
@@ -326,6 +354,21 @@ def _header(alias: str, description: str, declared: dict[str, Any]) -> Any:  # a
 
 Limit = Annotated[str | None, _query("Page size (default 50).", {"type": "integer", "minimum": 1, "maximum": 100})]
 Cursor = Annotated[str | None, _query("`next_cursor` of the previous page.", {"type": "string"})]
+AuditPrincipal = Annotated[
+    str | None,
+    Query(
+        alias="principal",
+        description="Only this principal's actions.",
+        json_schema_extra=schema({"type": "string", "minLength": 1, "maxLength": 256}),
+    ),
+]
+AuditAction = Annotated[str | None, _query("Only this action.", {"type": "string", "enum": list(AUDIT_ACTIONS)})]
+Since = Annotated[
+    str | None,
+    _query(
+        "RFC 3339 date-time: entries at or after it (default: one day ago).", {"type": "string", "format": "date-time"}
+    ),
+]
 _VERSION = {"type": "integer", "minimum": 1, "maximum": 10**12 - 1}
 Version = Annotated[str | None, _query("Read this retained version instead of the current one.", _VERSION)]
 _WAIT = {"type": "integer", "minimum": 0, "maximum": 20}

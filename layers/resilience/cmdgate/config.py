@@ -62,6 +62,8 @@ class Settings(BaseSettings):
     retry_base_s: float = Field(default=1.0, ge=0)
     retry_cap_s: float = Field(default=300.0, ge=0, le=43200)
     execution_ttl_days: int = Field(default=30, ge=1)
+    # The audit trail (cmdgate.audit): how long its entries are kept and shown.
+    audit_retention_days: int = Field(default=400, ge=1, le=3650)
     max_body_bytes: int = Field(default=64 * 1024, ge=1)
     max_result_bytes: int = Field(default=256 * 1024, ge=1)
     idempotency_ttl_s: int = Field(default=86400, ge=60)

@@ -22,6 +22,7 @@ from cmdgate.health import CheckFailed
 
 if TYPE_CHECKING:
     from cmdgate.alerts import Alerts
+    from cmdgate.audit import AuditLog, AuditStamp, AuditTrail
     from cmdgate.auth import ApiKeyStore
     from cmdgate.auth.jwt_tokens import JwtVerifier
     from cmdgate.breaker import BreakerStore, CircuitBreaker
@@ -117,6 +118,7 @@ class Services:
             max_result_bytes=settings.max_result_bytes,
             max_receive_count=settings.max_receive_count,
             execution_ttl_s=settings.execution_ttl_days * 86400,
+            audit_retention_s=settings.audit_retention_days * 86400,
             retry_base_s=settings.retry_base_s,
             retry_cap_s=settings.retry_cap_s,
             holder=os.environ.get("AWS_LAMBDA_LOG_STREAM_NAME", ""),
@@ -292,10 +294,37 @@ class Services:
             DynamoDBBreakerStore(self.clients.client("dynamodb"), self.settings.control_table), opened
         )
 
+    # -- audit ----------------------------------------------------------------
+
+    @cached_property
+    def audit_log(self) -> AuditLog:
+        """Admin actions' audit items (the control table)."""
+        from cmdgate.audit import AuditLog
+
+        settings = self.settings
+        return AuditLog(self.clients.table(settings.control_table), settings.audit_retention_days * 86400)
+
+    @cached_property
+    def audit_trail(self) -> AuditTrail:
+        """The audit trail's reader: the executions, the state version log and the admin items."""
+        from cmdgate.audit import AuditSource, AuditTrail
+        from cmdgate.audit.trail import admin_entry, execution_entry, version_entry
+
+        settings = self.settings
+        sources = [
+            AuditSource("executions", self.clients.table(settings.executions_table), execution_entry),
+            AuditSource("state", self.clients.table(settings.state_table), version_entry),
+            AuditSource("admin", self.clients.table(settings.control_table), admin_entry),
+        ]
+        return AuditTrail(sources, settings.audit_retention_days * 86400)
+
     # -- state ----------------------------------------------------------------
 
-    def state_service(self, remaining_s: Callable[[], float] | None = None) -> StateService:
-        """The state service; `remaining_s` caps lock leases by the invocation's remaining time."""
+    def state_service(
+        self, remaining_s: Callable[[], float] | None = None, audit: AuditStamp | None = None
+    ) -> StateService:
+        """The state service; `remaining_s` caps lock leases by the invocation's remaining time, and
+        `audit` (a request's stamp) makes its writes' log entries their audit entries."""
         from cmdgate.state.service import StateService
         from cmdgate.state.sync import WriteThroughSync
 
@@ -308,6 +337,7 @@ class Services:
             self.events_queue,
             remaining_s=remaining_s,
             archive=lambda: self.gist_sync,
+            audit=audit,
         )
 
     @cached_property
@@ -319,6 +349,7 @@ class Services:
             self.clients.client("dynamodb"),
             settings.state_table,
             retention_s=settings.state_retention_days * 86400,
+            audit_retention_s=settings.audit_retention_days * 86400,
             lease_table=settings.control_table,  # a holder's lease on a key excludes other writers
         )
 

@@ -17,6 +17,7 @@ from aws_lambda_powertools.utilities.idempotency.exceptions import (
 from aws_lambda_powertools.utilities.idempotency.persistence.base import BasePersistenceLayer, DataRecord
 from pydantic import BaseModel, ConfigDict
 
+from cmdgate.audit import AuditLog, AuditStamp
 from cmdgate.auth.apikeys import ApiKeyRecord
 from cmdgate.callbacks import CreatedSecret
 from cmdgate.commands import CommandContext, CommandRegistry, command
@@ -270,6 +271,32 @@ class MemoryDeliveryLog:
         return self.records.setdefault((delivery.source, delivery.delivery_id), delivery)
 
 
+class MemoryAuditTable:
+    """The control table as the audit log writes it: conditional puts, kept in order."""
+
+    def __init__(self) -> None:
+        self.items: list[dict[str, Any]] = []
+
+    def put_item(self, Item: dict[str, Any], ConditionExpression: str = "") -> None:
+        assert all(item["pk"] != Item["pk"] for item in self.items)
+        self.items.append(Item)
+
+
+class MemoryAuditTrail:
+    """The trail's reader as the route calls it: the admin items recorded so far, and the arguments asked for."""
+
+    def __init__(self, table: MemoryAuditTable) -> None:
+        self.table = table
+        self.calls: list[dict[str, Any]] = []
+
+    def page(self, **kwargs: Any) -> tuple[list[dict[str, Any]], str | None]:
+        from cmdgate.audit.trail import admin_entry
+
+        self.calls.append(kwargs)
+        entries = [admin_entry(item) for item in self.table.items]
+        return [e for e in entries if kwargs.get("action") in (None, e["action"])], None
+
+
 class FakeServices:
     """What `routes.services.services()` hands the routers, all in memory."""
 
@@ -294,9 +321,14 @@ class FakeServices:
             self.rate_limiter,
             self.deliveries,  # type: ignore[arg-type]
         )
+        self.audit_table = MemoryAuditTable()
+        self.audit_log = AuditLog(self.audit_table, 400 * 86400)
+        self.audit_trail: Any = MemoryAuditTrail(self.audit_table)
+        self.audit_stamps: list[AuditStamp | None] = []
 
-    def state_service(self, remaining_s: Callable[[], float] | None = None) -> Any:
+    def state_service(self, remaining_s: Callable[[], float] | None = None, audit: AuditStamp | None = None) -> Any:
         self.states.remaining.append(remaining_s)
+        self.audit_stamps.append(audit)
         return self.states
 
     def health_checks(self) -> list[Check]:

@@ -87,7 +87,11 @@ def test_an_async_run_points_at_its_execution(api: Api) -> None:
     assert (polled.status, polled.json()["status"]) == (200, "queued")
     record = api.services.execution_store.items[execution_id]
     # Every run keeps who asked, which request and from where (the audit trail reads them off the record).
-    assert (record.principal_id, record.request_id, record.source_ip) == ("key:admin", "req-1", SOURCE_IP)
+    assert (record.principal_id, record.audit["request_id"], record.audit["source_ip"]) == (
+        "key:admin",
+        "req-1",
+        SOURCE_IP,
+    )
 
 
 @pytest.fixture

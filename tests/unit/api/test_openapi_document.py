@@ -37,6 +37,7 @@ OPERATION_IDS = {
     "restoreState",
     "createKey",
     "listKeys",
+    "listAudit",
     "revokeKey",
     "listDeadLetters",
     "redriveDeadLetters",

@@ -60,7 +60,12 @@ def test_a_verified_delivery_queues_one_run_as_the_sources_principal(api: Api) -
     assert (record.command, record.params, record.mode) == ("echo", {"message": "deploy me"}, "async")
     assert (record.principal_id, record.permissions) == ("webhook:github", ("commands.run:echo",))
     # What the audit trail reads off every run: who, which request, from where, under which key.
-    assert (record.request_id, record.source_ip, record.idempotency_key) == ("req-1", SOURCE_IP, "webhook:github:d-1")
+    assert (record.audit["request_id"], record.audit["source_ip"], record.audit["idempotency_key"]) == (
+        "req-1",
+        SOURCE_IP,
+        "webhook:github:d-1",
+    )
+    assert (record.audit["audit_principal"], record.audit["audit_action"]) == ("webhook:github", "webhook.accepted")
     assert api.services.queue.sent == [{"execution_id": execution_id}]
 
 

@@ -519,3 +519,42 @@ def test_a_server_that_answers_at_once_is_polled_with_growing_pauses() -> None:
     api = FakeApi([answer(200, _execution("queued"))] * 5 + [answer(200, _execution("succeeded"))])
     waiting.wait_for_end(_api(api), "e1", 300, lambda _: None, sleep=pause, clock=clock)
     assert sleeps == [0.25, 0.5, 1.0, 2.0, 2.0]
+
+
+def test_audit_follows_the_cursor_with_the_filters_and_stops_at_the_limit(
+    cli: Callable[..., Result], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COLUMNS", "250")  # one table row per entry
+    first = {
+        "at": "2026-12-01T10:00:00.000Z",
+        "action": "command.run",
+        "principal": "key:k1",
+        "request_id": "r1",
+        "source_ip": "127.0.0.1",
+        "execution_id": "e1",
+        "command": "echo",
+        "idempotency_key": "i-1",
+    }
+    second = {**first, "action": "state.written", "request_id": "r2", "key": "prefs", "version": 3}
+    del second["execution_id"], second["command"], second["idempotency_key"]
+    pages = [
+        answer(200, {"entries": [first], "next_cursor": "c2"}),
+        answer(200, {"entries": [second], "next_cursor": None}),
+    ]
+    api = FakeApi(pages)
+    result = cli(["-o", "json", "audit", "--principal", "key:k1", "--since", "2026-12-01T00:00:00Z"], api)
+    assert result.code == 0, result.err
+    assert json.loads(result.out) == {"entries": [first, second]}
+    sent = [dict(r.url.params) for r in api.requests]
+    assert sent[0] == {"principal": "key:k1", "since": "2026-12-01T00:00:00Z", "limit": "100"}
+    assert sent[1]["cursor"] == "c2" and sent[1]["principal"] == "key:k1"
+    text = cli(["audit", "--limit", "1"], FakeApi(pages))
+    assert text.code == 0
+    assert "command.run" in text.out and "execution_id=e1" in text.out and "state.written" not in text.out
+
+
+def test_audit_refused_is_exit_3_with_the_problem(cli: Callable[..., Result]) -> None:
+    refused = problem(400, "BAD_REQUEST", "Bad request", "action must be one of key.created, ...")
+    result = cli(["audit", "--action", "nope"], FakeApi([refused]))
+    assert result.code == 3
+    assert "action must be one of" in result.err

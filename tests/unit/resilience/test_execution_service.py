@@ -950,25 +950,36 @@ def test_a_running_attempt_renews_its_lease_and_stops_when_it_ends(h: Harness) -
 # -- start_once: one run per idempotency key (webhook deliveries) ------------------------------------
 
 
-def test_start_once_queues_one_run_and_answers_every_later_call_with_it(h: Harness) -> None:
-    from cmdgate.executions import Origin
+def _stamp() -> Any:
+    from cmdgate.audit import AuditStamp
 
+    return AuditStamp("alice", "req-1", "203.0.113.5", "webhook.accepted", "k")
+
+
+STAMP = _stamp()
+
+
+def test_start_once_queues_one_run_and_answers_every_later_call_with_it(h: Harness) -> None:
+    from cmdgate.audit import AuditStamp
+
+    stamp = AuditStamp("alice", "req-9", "203.0.113.5", "webhook.accepted", "webhook:github:d-1")
     prepared_times: list[int] = []
 
     def prepare() -> Any:
         prepared_times.append(1)
-        return h.service.prepare(ALICE, "greet", '{"name": "ada"}', True, origin=Origin("req-9", "203.0.113.5"))
+        return h.service.prepare(ALICE, "greet", '{"name": "ada"}', True)
 
-    first, created = h.service.start_once(ALICE, prepare, "a" * 32, "webhook:github:d-1")
+    first, created = h.service.start_once(ALICE, prepare, "a" * 32, stamp)
     assert (first.status_code, first.body, created) == (202, {"execution_id": "a" * 32, "status": "queued"}, True)
     record = h.record("a" * 32)
-    assert (record.request_id, record.source_ip, record.idempotency_key) == (
+    assert (record.audit["request_id"], record.audit["source_ip"], record.audit["idempotency_key"]) == (
         "req-9",
         "203.0.113.5",
         "webhook:github:d-1",
     )
+    assert record.audit["audit_action"] == "webhook.accepted"
     h.service.process_message(h.message_for("a" * 32))
-    again, created = h.service.start_once(ALICE, prepare, "a" * 32, "webhook:github:d-1")
+    again, created = h.service.start_once(ALICE, prepare, "a" * 32, stamp)
     assert (again.status_code, again.body["status"], created) == (202, "succeeded", False)
     assert len(prepared_times) == 1  # a later call prepares nothing (a changed mapping cannot refuse it)
     assert h.runs == {"greet": 1}
@@ -981,10 +992,10 @@ def test_start_once_losing_a_race_to_create_answers_the_winners_run(h: Harness) 
 
     def loser() -> Any:
         # Another delivery of the same key creates the record between this call's read and its create.
-        h.service.start_once(ALICE, winner, "b" * 32, "k")
+        h.service.start_once(ALICE, winner, "b" * 32, STAMP)
         return h.service.prepare(ALICE, "greet", '{"name": "second"}', True)
 
-    answer, created = h.service.start_once(ALICE, loser, "b" * 32, "k")
+    answer, created = h.service.start_once(ALICE, loser, "b" * 32, STAMP)
     assert (answer.body["execution_id"], created) == ("b" * 32, False)
     assert h.record("b" * 32).params == {"name": "first", "times": 1}
     assert h.queued_ids() == ["b" * 32, "b" * 32]  # queued and unattempted: its message is sent again
@@ -992,5 +1003,5 @@ def test_start_once_losing_a_race_to_create_answers_the_winners_run(h: Harness) 
 
 def test_start_once_refuses_a_sync_only_command(h: Harness) -> None:
     with pytest.raises(errors.BadRequest):
-        h.service.start_once(ALICE, lambda: h.service.prepare(ALICE, "quick", None, True), "c" * 32, "k")
+        h.service.start_once(ALICE, lambda: h.service.prepare(ALICE, "quick", None, True), "c" * 32, STAMP)
     assert h.store.get("c" * 32) is None

@@ -2,7 +2,7 @@
 
 from cmdgate.executions.model import Execution, ExecutionError
 from cmdgate.executions.queue import MessageQueue, PoisonMessage
-from cmdgate.executions.service import AttemptInProgress, ExecutionService, Origin, RetryableFailure, Submission
+from cmdgate.executions.service import AttemptInProgress, ExecutionService, RetryableFailure, Submission
 from cmdgate.executions.store import ExecutionStore
 
 __all__ = [
@@ -12,7 +12,6 @@ __all__ = [
     "ExecutionService",
     "ExecutionStore",
     "MessageQueue",
-    "Origin",
     "PoisonMessage",
     "RetryableFailure",
     "Submission",

@@ -8,10 +8,13 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from cmdgate.audit.stamp import STAMP_FIELDS
+
 Status = Literal["queued", "running", "succeeded", "failed", "dead_lettered", "cancelled"]
 # Status moves (each one a conditional write in ExecutionStore): queued -> running | cancelled;
 # running -> succeeded | failed | dead_lettered | cancelled | queued (a transient failure, retried
 # after a backoff); dead_lettered -> queued (an admin redrive). succeeded, failed and cancelled are final.
+AUDIT_FIELDS = (*STAMP_FIELDS, "idempotency_key")
 FINAL_STATUSES: frozenset[str] = frozenset({"succeeded", "failed", "dead_lettered", "cancelled"})
 
 
@@ -85,11 +88,8 @@ class Execution(BaseModel):
     # A follow-up's parent execution and its place in the chain (cmdgate.followups).
     parent_execution_id: str | None = None
     chain_depth: int = 0
-    # Who asked, from where (the audit trail reads them off the record): the API request that created
-    # the run and its source IP, and the idempotency key it was created under (a webhook's delivery).
-    request_id: str | None = None
-    source_ip: str | None = None
-    idempotency_key: str | None = None
+    # Who asked for the run, from where (cmdgate.audit.stamp): this record is the run's audit entry.
+    audit: dict[str, str] = Field(default_factory=dict)
 
     @property
     def finished(self) -> bool:
@@ -164,9 +164,7 @@ class Execution(BaseModel):
             item["parent_execution_id"] = self.parent_execution_id
         if self.chain_depth:
             item["chain_depth"] = self.chain_depth
-        for name in ("request_id", "source_ip", "idempotency_key"):
-            if getattr(self, name) is not None:
-                item[name] = getattr(self, name)
+        item.update(self.audit)
         return item
 
     @classmethod
@@ -214,7 +212,5 @@ class Execution(BaseModel):
             else None,
             parent_execution_id=item.get("parent_execution_id"),
             chain_depth=int(item.get("chain_depth", 0)),
-            request_id=item.get("request_id"),
-            source_ip=item.get("source_ip"),
-            idempotency_key=item.get("idempotency_key"),
+            audit={name: str(item[name]) for name in AUDIT_FIELDS if name in item},
         )

@@ -21,6 +21,7 @@ from pydantic import BaseModel, ValidationError
 
 from cmdgate import errors
 from cmdgate.alerts import POISON_MESSAGE
+from cmdgate.audit.stamp import AuditStamp
 from cmdgate.auth import Principal
 from cmdgate.authz import authorize, authorize_command, may, may_run
 from cmdgate.commands import CommandContext, CommandRegistry, CommandServices, CommandSpec, NoServices
@@ -75,14 +76,6 @@ class Submission:
 
 
 @dataclass(frozen=True)
-class Origin:
-    """Where a run was asked for, kept on its record: the API request's id and its source IP."""
-
-    request_id: str | None = None
-    source_ip: str | None = None
-
-
-@dataclass(frozen=True)
 class PreparedRun:
     """A request that passed every check made before a command starts."""
 
@@ -92,7 +85,6 @@ class PreparedRun:
     run_async: bool
     preference_applied: bool
     callback_url: str | None = None  # checked by cmdgate.callbacks.parse_callback_url
-    origin: Origin = Origin()
 
 
 class ExecutionService:
@@ -110,6 +102,7 @@ class ExecutionService:
         max_result_bytes: int = 256 * 1024,
         max_receive_count: int = 3,
         execution_ttl_s: int = 30 * 86400,
+        audit_retention_s: int = 400 * 86400,
         retry_base_s: float = 1.0,
         retry_cap_s: float = 300.0,
         alert: Alert | None = None,
@@ -128,6 +121,7 @@ class ExecutionService:
         self._max_result_bytes = max_result_bytes
         self._max_receive_count = max_receive_count
         self._execution_ttl_s = execution_ttl_s
+        self._audit_retention_s = audit_retention_s
         self._retry_base_s = retry_base_s
         self._retry_cap_s = retry_cap_s
         self._alert = alert or _no_alert
@@ -165,9 +159,11 @@ class ExecutionService:
             raise errors.Forbidden(f"Not permitted to run command {name!r}.")
         return spec
 
-    def submit(self, principal: Principal, name: str, body: str | None, prefer_async: bool) -> Submission:
+    def submit(
+        self, principal: Principal, name: str, body: str | None, prefer_async: bool, audit: AuditStamp | None = None
+    ) -> Submission:
         """Validate, then run now (sync) or queue (async)."""
-        return self.start(principal, self.prepare(principal, name, body, prefer_async))
+        return self.start(principal, self.prepare(principal, name, body, prefer_async), audit)
 
     def prepare(
         self,
@@ -176,7 +172,6 @@ class ExecutionService:
         body: str | None,
         prefer_async: bool,
         callback_url: str | None = None,
-        origin: Origin | None = None,
     ) -> PreparedRun:
         """Every check made before a command starts or is queued (403, 404, 400, 422); raises ProblemError."""
         spec = self.resolve_command(principal, name)
@@ -194,22 +189,30 @@ class ExecutionService:
             run_async,
             preference_applied=prefer_async and run_async,
             callback_url=callback_url,
-            origin=origin or Origin(),
         )
 
-    def start(self, principal: Principal, prepared: PreparedRun) -> Submission:
-        """Run now (sync) or queue (async); a command's own failure is an answer, not an exception."""
-        execution = self._record(principal, prepared, uuid.uuid4().hex)
+    def start(self, principal: Principal, prepared: PreparedRun, audit: AuditStamp | None = None) -> Submission:
+        """Run now (sync) or queue (async); a command's own failure is an answer, not an exception.
+
+        With `audit` (the request's stamp) the record is the run's audit entry and is kept for the
+        audit retention when that is longer than the executions' own.
+        """
+        execution = self._record(principal, prepared, uuid.uuid4().hex, audit)
         if prepared.run_async:
             return self._enqueue(execution, preference_applied=prepared.preference_applied)
         return self._run_sync(prepared.spec, execution, prepared.params)
 
     def start_once(
-        self, principal: Principal, prepare: Callable[[], PreparedRun], execution_id: str, idempotency_key: str
+        self,
+        principal: Principal,
+        prepare: Callable[[], PreparedRun],
+        execution_id: str,
+        audit: AuditStamp,
     ) -> tuple[Submission, bool]:
-        """Queue an async run under `execution_id` (derived from `idempotency_key` by the caller): the first
-        call prepares, creates and queues it, every later one answers the same execution (202) and runs
-        nothing again. Returns (answer, created). `prepare` runs only when no record exists yet.
+        """Queue an async run under `execution_id` (derived by the caller from `audit.idempotency_key`, e.g.
+        a webhook's delivery id): the first call prepares, creates and queues it, every later one answers
+        the same execution (202) and runs nothing again. Returns (answer, created). `prepare` runs only
+        when no record exists yet.
 
         A later call re-sends the message only while the run is queued and unattempted (the first call's
         send may have been lost); a duplicate message finds the attempt taken or the run finished.
@@ -219,9 +222,7 @@ class ExecutionService:
             prepared = prepare()
             if not prepared.run_async:
                 raise errors.BadRequest(f"Command {prepared.spec.name!r} does not run async.")
-            execution = self._record(principal, prepared, execution_id).model_copy(
-                update={"idempotency_key": idempotency_key}
-            )
+            execution = self._record(principal, prepared, execution_id, audit)
             try:
                 return self._enqueue(execution, preference_applied=False), True
             except Exception as exc:
@@ -235,9 +236,12 @@ class ExecutionService:
         headers = {"Location": f"/v1/executions/{execution_id}"}
         return Submission(202, {"execution_id": execution_id, "status": existing.status}, headers), False
 
-    def _record(self, principal: Principal, prepared: PreparedRun, execution_id: str) -> Execution:
-        """The new record of a prepared run (queued)."""
+    def _record(
+        self, principal: Principal, prepared: PreparedRun, execution_id: str, audit: AuditStamp | None
+    ) -> Execution:
+        """The new record of a prepared run (queued); with `audit`, also the run's audit entry."""
         spec, params, run_async = prepared.spec, prepared.params, prepared.run_async
+        ttl_s = self._execution_ttl_s if audit is None else max(self._execution_ttl_s, self._audit_retention_s)
         # Secret params: sealed for the worker (async), redacted where nobody reads them again (sync).
         stored, sealed = self._secrets.seal(execution_id, params) if run_async else (redacted(params), None)
         return Execution(
@@ -249,15 +253,14 @@ class ExecutionService:
             params=stored,
             secrets=sealed,
             created_at=utc_now_iso(),
-            expires_at=int(self._clock()) + self._execution_ttl_s,
+            expires_at=int(self._clock()) + ttl_s,
             permissions=principal.permissions,
+            audit=audit.fields(execution_id, "command.run") if audit is not None else {},
             # Due at once: written before its message is sent, so a record whose message was never sent
             # (the api function died in between) is a `queued` record long past its next_attempt_at.
             next_attempt_at=int(self._clock()) if run_async else None,
             retry_safe=spec.retry_safe,
             callback_url=prepared.callback_url,
-            request_id=prepared.origin.request_id,
-            source_ip=prepared.origin.source_ip,
         )
 
     def get(self, principal: Principal, execution_id: str) -> Execution:

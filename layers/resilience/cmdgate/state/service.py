@@ -16,6 +16,7 @@ from typing import Any, Protocol
 
 from aws_lambda_powertools import Logger
 
+from cmdgate.audit.stamp import AuditStamp
 from cmdgate.errors import ProblemError
 from cmdgate.retry import full_jitter
 from cmdgate.state.errors import (
@@ -90,6 +91,7 @@ class StateService:
         contention_wait_s: float = 10.0,
         remaining_s: Callable[[], float] | None = None,
         archive: Callable[[], Any] | None = None,
+        audit: AuditStamp | None = None,
         sleep: Callable[[float], None] = time.sleep,
         rand: Callable[[], float] = random.random,
         clock: Callable[[], float] = time.time,
@@ -101,6 +103,7 @@ class StateService:
         self._contention_wait_s = contention_wait_s
         self._remaining_s = remaining_s
         self._archive = archive  # GistSync, built only when a version must be read back from the gist
+        self._audit = audit  # the request's stamp: its writes' log entries are their audit entries
         self._sleep = sleep
         self._rand = rand
         self._clock = clock  # wall clock, as leases are stamped
@@ -156,7 +159,7 @@ class StateService:
             raise PreconditionFailed(f"State {key!r} does not exist.")
         if conditions.if_match is not None and read is not None and read.version != conditions.if_match:
             raise PreconditionFailed(f"State {key!r} is at version {read.version}.")
-        return self._commit(key, read, value_json, value), not exists
+        return self._commit(key, read, value_json, value, action="state.written"), not exists
 
     def ensure(self, key: str, initial: Any) -> None:
         """Create the key with `initial` unless it exists (losing a creation race is fine)."""
@@ -198,7 +201,12 @@ class StateService:
             value = change(read.value)
             try:
                 register = self._store.commit(
-                    key, read, self._checked(value, status_422=True), digest_of(value), effect=effect
+                    key,
+                    read,
+                    self._checked(value, status_422=True),
+                    digest_of(value),
+                    effect=effect,
+                    audit=self._stamp("state.written"),
                 )
             except EffectApplied:
                 logger.info("state change already applied under its effect id", extra={"key": key})
@@ -238,13 +246,16 @@ class StateService:
             raise PreconditionFailed(f"State {key!r} does not exist.")
         if conditions.if_match is not None and read.version != conditions.if_match:
             raise PreconditionFailed(f"State {key!r} is at version {read.version}.")
-        return self._commit(key, read, "null", None, deleted=True)
+        return self._commit(key, read, "null", None, deleted=True, action="state.deleted")
 
     def restore(self, key: str, version: int) -> Register:
         """Write version `version`'s value as a new version."""
         entry = self.get_version(key, version)
         read = self._store.register(key)
-        return self._commit(key, read, entry.value_json, entry.value)
+        return self._commit(key, read, entry.value_json, entry.value, action="state.restored")
+
+    def _stamp(self, action: str) -> AuditStamp | None:
+        return self._audit.with_action(action) if self._audit is not None else None
 
     def _checked(self, value: Any, *, status_422: bool = False) -> str:
         size = len(canonical(value))
@@ -265,8 +276,9 @@ class StateService:
         value: Any,
         *,
         deleted: bool = False,
+        action: str = "state.written",
     ) -> Register:
-        register = self._write(key, read, value_json, value, deleted=deleted)
+        register = self._write(key, read, value_json, value, deleted=deleted, action=action)
         self._after_write(register)
         return register
 
@@ -278,9 +290,12 @@ class StateService:
         value: Any,
         *,
         deleted: bool = False,
+        action: str = "state.written",
     ) -> Register:
         try:
-            return self._store.commit(key, read, value_json, digest_of(value), deleted=deleted)
+            return self._store.commit(
+                key, read, value_json, digest_of(value), deleted=deleted, audit=self._stamp(action)
+            )
         except KeyLeased as leased:
             wait = (leased.lease_until - self._clock()) if leased.lease_until is not None else 1.0
             raise StateContention(

@@ -24,6 +24,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from cmdgate.audit.stamp import AuditStamp
 from cmdgate.locks import fenced_update
 from cmdgate.locks.store.base import lock_key
 from cmdgate.retry import Retrier, RetryPolicy
@@ -103,6 +104,7 @@ class StateStore:
         table: str,
         *,
         retention_s: int = 7 * 86400,
+        audit_retention_s: int = 400 * 86400,
         lease_table: str | None = None,
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], None] = time.sleep,
@@ -111,6 +113,7 @@ class StateStore:
         self._client = client
         self._table = table
         self._retention_s = retention_s
+        self._audit_retention_s = audit_retention_s
         self._lease_table = lease_table  # the control table, where keys' leases live
         self._clock = clock
         self._pause = sleep
@@ -160,8 +163,13 @@ class StateStore:
         deleted: bool = False,
         fence: int | None = None,
         effect: str | None = None,
+        audit: AuditStamp | None = None,
     ) -> Register:
         """Write version `read.version + 1` if the register still is what the writer read.
+
+        With `audit` (the request's stamp and action) the log entry is also the write's audit entry:
+        it lives for the audit retention, while its value counts as retained only for the state's
+        (`retained_until`), so the audit costs the write no extra item.
 
         With `effect` (e.g. a command's execution id), the same transaction records it
         (`effect#<id>#<key>`, kept for the retention window) and refuses to write if it was recorded
@@ -208,6 +216,10 @@ class StateStore:
             "deleted": {"BOOL": deleted},
             "expires_at": {"N": str(int(now) + self._retention_s)},
         }
+        if audit is not None:
+            log_item.update({name: {"S": text} for name, text in audit.fields(f"{key}#{version}").items()})
+            log_item["retained_until"] = log_item["expires_at"]
+            log_item["expires_at"] = {"N": str(int(now) + max(self._retention_s, self._audit_retention_s))}
         items: list[dict[str, Any]] = [
             {"Update": update},
             {"Put": {"TableName": self._table, "Item": log_item, "ConditionExpression": "attribute_not_exists(sk)"}},
@@ -409,7 +421,7 @@ class StateStore:
                         "Update": {
                             "TableName": self._table,
                             "Key": {"pk": {"S": _pk(key)}, "sk": {"S": _version_sk(version)}},
-                            "UpdateExpression": "SET revision = :sha REMOVE expires_at",
+                            "UpdateExpression": "SET revision = :sha REMOVE expires_at, retained_until",
                             "ConditionExpression": "attribute_exists(sk)",
                             "ExpressionAttributeValues": {":sha": {"S": revision_sha}},
                         }
@@ -457,7 +469,7 @@ class StateStore:
             self._client.update_item(
                 TableName=self._table,
                 Key={"pk": {"S": _pk(key)}, "sk": {"S": _version_sk(version)}},
-                UpdateExpression="SET revision = :sha REMOVE expires_at",
+                UpdateExpression="SET revision = :sha REMOVE expires_at, retained_until",
                 ConditionExpression="attribute_exists(sk)",
                 ExpressionAttributeValues={":sha": {"S": revision_sha}},
             )
@@ -470,7 +482,8 @@ class StateStore:
 
     def _expired(self, item: dict[str, Any]) -> bool:
         # DynamoDB deletes TTL-expired items lazily: an expired entry is gone as far as we are concerned.
-        expires = item.get("expires_at", {}).get("N")
+        # An audited entry outlives its value's retention (`retained_until`) as the audit's record.
+        expires = item.get("retained_until", item.get("expires_at", {})).get("N")
         return expires is not None and int(expires) <= self._clock()
 
 

@@ -9,6 +9,7 @@ is the record.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -16,8 +17,8 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from cmdgate.audit.stamp import AuditStamp
 from cmdgate.executions.model import utc_now_iso
-from cmdgate.executions.service import Origin
 
 
 @dataclass(frozen=True)
@@ -47,17 +48,26 @@ class DeliveryLog:
         self._ttl_s = ttl_s
         self._clock = clock
 
-    def record(self, delivery: RecordedDelivery, origin: Origin) -> RecordedDelivery:
-        """Record `delivery` unless this delivery id was recorded before; returns the first record."""
+    def record(self, delivery: RecordedDelivery, stamp: AuditStamp) -> RecordedDelivery:
+        """Record `delivery` unless this delivery id was recorded before; returns the first record.
+
+        The record is also the delivery's audit entry (`webhook.accepted`, by the source's principal).
+        """
+        pk = _pk(delivery.source, delivery.delivery_id)
+        details = {"event": delivery.event, "outcome": delivery.outcome, "code": delivery.code}
+        audit = {
+            **stamp.fields(pk, "webhook.accepted"),
+            "target": f"webhook:{delivery.source}:{delivery.delivery_id}",
+            "details_json": json.dumps({k: v for k, v in details.items() if v}, separators=(",", ":"), sort_keys=True),
+        }
         item: dict[str, Any] = {
-            "pk": {"S": _pk(delivery.source, delivery.delivery_id)},
+            "pk": {"S": pk},
             "event": {"S": delivery.event},
             "outcome": {"S": delivery.outcome},
             "received_at": {"S": utc_now_iso()},
             "expires_at": {"N": str(int(self._clock()) + self._ttl_s)},
         }
-        extras = {"code": delivery.code, "request_id": origin.request_id, "source_ip": origin.source_ip}
-        item.update({name: {"S": value} for name, value in extras.items() if value})
+        item.update({name: {"S": value} for name, value in {"code": delivery.code, **audit}.items() if value})
         try:
             self._client.put_item(TableName=self._table, Item=item, ConditionExpression="attribute_not_exists(pk)")
         except ClientError as error:

@@ -20,15 +20,16 @@ import json
 import re
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from aws_lambda_powertools import Logger
 
 from cmdgate import errors
+from cmdgate.audit.stamp import AuditStamp
 from cmdgate.auth import Principal
 from cmdgate.body import check_media_type
-from cmdgate.executions import ExecutionService, Origin, Submission
+from cmdgate.executions import ExecutionService, Submission
 from cmdgate.http import parse_json
 from cmdgate.ratelimit.requests import RequestRateLimiter
 from cmdgate.webhooks.config import TemplateError, WebhookSource, render_params
@@ -83,8 +84,11 @@ class WebhookReceiver:
         self._clock = clock
         self._tolerance_s = tolerance_s
 
-    def receive(self, source_name: str, headers: Mapping[str, str] | None, body: bytes, origin: Origin) -> Submission:
-        """The answer to one delivery (raises ProblemError for a refused one)."""
+    def receive(
+        self, source_name: str, headers: Mapping[str, str] | None, body: bytes, request: AuditStamp
+    ) -> Submission:
+        """The answer to one delivery (raises ProblemError for a refused one); `request` is the delivery's
+        request as the audit trail records it (its id and source address)."""
         source = self._sources.get(source_name)
         if source is None:
             raise WebhookSourceNotFound(f"No webhook source {source_name!r}.")
@@ -93,10 +97,16 @@ class WebhookReceiver:
         self._limiter.admit(
             Principal(f"webhook#{source.name}", (), kind="webhook", rate_limit=source.rate_limit.model_dump())
         )
+        stamp = replace(
+            request,
+            principal_id=source.principal_id,
+            action="webhook.accepted",
+            idempotency_key=delivery.idempotency_key,
+        )
         route = source.route(delivery.event, delivery.action)
         if route is None:
             unmapped = RecordedDelivery(source.name, delivery.delivery_id, delivery.event, "unmapped")
-            return self._recorded(unmapped, origin)
+            return self._recorded(unmapped, stamp)
         runner = Principal(source.principal_id, source.permissions, kind="webhook")
         context = {
             "payload": delivery.payload,
@@ -105,18 +115,18 @@ class WebhookReceiver:
 
         def prepare() -> Any:
             params = render_params(route.params, context)
-            return self._executions.prepare(runner, route.command, json.dumps(params), prefer_async=True, origin=origin)
+            return self._executions.prepare(runner, route.command, json.dumps(params), prefer_async=True)
 
         execution_id = webhook_execution_id(source.name, delivery.delivery_id)
         try:
-            submission, created = self._executions.start_once(runner, prepare, execution_id, delivery.idempotency_key)
+            submission, created = self._executions.start_once(runner, prepare, execution_id, stamp)
         except (TemplateError, errors.ProblemError) as refused:
             if isinstance(refused, errors.ProblemError) and refused.status >= 500:
                 raise
             code = refused.code if isinstance(refused, errors.ProblemError) else "WEBHOOK_PARAMS_UNRESOLVED"
             recorded = RecordedDelivery(source.name, delivery.delivery_id, delivery.event, "refused", code)
             logger.warning("webhook run refused", extra=recorded.view() | {"source": source.name})
-            return self._recorded(recorded, origin)
+            return self._recorded(recorded, stamp)
         logger.info(
             "webhook delivery accepted",
             extra={
@@ -155,8 +165,8 @@ class WebhookReceiver:
             raise errors.DependencyUnavailable("The webhook source has no secret configured.")
         return secrets
 
-    def _recorded(self, delivery: RecordedDelivery, origin: Origin) -> Submission:
-        first = self._log.record(delivery, origin)
+    def _recorded(self, delivery: RecordedDelivery, stamp: AuditStamp) -> Submission:
+        first = self._log.record(delivery, stamp)
         logger.info("webhook delivery recorded", extra=first.view() | {"source": first.source})
         return Submission(202, first.view())
 
