@@ -26,7 +26,7 @@ LOG_SUFFIXES = (".log",)
 
 PATTERNS: dict[str, re.Pattern[str]] = {
     # cg_ + token_urlsafe(32) (cmdgate.auth.apikeys); shorter hand-made keys (tests, bootstrap) too.
-    "api key": re.compile(rf"(?<![A-Za-z0-9]){re.escape(API_KEY_PREFIX)}[A-Za-z0-9_-]{{16,}}"),
+    "api key": re.compile(rf"(?<![A-Za-z0-9_]){re.escape(API_KEY_PREFIX)}[A-Za-z0-9_-]{{16,}}"),
     # header.payload.signature, both JSON parts base64url of "{": the signature may be empty (alg none).
     "jwt": re.compile(r"eyJ[A-Za-z0-9_-]{6,}\.eyJ[A-Za-z0-9_-]{6,}\.[A-Za-z0-9_-]*"),
     "github token": re.compile(r"(?<![A-Za-z0-9])(?:gh[pousr]_[A-Za-z0-9]{36,}|github_pat_[A-Za-z0-9_]{22,})"),
