@@ -42,7 +42,8 @@ def drive_secret_paths(stack: Stack) -> tuple[str, tuple[str, ...]]:
     rotated = stack.admin.post("/v1/admin/signing-secrets", json={"principal_id": f"key:{key_id}"})
     assert rotated.status_code == 201, rotated.text
     assert stack.client(token(JWT_SECRET)).post("/v1/commands/echo", json={}).status_code == 200
-    for refused in (api_key[:-4] + "AAAA", token("not-the-secret-but-as-long-as-the-real-one"), FAKE_GITHUB_TOKEN, rotated.json()["secret"]):
+    wrongly_signed = token("not-the-issuer-secret-but-as-long-as-it")
+    for refused in (api_key[:-4] + "AAAA", wrongly_signed, FAKE_GITHUB_TOKEN, rotated.json()["secret"]):
         assert stack.client(refused).post("/v1/commands/echo", json={}).status_code == 401
     assert stack.admin.delete(f"/v1/admin/keys/{key_id}").status_code == 204
     return key_id, (api_key, rotated.json()["secret"])
