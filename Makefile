@@ -1,11 +1,14 @@
 # cmdgate: `make run` starts the local stack, `make test` runs every check.
-# Both set up what they need first (three pinned venvs, then `sam build`).
+# Both set up what they need first (four pinned venvs, then `sam build`); `make audit` runs the
+# security checks (docs/audit.md).
 
 SHELL := /bin/bash
 PY ?= python3.11
 VENV := .venv
 SAM_VENV := .venv-sam
 RUNTIME_VENV := .venv-runtime
+# bandit, pip-audit, checkov: checkov's pins clash with the dev venv's boto3 (requirements/audit.txt).
+AUDIT_VENV := .venv-audit
 PYTHONPATH_DEV := layers/resilience:layers/commands:local:cli:.
 export AWS_DEFAULT_REGION ?= us-east-1
 export SAM_CLI_TELEMETRY := 0
@@ -13,9 +16,10 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 # sam build needs the runtime's exact python (python3.11) on PATH.
 SAM := PATH="$(CURDIR)/$(SAM_VENV)/bin:$$PATH" $(SAM_VENV)/bin/sam
 
-.PHONY: setup build run test lint typecheck validate unit integration contract invoke bench bench-state bench-profile openapi clean
+.PHONY: setup build run test lint typecheck validate unit integration contract invoke bench bench-state bench-profile openapi clean \
+	audit audit-static audit-code audit-deps audit-template
 
-setup: $(VENV)/.installed $(SAM_VENV)/.installed $(RUNTIME_VENV)/.installed
+setup: $(VENV)/.installed $(SAM_VENV)/.installed $(RUNTIME_VENV)/.installed $(AUDIT_VENV)/.installed
 
 $(VENV)/.installed: requirements/dev.txt requirements/runtime.txt requirements/cli.txt layers/resilience/requirements.txt pyproject.toml
 	test -x $(VENV)/bin/python || $(PY) -m venv $(VENV)
@@ -32,6 +36,11 @@ $(SAM_VENV)/.installed: requirements/sam.txt
 $(RUNTIME_VENV)/.installed: requirements/runtime.txt
 	test -x $(RUNTIME_VENV)/bin/python || $(PY) -m venv $(RUNTIME_VENV)
 	$(RUNTIME_VENV)/bin/pip install -q -r requirements/runtime.txt
+	touch $@
+
+$(AUDIT_VENV)/.installed: requirements/audit.txt
+	test -x $(AUDIT_VENV)/bin/python || $(PY) -m venv $(AUDIT_VENV)
+	$(AUDIT_VENV)/bin/pip install -q -r requirements/audit.txt
 	touch $@
 
 build: setup
@@ -67,8 +76,28 @@ contract: setup
 integration: build
 	$(VENV)/bin/pytest tests/integration -q
 
-test: setup lint typecheck validate build
+# The suite ends with tests/integration/test_zzz_no_secrets_in_logs.py, the log scan for secrets.
+test: setup lint typecheck validate audit-static build
 	$(VENV)/bin/pytest -q -n 2 --dist loadgroup
+
+# Security checks; docs/audit.md says what each covers and lists the template checks skipped.
+# audit-static is the part `make test` runs too: its typecheck already holds the layer to the
+# --strict flags per module (pyproject.toml), and `sam validate --lint` runs cfn-lint.
+audit-static: audit-code audit-deps audit-template
+
+audit-code: setup
+	$(AUDIT_VENV)/bin/bandit -q -c pyproject.toml -r layers functions local cli bench audit
+
+audit-deps: setup
+	$(AUDIT_VENV)/bin/python -m audit.deps
+
+audit-template: setup
+	BC_SKIP_MAPPING=TRUE $(AUDIT_VENV)/bin/checkov -f template.yaml --framework cloudformation --compact --quiet --skip-download
+
+audit: lint typecheck audit-static build
+	$(VENV)/bin/mypy --strict layers/resilience/cmdgate
+	$(VENV)/bin/cfn-lint template.yaml
+	$(VENV)/bin/pytest -q tests/integration/test_zzz_no_secrets_in_logs.py
 
 openapi: setup
 	PYTHONPATH=$(PYTHONPATH_DEV) $(VENV)/bin/python -m cmdgate_local.openapi_export

@@ -10,7 +10,7 @@ import sys
 import threading
 from pathlib import Path
 
-from cmdgate_local.stack import READY_LINE, LocalStack, StackConfig
+from cmdgate_local.stack import ADMIN_KEY_LINE, READY_LINE, LocalStack, StackConfig
 
 
 def _pairs(values: list[str]) -> dict[str, str]:
@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         stack.start()
         if not config.bootstrap_admin_key:
-            print(f"admin API key (created for this run): {stack.admin_key}", flush=True)
+            print(ADMIN_KEY_LINE.format(key=stack.admin_key), flush=True)
         print(f"function logs: {config.function_log_dir}", flush=True)
         print(READY_LINE.format(url=stack.url), flush=True)
         stopped.wait()

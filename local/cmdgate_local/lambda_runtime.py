@@ -137,7 +137,7 @@ class ExecutionEnvironment:
             **rt.environment,
         }
         log = self._log_path.open("ab")
-        self._process = subprocess.Popen(  # noqa: S603 - fixed argv, loopback only
+        self._process = subprocess.Popen(  # noqa: S603 - fixed argv, loopback only  # nosec B603
             [
                 str(self._rie),
                 "--runtime-interface-emulator-address",

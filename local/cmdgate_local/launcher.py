@@ -20,6 +20,7 @@ from cmdgate_local.stack import READY_LINE
 
 ROOT = Path(__file__).resolve().parents[2]
 READY_PREFIX = READY_LINE.split("{", 1)[0]
+STACK_LOG = "local-stack.log"  # what the stack process printed, beside the function logs
 
 
 @dataclass
@@ -75,7 +76,7 @@ def launch(
         *(["--authorizer-ttl", str(authorizer_ttl_s)] if authorizer_ttl_s is not None else []),
         *[arg for param in params for arg in ("--param", param)],
     ]
-    process = subprocess.Popen(  # noqa: S603 - our own module, fixed argv
+    process = subprocess.Popen(  # noqa: S603 - our own module, fixed argv  # nosec B603
         command,
         cwd=ROOT,
         env=child_env,
@@ -88,22 +89,25 @@ def launch(
     url = None
     deadline = time.monotonic() + startup_timeout_s
     assert process.stdout is not None
+    log_dir.mkdir(parents=True, exist_ok=True)
+    stack_log = (log_dir / STACK_LOG).open("a", encoding="utf-8")
     while time.monotonic() < deadline:
         line = process.stdout.readline()
         if not line:
             break
         output.append(line)
+        stack_log.write(line)
         if line.startswith(READY_PREFIX):
             url = line[len(READY_PREFIX) :].strip()
             break
     if url is None:
         process.kill()
+        stack_log.close()
         raise RuntimeError("local stack did not start:\n" + "".join(output[-50:]))
     # Keep reading what the stack prints after it is ready: a full pipe would block its writer
-    # (a server thread logging a warning) and stall every request that thread serves.
-    drain = threading.Thread(
-        target=_drain, args=(process.stdout, log_dir / "stack.log"), name="stack-output", daemon=True
-    )
+    # (a server thread logging a warning) and stall every request that thread serves. The lines
+    # go to the stack log, which the log scan for secrets reads with the function logs.
+    drain = threading.Thread(target=_drain, args=(process.stdout, stack_log), name="stack-output", daemon=True)
     drain.start()
     try:
         yield RunningStack(url=url, state=json.loads(state_file.read_text()), log_dir=log_dir)
@@ -115,10 +119,8 @@ def launch(
             os.killpg(process.pid, signal.SIGKILL)
 
 
-def _drain(stream: IO[str], into: Path) -> None:
-    """Copy what the stack prints after it is ready (its warnings and tracebacks) into `into`."""
-    into.parent.mkdir(parents=True, exist_ok=True)
-    with into.open("a", encoding="utf-8") as sink:
+def _drain(stream: IO[str], sink: IO[str]) -> None:
+    with sink:
         for line in stream:
             sink.write(line)
             sink.flush()

@@ -31,6 +31,8 @@ from cmdgate_local.template import REGION, Template, load_template
 log = logging.getLogger("cmdgate_local")
 READY_LINE = "cmdgate local stack ready on {url}"
 WEBHOOK_SOURCES_FILE = Path(__file__).with_name("webhooks.json")
+# `make run` shows the admin key it created: the one line of any log allowed to hold a secret.
+ADMIN_KEY_LINE = "admin API key (created for this run): {key}"
 LOCAL_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
 
 

@@ -42,7 +42,7 @@ _CfnLoader.add_multi_constructor("!", _construct_intrinsic)
 def load_template(path: Path) -> dict[str, Any]:
     """The template as plain data."""
     with path.open(encoding="utf-8") as handle:
-        data = yaml.load(handle, Loader=_CfnLoader)  # noqa: S506 - SafeLoader subclass
+        data = yaml.load(handle, Loader=_CfnLoader)  # noqa: S506 - SafeLoader subclass  # nosec B506
     if not isinstance(data, dict):
         raise ValueError(f"{path} is not a template")
     return data

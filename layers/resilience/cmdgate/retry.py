@@ -24,6 +24,7 @@ Backoff is "full jitter": sleep = random(0, min(cap_s, base_s * 2**n)) before re
 
 from __future__ import annotations
 
+import math
 import random as _random
 import threading
 import time
@@ -55,7 +56,7 @@ class RetryPolicy:
 
 def full_jitter(retry_index: int, base_s: float, cap_s: float, rand: Callable[[], float]) -> float:
     """Seconds to sleep before retry `retry_index` (0-based): uniform in [0, min(cap, base * 2**n))."""
-    ceiling = min(cap_s, base_s * (2 ** min(retry_index, 62)))
+    ceiling = min(cap_s, math.ldexp(base_s, min(retry_index, 62)))  # base_s * 2**n as a float
     return rand() * ceiling
 
 

@@ -12,11 +12,8 @@ from typing import Any, Literal
 
 from botocore.exceptions import ClientError
 
+from cmdgate.aws_errors import is_condition_failure
 from cmdgate.executions.model import Execution, utc_now_iso
-
-
-def _condition_failed(error: ClientError) -> bool:
-    return error.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
 
 
 class CallbackStore:
@@ -40,7 +37,7 @@ class CallbackStore:
                 ExpressionAttributeValues={":pending": "pending", ":zero": 0},
             )
         except ClientError as error:
-            if _condition_failed(error):
+            if is_condition_failure(error):
                 return False
             raise
         return True
@@ -59,7 +56,7 @@ class CallbackStore:
                 ReturnValues="ALL_NEW",
             )
         except ClientError as error:
-            if _condition_failed(error):
+            if is_condition_failure(error):
                 return None
             raise
         return Execution.from_item(response["Attributes"])
@@ -88,7 +85,7 @@ class CallbackStore:
                 ExpressionAttributeValues=values,
             )
         except ClientError as error:
-            if _condition_failed(error):
+            if is_condition_failure(error):
                 return False
             raise
         return True

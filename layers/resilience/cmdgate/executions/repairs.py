@@ -11,11 +11,8 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from cmdgate.aws_errors import is_condition_failure
 from cmdgate.executions.model import ExecutionError, utc_now_iso
-
-
-def _condition_failed(error: ClientError) -> bool:
-    return error.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
 
 
 class ExecutionRepairs:
@@ -83,7 +80,7 @@ class ExecutionRepairs:
                 ReturnValues="ALL_NEW",
             )
         except ClientError as error:
-            if _condition_failed(error):
+            if is_condition_failure(error):
                 return None
             raise
         attributes: dict[str, Any] = response["Attributes"]
@@ -100,7 +97,7 @@ class ExecutionRepairs:
                 ExpressionAttributeValues={":queued": "queued", ":dead": "dead_lettered", ":iso": utc_now_iso()},
             )
         except ClientError as error:
-            if not _condition_failed(error):
+            if not is_condition_failure(error):
                 raise
 
     def dead_letter(self, execution_id: str, error: ExecutionError) -> bool:
@@ -169,7 +166,7 @@ class ExecutionRepairs:
                 ExpressionAttributeValues=values,
             )
         except ClientError as error:
-            if _condition_failed(error):
+            if is_condition_failure(error):
                 return False
             raise
         return True

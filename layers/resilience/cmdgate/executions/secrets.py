@@ -84,7 +84,7 @@ class ParamSecrets:
         """The params as the caller sent them, secrets put back (a copy; `params` is not changed)."""
         if envelope is None:
             return params
-        opened = json.loads(json.dumps(params))
+        opened: dict[str, Any] = json.loads(json.dumps(params))
         for path, value in json.loads(self._cipher.decrypt(envelope, {CONTEXT_KEY: execution_id})):
             _set(opened, tuple(path), value)
         return opened

@@ -24,6 +24,7 @@ from cmdgate.alerts import POISON_MESSAGE
 from cmdgate.audit.stamp import AuditStamp
 from cmdgate.auth import Principal
 from cmdgate.authz import authorize, authorize_command, may, may_run
+from cmdgate.aws_errors import is_condition_failure
 from cmdgate.commands import CommandContext, CommandRegistry, CommandServices, CommandSpec, NoServices
 from cmdgate.executions.model import Execution, ExecutionError, Status, utc_now_iso
 from cmdgate.executions.queue import MessageQueue, PoisonMessage, attempt_limit, parse_execution_message
@@ -226,7 +227,7 @@ class ExecutionService:
             try:
                 return self._enqueue(execution, preference_applied=False), True
             except Exception as exc:
-                if not _is_condition_failure(exc):
+                if not is_condition_failure(exc):
                     raise
             existing = self._store.get(execution_id)  # a concurrent call created it first
             if existing is None:
@@ -531,7 +532,7 @@ class ExecutionService:
             try:
                 self._store.create(existing)
             except Exception as exc:
-                if not _is_condition_failure(exc):
+                if not is_condition_failure(exc):
                     raise
                 existing = self._store.get(execution_id) or existing  # a concurrent delivery created it
         if existing.status == "queued" and existing.attempts == 0:
@@ -725,11 +726,6 @@ def parse_json_object(body: str | None) -> dict[str, Any]:
 def follow_up_id(parent_id: str, slot: str, name: str) -> str:
     """The id of a parent's follow-up (`slot` says which one): the same for every delivery of the parent's event."""
     return hashlib.sha256(f"follow-up\n{parent_id}\n{slot}\n{name}".encode()).hexdigest()[:32]
-
-
-def _is_condition_failure(exc: Exception) -> bool:
-    response = getattr(exc, "response", None)
-    return isinstance(response, dict) and response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
 
 
 def _looks_like_id(execution_id: str) -> bool:

@@ -7,11 +7,8 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from cmdgate.aws_errors import is_condition_failure
 from cmdgate.executions.model import AttemptError, Execution, ExecutionError, Status, utc_now_iso
-
-
-def _is_condition_failure(error: ClientError) -> bool:
-    return error.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
 
 
 class ExecutionStore:
@@ -58,7 +55,7 @@ class ExecutionStore:
                 ReturnValues="ALL_NEW",
             )
         except ClientError as error:
-            if _is_condition_failure(error):
+            if is_condition_failure(error):
                 return None
             raise
         return Execution.from_item(response["Attributes"])
@@ -74,7 +71,7 @@ class ExecutionStore:
                 ExpressionAttributeValues={":lease": int(lease_until) + 1, ":running": "running", ":attempt": attempt},
             )
         except ClientError as error:
-            if _is_condition_failure(error):
+            if is_condition_failure(error):
                 return False
             raise
         return True
@@ -127,7 +124,7 @@ class ExecutionStore:
                 ExpressionAttributeValues=values,
             )
         except ClientError as exc:
-            if _is_condition_failure(exc):
+            if is_condition_failure(exc):
                 return False
             raise
         return True
@@ -153,7 +150,7 @@ class ExecutionStore:
                     ReturnValues="ALL_NEW",
                 )
             except ClientError as error:
-                if _is_condition_failure(error):
+                if is_condition_failure(error):
                     continue
                 raise
             return Execution.from_item(response["Attributes"])
@@ -195,7 +192,7 @@ class ExecutionStore:
                 ReturnValues="ALL_NEW",
             )
         except ClientError as error:
-            if _is_condition_failure(error):
+            if is_condition_failure(error):
                 return None
             raise
         return Execution.from_item(response["Attributes"])
@@ -211,5 +208,5 @@ class ExecutionStore:
                 ExpressionAttributeValues={":queued": "queued", ":dead": "dead_lettered"},
             )
         except ClientError as error:
-            if not _is_condition_failure(error):
+            if not is_condition_failure(error):
                 raise

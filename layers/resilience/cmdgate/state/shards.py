@@ -15,6 +15,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from cmdgate.aws_errors import is_condition_failure
 from cmdgate.state.layout import ShardRef
 
 MAX_PLACEMENT_ATTEMPTS = 8
@@ -26,10 +27,6 @@ def _pk(namespace: str) -> str:
 
 def _sk(number: int) -> str:
     return f"{number:06d}"
-
-
-def _conditional_failed(error: ClientError) -> bool:
-    return error.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
 
 
 class ShardDirectory:
@@ -110,7 +107,7 @@ class ShardDirectory:
                 ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
         except ClientError as error:
-            if not _conditional_failed(error):
+            if not is_condition_failure(error):
                 raise
             existing = (error.response.get("Item") or {}).get("gist_id", {}).get("S")
             return str(existing or gist_id)
@@ -148,7 +145,7 @@ class ShardDirectory:
                 },
             )
         except ClientError as error:
-            if _conditional_failed(error):
+            if is_condition_failure(error):
                 return False
             raise
         return True
@@ -164,7 +161,7 @@ class ShardDirectory:
                 ExpressionAttributeValues={":n": {"N": str(len(sizes))}, ":size": {"N": str(sum(sizes))}},
             )
         except ClientError as error:
-            if _conditional_failed(error):
+            if is_condition_failure(error):
                 return False
             raise
         return True

@@ -1,0 +1,1 @@
+"""Security checks run by `make audit` (docs/audit.md): dependency advisories and the log scan for secrets."""

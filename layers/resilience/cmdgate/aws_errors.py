@@ -1,0 +1,20 @@
+"""What an AWS error says, read without importing botocore (its exceptions are untyped here)."""
+
+from __future__ import annotations
+
+CONDITION_FAILED = "ConditionalCheckFailedException"
+
+
+def error_code(exc: BaseException) -> str | None:
+    """The `Error.Code` of a botocore `ClientError`; None for any other exception."""
+    response: object = getattr(exc, "response", None)
+    if not isinstance(response, dict):
+        return None
+    error: object = response.get("Error")
+    code: object = error.get("Code") if isinstance(error, dict) else None
+    return code if isinstance(code, str) else None
+
+
+def is_condition_failure(exc: BaseException) -> bool:
+    """True when a DynamoDB write was refused by its condition expression."""
+    return error_code(exc) == CONDITION_FAILED
