@@ -17,7 +17,7 @@ from typing import Any
 import boto3
 import httpx
 
-from cmdgate_local import build_snapshot
+from cmdgate_local import build_snapshot, pack_targets
 from cmdgate_local.apigw import ApiGateway, ApiServer
 from cmdgate_local.gist_server import GistServer
 from cmdgate_local.lambda_runtime import ExecutionEnvironment, FunctionPool, FunctionRuntime, InvokeResult, rie_binary
@@ -173,6 +173,7 @@ class LocalStack:
             parameters["GitHubTokenSecretArn"] = self._session.client("secretsmanager").create_secret(
                 Name="cmdgate-local-github-token", SecretString="local-gist-token"
             )["ARN"]
+        pack_targets.provision(self._session, self.moto.url, parameters)
         self.parameters = parameters
         template = Template(load_template(cfg.root / "template.yaml"), parameters)
         provisioner = Provisioner(template, self._session)
