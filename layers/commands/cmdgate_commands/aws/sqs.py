@@ -52,7 +52,7 @@ def sqs_send(params: SendParams, context: CommandContext) -> dict[str, Any]:
     fifo = name.endswith(".fifo")
     if fifo != (params.group_id is not None):
         detail = "a FIFO queue needs group_id" if fifo else "group_id is for FIFO queues only"
-        raise CommandError(detail, status=400, code="INVALID_PARAMS")
+        raise CommandError(detail, status=422, code="INVALID_PARAMS")
     client, store = services.aws_client("sqs"), services.breaker_store()
     url = guarded("sqs", store, lambda: _queue_url(client, name, account), repeatable=True)
     request: dict[str, Any] = {
