@@ -89,7 +89,9 @@ def test_stepfunctions_start_runs_async_in_the_worker(stack: Stack) -> None:
     execution = f"/v1/executions/{queued.json()['execution_id']}"
     done = wait_for(lambda: (r := stack.admin.get(execution).json())["status"] == "succeeded" and r, timeout_s=60)
     arn = done["result"]["execution_arn"]
-    assert stack.aws("stepfunctions").describe_execution(executionArn=arn)["status"] in ("RUNNING", "SUCCEEDED")
+    assert done["result"]["name"] == queued.json()["execution_id"]
+    states = stack.aws("stepfunctions")
+    wait_for(lambda: states.describe_execution(executionArn=arn)["status"] == "SUCCEEDED", timeout_s=10)
 
 
 def test_another_state_machine_is_refused_with_403(stack: Stack) -> None:
