@@ -59,12 +59,22 @@ def test_repository_dispatch_reaches_the_github_stand_in(stack: Stack) -> None:
     assert [d["event_type"] for d in dispatches(stack) if d["client_payload"].get("tag") == tag] == ["deploy"]
 
 
-def test_hostile_dispatch_params_are_a_422_problem(stack: Stack) -> None:
+HOSTILE = [
+    ("github.workflow_dispatch", {"owner": "octo", "repo": "..", "workflow": "x.yml", "ref": "main"}),
+    ("github.workflow_dispatch", {"owner": "octo", "repo": "app", "workflow": "../../x.yml", "ref": "main"}),
+    ("github.repository_dispatch", {"owner": "octo", "repo": "app", "event_type": "x" * 101}),
+    ("github.repository_dispatch", {}),
+    ("aws.stepfunctions.start", {"input": [], "wait": "yes"}),
+    ("aws.eventbridge.put_events", {"entries": [{"source": "aws.ec2", "detail_type": "x"}]}),
+    ("aws.sqs.send", {"body": ""}),
+    ("aws.sqs.send", {"body": "x", "attributes": {"aws.trace": "x"}, "unknown": 1}),
+]
+
+
+def test_hostile_params_are_a_422_problem_and_reach_nothing(stack: Stack) -> None:
     before = len(dispatches(stack))
-    response = run(
-        stack, "github.workflow_dispatch", {"owner": "octo", "repo": "..", "workflow": "x.yml", "ref": "main"}
-    )
-    assert_problem(response, 422, "VALIDATION_FAILED")
+    for name, params in HOSTILE:
+        assert_problem(run(stack, name, params), 422, "VALIDATION_FAILED")
     assert len(dispatches(stack)) == before
 
 
