@@ -59,7 +59,7 @@ def test_repository_dispatch_reaches_the_github_stand_in(stack: Stack) -> None:
     assert [d["event_type"] for d in dispatches(stack) if d["client_payload"].get("tag") == tag] == ["deploy"]
 
 
-HOSTILE = [
+HOSTILE: list[tuple[str, dict[str, Any]]] = [
     ("github.workflow_dispatch", {"owner": "octo", "repo": "..", "workflow": "x.yml", "ref": "main"}),
     ("github.workflow_dispatch", {"owner": "octo", "repo": "app", "workflow": "../../x.yml", "ref": "main"}),
     ("github.repository_dispatch", {"owner": "octo", "repo": "app", "event_type": "x" * 101}),
