@@ -127,6 +127,23 @@ def test_a_timeout_is_504_and_says_the_dispatch_may_have_happened(github: GistSe
     assert "may or may not" in failed.value.detail
 
 
+def test_a_lost_answer_is_not_retried_so_the_workflow_runs_once(github: GistServer) -> None:
+    # "lost": GitHub applied the dispatch, then its answer went astray (a 502 page).
+    github.app.set_fault("lost", count=1, path_prefix="/repos/")
+    with pytest.raises(CommandError) as failed:
+        workflow_dispatch(workflow(), context(FakeServices(github.url)))
+    assert failed.value.status == 502
+    assert len(github.app.dispatch_log()) == 1  # sent again, it would have started a second run
+
+
+def test_a_secondary_rate_limit_429_is_a_refusal_with_githubs_wait(github: GistServer) -> None:
+    github.app.set_fault("429", count=1, retry_after=42, path_prefix="/repos/")
+    with pytest.raises(client.GitHubUnavailable) as refused:
+        workflow_dispatch(workflow(), context(FakeServices(github.url)))
+    assert refused.value.retry_after_s == 42
+    assert github.app.dispatch_log() == []
+
+
 def test_githubs_refusal_is_answered_with_its_message(github: GistServer) -> None:
     # Past params validation (the model refuses these too): GitHub's 422 is passed on.
     services = FakeServices(github.url)
