@@ -136,7 +136,12 @@ def test_put_events_lands_on_the_bus(moto: dict[str, str]) -> None:
 
 @pytest.mark.parametrize(
     "entries",
-    [[], [{"source": "aws.ec2", "detail_type": "x"}], [{"source": "s", "detail_type": "x"}] * 11],
+    [
+        [],
+        [{"source": "aws.ec2", "detail_type": "x"}],
+        [{"source": "s", "detail_type": "x"}] * 11,
+        [{"source": "s", "detail_type": "x", "resources": ["r" * 1601]}],
+    ],
 )
 def test_events_eventbridge_would_refuse_are_refused_first(entries: list[dict[str, Any]]) -> None:
     with pytest.raises(ValidationError):
@@ -161,3 +166,18 @@ def test_sqs_send_refuses_another_queue_and_a_group_id_on_a_standard_queue(moto:
     assert fifo_only.value.status == 422
     with pytest.raises(ValidationError):
         SendParams(body="x", attributes={"aws.trace": "no"})
+
+
+def test_a_fifo_queue_needs_a_group_and_takes_no_delay(moto: dict[str, str]) -> None:
+    sqs = boto3.client("sqs")
+    url = sqs.create_queue(QueueName="jobs.fifo", Attributes={"FifoQueue": "true"})["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    services = FakeServices(queue=arn)
+    for params in (SendParams(body="x"), SendParams(body="x", group_id="g", delay_s=5)):
+        with pytest.raises(CommandError) as refused:
+            sqs_send(params, context(services))
+        assert (refused.value.status, refused.value.code) == (422, "INVALID_PARAMS")
+    sqs_send(SendParams(body="x", group_id="g"), context(services, execution_id="run-1"))
+    sqs_send(SendParams(body="x", group_id="g"), context(services, execution_id="run-1", attempt=2))
+    messages = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10)["Messages"]
+    assert len(messages) == 1  # the second attempt was deduplicated by the cmdgate execution id

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -22,7 +22,7 @@ class Event(BaseModel):
     source: str = Field(pattern=r"^[A-Za-z0-9._/-]{1,256}$", description="Not starting with `aws.` (AWS's own).")
     detail_type: str = Field(min_length=1, max_length=128, pattern=r"^[^\x00-\x1f\x7f]+$")
     detail: dict[str, Any] = Field(default_factory=dict)
-    resources: list[str] = Field(default_factory=list, max_length=10)
+    resources: list[Annotated[str, Field(min_length=1, max_length=1600)]] = Field(default_factory=list, max_length=10)
 
     @field_validator("source")
     @classmethod

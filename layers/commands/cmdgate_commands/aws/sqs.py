@@ -53,6 +53,8 @@ def sqs_send(params: SendParams, context: CommandContext) -> dict[str, Any]:
     if fifo != (params.group_id is not None):
         detail = "a FIFO queue needs group_id" if fifo else "group_id is for FIFO queues only"
         raise CommandError(detail, status=422, code="INVALID_PARAMS")
+    if fifo and params.delay_s:
+        raise CommandError("a FIFO queue takes no per-message delay_s", status=422, code="INVALID_PARAMS")
     client, store = services.aws_client("sqs"), services.breaker_store()
     url = guarded("sqs", store, lambda: _queue_url(client, name, account), repeatable=True)
     request: dict[str, Any] = {
@@ -62,7 +64,7 @@ def sqs_send(params: SendParams, context: CommandContext) -> dict[str, Any]:
     }
     if fifo:
         request.update(MessageGroupId=params.group_id, MessageDeduplicationId=context.execution_id)
-    elif params.delay_s:
+    if params.delay_s:
         request["DelaySeconds"] = params.delay_s
     answer = guarded("sqs", store, lambda: client.send_message(**request))
     return {"queue_arn": arn, "message_id": answer["MessageId"]}
