@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging(verbose=args.verbose)
 
     root = args.root.resolve()
-    params = {"CommandPacks": "builtin,testing", **_pairs(args.param)}
+    params = {"CommandPacks": "builtin,testing,github,aws,example", **_pairs(args.param)}
     config = StackConfig(
         root=root,
         api_port=args.port,

@@ -124,9 +124,28 @@ def _referenced(value: Any) -> str:
             return found.group(1)
         if isinstance(value.get("Fn::Sub"), str) and value["Fn::Sub"].startswith("arn:"):
             return str(value["Fn::Sub"])  # an ARN pattern, matched with its wildcards
+    if isinstance(value, dict) and isinstance(value.get("Fn::Sub"), list):
+        # `!Sub [pattern, {Var: ...!Ref Param...}]` built from one parameter (a state machine's
+        # executions from its ARN): that parameter, coarsely.
+        refs = set(_refs_in(value["Fn::Sub"][1]))
+        if len(refs) == 1:
+            return refs.pop()
     if value == "*":
         return "*"
     raise UnknownPolicy(f"resource {value!r} is neither a !Ref, a !GetAtt, a !Sub of an Arn nor '*'")
+
+
+def _refs_in(value: Any) -> Iterable[str]:
+    """Every `Ref` inside a template value, pseudo parameters (AWS::...) left out."""
+    if isinstance(value, dict):
+        for key, inner in value.items():
+            if key == "Ref" and isinstance(inner, str) and not inner.startswith("AWS::"):
+                yield inner
+            else:
+                yield from _refs_in(inner)
+    elif isinstance(value, list):
+        for inner in value:
+            yield from _refs_in(inner)
 
 
 def _unless_no_value(template: Template, policy: Any) -> Any:

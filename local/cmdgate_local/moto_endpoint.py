@@ -126,9 +126,13 @@ def serialized(app: WsgiApp, times: LockTimes | None = None) -> WsgiApp:
 CALLS_PATH = "/_cmdgate/aws-calls"
 LOCK_TIME_PATH = "/_cmdgate/lock-time"
 MEMORY_PATH = "/_cmdgate/memory"
-_CREDENTIAL = re.compile(r"Credential=([^/\s,]+)/[^/]+/[^/]+/([^/]+)/aws4_request")
+_CREDENTIAL = re.compile(r"Credential=([^/\s,]+)/[^/]+/([^/]+)/([^/]+)/aws4_request")
 # Request fields naming the resource a call acts on, by protocol.
-_RESOURCE_FIELDS = ("TableName", "QueueUrl", "KeyId", "SecretId", "TopicArn")
+_RESOURCE_FIELDS = ("TableName", "KeyId", "SecretId", "TopicArn", "stateMachineArn")
+# A queue URL's path: /<account>/<name>; recorded as the queue's ARN, which IAM policies name.
+_QUEUE_PATH = re.compile(r"^https?://[^/]+/(\d{12})/([\w.-]+)$")
+# An execution ARN: recorded as its state machine's (coarsely: the machine's executions are the machine).
+_EXECUTION_ARN = re.compile(r"^(arn:[\w-]+:states:[\w-]+:\d{12}):execution:([^:]+):[^:]+$")
 _TRANSACT_PARTS = {
     "Put": "PutItem",
     "Update": "UpdateItem",
@@ -159,7 +163,7 @@ class CallRecorder:
         found = _CREDENTIAL.search(str(environ.get("HTTP_AUTHORIZATION", "")))
         if found is None:
             return
-        access_key, service = found.groups()
+        access_key, region, service = found.groups()
         body = _buffer_body(environ)
         target = str(environ.get("HTTP_X_AMZ_TARGET", ""))
         if target:
@@ -184,7 +188,7 @@ class CallRecorder:
                 if isinstance(item, dict) and isinstance(item.get(part), dict)
             ]
         else:
-            calls = [AwsCall(access_key, f"{service}:{operation}", _resources(fields))]
+            calls = [AwsCall(access_key, f"{service}:{operation}", _resources(fields, region))]
         with self._lock:
             self._calls.update(calls)
 
@@ -209,10 +213,18 @@ def _buffer_body(environ: dict[str, Any]) -> bytes:
     return bytes(body)
 
 
-def _resources(fields: dict[str, Any]) -> tuple[str, ...]:
+def _resources(fields: dict[str, Any], region: str = "us-east-1") -> tuple[str, ...]:
     names = [str(fields[name]) for name in _RESOURCE_FIELDS if isinstance(fields.get(name), str)]
     if isinstance(fields.get("RequestItems"), dict):
         names.extend(str(name) for name in fields["RequestItems"])
+    if isinstance(fields.get("QueueUrl"), str):
+        queue = _QUEUE_PATH.match(fields["QueueUrl"])
+        names.append(f"arn:aws:sqs:{region}:{queue.group(1)}:{queue.group(2)}" if queue else fields["QueueUrl"])
+    if isinstance(fields.get("executionArn"), str):
+        execution = _EXECUTION_ARN.match(fields["executionArn"])
+        names.append(f"{execution.group(1)}:stateMachine:{execution.group(2)}" if execution else fields["executionArn"])
+    if isinstance(fields.get("Entries"), list):  # EventBridge PutEvents: each entry names its bus
+        names.extend(str(e.get("EventBusName") or "default") for e in fields["Entries"] if isinstance(e, dict))
     return tuple(sorted(set(names)))
 
 

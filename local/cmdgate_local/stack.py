@@ -19,7 +19,7 @@ from typing import Any
 import boto3
 import httpx
 
-from cmdgate_local import build_snapshot
+from cmdgate_local import build_snapshot, pack_targets
 from cmdgate_local.apigw import ApiGateway, ApiServer
 from cmdgate_local.gist_server import GistServer
 from cmdgate_local.lambda_runtime import ExecutionEnvironment, FunctionPool, FunctionRuntime, InvokeResult, rie_binary
@@ -186,6 +186,7 @@ class LocalStack:
                 Name="cmdgate-local-github-token", SecretString="local-gist-token"
             )["ARN"]
         self._provision_webhooks(parameters)
+        pack_targets.provision(self._session, self.moto.url, parameters)
         self.parameters = parameters
         template = Template(load_template(cfg.root / "template.yaml"), parameters)
         provisioner = Provisioner(template, self._session)

@@ -39,6 +39,13 @@ class Settings(BaseSettings):
     state_kms_key_id: str = ""
     github_token_secret_arn: str = ""
     gist_api_url: str = "https://api.github.com"
+    # The github command pack (cmdgate_commands.github): its own token, and its API base (empty: gist_api_url).
+    github_dispatch_token_secret_arn: str = ""
+    github_api_url: str = ""
+    # The aws command pack (cmdgate_commands.aws): the only resources it may use (the template grants these).
+    aws_pack_state_machine_arn: str = ""
+    aws_pack_event_bus_arn: str = ""
+    aws_pack_queue_arn: str = ""
     gist_writes_per_minute: int = Field(default=80, ge=1)
     gist_writes_per_hour: int = Field(default=500, ge=1)
     gist_min_write_interval_s: float = Field(default=1.0, ge=0)  # GitHub: >= 1 s between writes

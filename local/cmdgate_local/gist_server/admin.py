@@ -40,6 +40,7 @@ def admin_response(app: GistApp, endpoint: str, request: Request) -> Response:
                     retry_after=int(body.get("retry_after", 60)),
                     delay_s=float(body.get("delay_s", 30.0)),
                     methods=[str(m) for m in methods] if isinstance(methods, list) else None,
+                    path_prefix=None if body.get("path_prefix") is None else str(body["path_prefix"]),
                 )
             return json_response(200, app.fault().as_json())
         limits = app.set_limits(**{k: int(v) for k, v in body.items()}) if body else None

@@ -16,7 +16,7 @@ from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 from werkzeug.routing import Map, Rule
 from werkzeug.wrappers import Request, Response
 
-from cmdgate_local.gist_server import render, validation
+from cmdgate_local.gist_server import dispatches, render, validation
 from cmdgate_local.gist_server.admin import admin_response
 from cmdgate_local.gist_server.faults import FAULT_MODES, Fault, FaultInjector, FaultMode
 from cmdgate_local.gist_server.limits import Limits, RateLimiter, check_secondary_status
@@ -54,6 +54,7 @@ class _Stats:
     not_modified: int = 0
     rejected: Counter[str] = field(default_factory=Counter)
     write_log: list[dict[str, object]] = field(default_factory=list)
+    dispatch_log: list[dispatches.Dispatch] = field(default_factory=list)
 
 
 class GistApp:
@@ -103,6 +104,12 @@ class GistApp:
                     methods=["GET"],
                     endpoint="raw",
                 ),
+                Rule(
+                    "/repos/<owner>/<repo>/actions/workflows/<workflow_id>/dispatches",
+                    methods=["POST"],
+                    endpoint="workflow_dispatch",
+                ),
+                Rule("/repos/<owner>/<repo>/dispatches", methods=["POST"], endpoint="repository_dispatch"),
                 Rule("/_admin/stats", methods=["GET"], endpoint="admin_stats"),
                 Rule("/_admin/reset", methods=["POST"], endpoint="admin_reset"),
                 Rule("/_admin/faults", methods=["GET", "POST"], endpoint="admin_faults"),
@@ -120,8 +127,10 @@ class GistApp:
         retry_after: int = 60,
         delay_s: float = 30.0,
         methods: Iterable[str] | None = None,
+        path_prefix: str | None = None,
     ) -> Fault:
-        """Make the next `count` API requests (all while None) fail as `mode` (see `faults`).
+        """Make the next `count` API requests (all while None) fail as `mode` (see `faults`);
+        `methods` / `path_prefix` narrow which requests are hit (e.g. "/repos/": dispatches only).
 
         "lost" and "lost_timeout" apply the request first, then spoil its answer.
         """
@@ -135,6 +144,7 @@ class GistApp:
             retry_after=retry_after,
             delay_s=delay_s,
             methods=frozenset(m.upper() for m in methods) if methods is not None else None,
+            path_prefix=path_prefix,
         )
         with self._lock:
             self._faults.fault = fault
@@ -185,12 +195,18 @@ class GistApp:
                 "faults_injected": self._faults.injected,
                 "gists": len(self._gists),
                 "write_log": [dict(entry) for entry in stats.write_log],
+                "dispatches": [dispatch.as_json() for dispatch in stats.dispatch_log],
             }
 
     def write_log(self) -> list[dict[str, object]]:
         """Every accepted POST/PATCH: ts (clock seconds), method, gist_id, version."""
         with self._lock:
             return [dict(entry) for entry in self._stats.write_log]
+
+    def dispatch_log(self) -> list[dict[str, object]]:
+        """Every accepted workflow and repository dispatch, oldest first."""
+        with self._lock:
+            return [dispatch.as_json() for dispatch in self._stats.dispatch_log]
 
     def reset(self) -> None:
         """Forget gists, counters, rate-limit windows and faults; keep the limits."""
@@ -279,6 +295,8 @@ class GistApp:
             return self._list(request, base, token)
         if endpoint == "unknown":
             raise Reject(error(404, "Not Found", DOCS), "not_found")
+        if endpoint in ("workflow_dispatch", "repository_dispatch"):
+            return self._dispatch_event(endpoint, args, request, token)
         gist = self._gists.get(args["gist_id"])
         if gist is None:
             raise Reject(error(404, "Not Found", _NOT_FOUND_DOCS.get(endpoint, DOC_REVISION)), "not_found")
@@ -320,6 +338,23 @@ class GistApp:
         now = self._clock()
         self._commit(gist, files, description, now, request.method)
         return json_response(200, self._render(gist, len(gist.revisions) - 1, base))
+
+    def _dispatch_event(self, endpoint: str, args: Mapping[str, str], request: Request, token: str) -> Response:
+        """A workflow or repository dispatch: validated, charged as content creation, recorded; 204."""
+        body = validation.json_body(request)
+        now = self._clock()
+        try:
+            if endpoint == "workflow_dispatch":
+                dispatch = dispatches.parse_workflow_dispatch(
+                    body, args["owner"], args["repo"], args["workflow_id"], now
+                )
+            else:
+                dispatch = dispatches.parse_repository_dispatch(body, args["owner"], args["repo"], now)
+        except validation.BadRequest as exc:
+            raise Reject(json_response(exc.status, exc.body), "validation") from None
+        self._rate.charge_write(token, request.method)
+        self._stats.dispatch_log.append(dispatch)
+        return empty(204)
 
     def _list(self, request: Request, base: str, token: str) -> Response:
         """GET /gists: the token's own gists, most recently updated first, paginated."""

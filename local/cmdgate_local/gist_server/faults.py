@@ -49,6 +49,8 @@ class Fault:
     delay_s: float = 30.0
     # Only requests with these methods are hit; None hits every API request.
     methods: frozenset[str] | None = None
+    # Only requests whose path starts with this are hit; None hits every path.
+    path_prefix: str | None = None
 
     def as_json(self) -> dict[str, object]:
         return {
@@ -57,6 +59,7 @@ class Fault:
             "retry_after": self.retry_after,
             "delay_s": self.delay_s,
             "methods": sorted(self.methods) if self.methods is not None else None,
+            "path_prefix": self.path_prefix,
         }
 
 
@@ -74,6 +77,8 @@ class FaultInjector:
     def _applies(self, request: Request) -> bool:
         fault = self.fault
         if fault.mode == "none" or fault.count == 0:
+            return False
+        if fault.path_prefix is not None and not request.path.startswith(fault.path_prefix):
             return False
         return fault.methods is None or request.method in fault.methods
 

@@ -46,6 +46,9 @@ class FakeServices:
     def aws_client(self, service: str) -> Any:
         raise AssertionError("http.request calls no AWS service")
 
+    def secret(self, arn: str) -> str:
+        raise AssertionError("http.request reads no secret")
+
 
 SERVICES: list[FakeServices] = [FakeServices()]
 

@@ -556,7 +556,14 @@ def test_admin_rejects_bad_input(server: GistServer) -> None:
     assert httpx.post(f"{server.url}/_admin/faults", json={"mode": "x"}).status_code == 400
     for mode in ("lost", "lost_timeout"):
         accepted = httpx.post(f"{server.url}/_admin/faults", json={"mode": mode, "count": 1, "delay_s": 2})
-        assert accepted.json() == {"mode": mode, "count": 1, "retry_after": 60, "delay_s": 2.0, "methods": None}
+        assert accepted.json() == {
+            "mode": mode,
+            "count": 1,
+            "retry_after": 60,
+            "delay_s": 2.0,
+            "methods": None,
+            "path_prefix": None,
+        }
     assert httpx.post(f"{server.url}/_admin/limits", json={"secondary_status": 500}).status_code == 400
     assert httpx.post(f"{server.url}/_admin/limits", json={"nope": 1}).status_code == 400
 

@@ -122,3 +122,37 @@ def test_the_hook_reports_to_this_applications_deployment_groups_only(template: 
 def test_the_hooks_key_grants_cannot_read_or_scan_keys(template: Template) -> None:
     grants = function_grants(template, "PreTrafficHookFunction")
     assert not {"dynamodb:GetItem", "dynamodb:Scan", "dynamodb:DeleteItem"} & actions(grants)
+
+
+MACHINE = "arn:aws:states:us-east-1:123456789012:stateMachine:deploy"
+PACK_PARAMETERS = {
+    "AwsPackStateMachineArn": MACHINE,
+    "AwsPackEventBusArn": "arn:aws:events:us-east-1:123456789012:event-bus/ops",
+    "AwsPackQueueArn": "arn:aws:sqs:us-east-1:123456789012:jobs",
+}
+
+
+@pytest.mark.parametrize("function_id", ["ApiFunction", "WorkerFunction"])
+def test_the_aws_pack_may_use_only_the_resources_its_parameters_name(
+    template_data: dict[str, Any], function_id: str
+) -> None:
+    template = Template(template_data, PACK_PARAMETERS)
+    ours = [
+        {"action": "states:StartExecution", "resources": [MACHINE]},
+        {"action": "states:DescribeExecution", "resources": [MACHINE]},  # an execution, recorded as its machine
+        {"action": "events:PutEvents", "resources": [PACK_PARAMETERS["AwsPackEventBusArn"]]},
+        {"action": "sqs:SendMessage", "resources": [PACK_PARAMETERS["AwsPackQueueArn"]]},
+    ]
+    others = [
+        {"action": "states:StartExecution", "resources": [MACHINE + "-other"]},
+        {"action": "events:PutEvents", "resources": ["default"]},
+        {"action": "sqs:SendMessage", "resources": ["arn:aws:sqs:us-east-1:123456789012:other"]},
+    ]
+    refused, _ = check(template, {}, {function_id: ours + others})
+    assert [(f.action, f.resources[0]) for f in refused] == [(c["action"], c["resources"][0]) for c in others]
+
+
+def test_without_its_parameters_the_aws_pack_is_granted_nothing(template: Template) -> None:
+    granted = actions(function_grants(template, "WorkerFunction"))
+    assert not {a for a in granted if a.startswith(("states:", "events:"))}
+    assert "sqs:GetQueueUrl" not in granted

@@ -236,3 +236,15 @@ def test_memory_route_reports_rss() -> None:
     answer = json.loads(Client(recording(EchoApp(), CallRecorder())).get(MEMORY_PATH).get_data())
     assert answer["rss_bytes"] > 0
     assert answer["tracing"] is False
+
+
+def test_resources_are_recorded_as_the_arns_policies_name() -> None:
+    from cmdgate_local.moto_endpoint import _resources
+
+    assert _resources({"QueueUrl": "http://127.0.0.1:5000/123456789012/jobs"}, "eu-west-1") == (
+        "arn:aws:sqs:eu-west-1:123456789012:jobs",
+    )
+    execution = "arn:aws:states:us-east-1:123456789012:execution:deploy:run-1"
+    assert _resources({"executionArn": execution}) == ("arn:aws:states:us-east-1:123456789012:stateMachine:deploy",)
+    bus = "arn:aws:events:us-east-1:123456789012:event-bus/ops"
+    assert _resources({"Entries": [{"EventBusName": bus}, {"Source": "x"}]}) == (bus, "default")

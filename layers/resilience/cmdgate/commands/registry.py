@@ -43,6 +43,8 @@ class CommandServices(Protocol):
 
     def aws_client(self, service: str) -> Any: ...
 
+    def secret(self, arn: str) -> str: ...
+
 
 class NoServices:
     """For contexts built without a composition root (unit tests of pure commands): every use fails."""
@@ -58,6 +60,9 @@ class NoServices:
         raise RuntimeError("this command context has no services")
 
     def aws_client(self, service: str) -> Any:
+        raise RuntimeError("this command context has no services")
+
+    def secret(self, arn: str) -> str:
         raise RuntimeError("this command context has no services")
 
 
