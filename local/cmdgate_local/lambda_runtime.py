@@ -72,6 +72,10 @@ class InvokeResult:
         return str(code) if isinstance(code, int) else "ok"
 
 
+INIT_ALLOWANCE_S = 10  # Lambda's init phase limit, outside the function's timeout
+SHORT_TIMEOUT_S = 10
+
+
 class InvocationTimeout(Exception):
     """The emulator did not answer in time."""
 
@@ -100,6 +104,16 @@ class FunctionRuntime:
     timeout_s: int
     memory_mb: int
 
+    @property
+    def emulator_timeout_s(self) -> int:
+        """The timeout the emulator is given. Lambda runs a function's init (up to 10 s) outside its
+        timeout; the emulator counts init inside it, so a short-timeout function (the authorizer's 5 s)
+        would time out on a cold start on a loaded machine where Lambda would not. Short timeouts get
+        INIT_ALLOWANCE_S more, and `invoke` still fails a warm invocation that outlives `timeout_s`.
+        Longer ones keep theirs exactly: their handlers read the remaining time (the worker's deadline).
+        """
+        return self.timeout_s + INIT_ALLOWANCE_S if self.timeout_s <= SHORT_TIMEOUT_S else self.timeout_s
+
 
 class ExecutionEnvironment:
     """One RIE process; it starts the Python runtime lazily on its first invocation (the cold start)."""
@@ -113,7 +127,7 @@ class ExecutionEnvironment:
         self._process: subprocess.Popen[bytes] | None = None
         self._port = 0
         self.invocations = 0
-        self._client = httpx.Client(timeout=httpx.Timeout(runtime.timeout_s + 10, connect=2))
+        self._client = httpx.Client(timeout=httpx.Timeout(runtime.emulator_timeout_s + 10, connect=2))
 
     def start(self) -> None:
         """Launch the emulator and wait until it accepts connections."""
@@ -131,7 +145,7 @@ class ExecutionEnvironment:
             "AWS_LAMBDA_FUNCTION_NAME": rt.name,
             "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
             "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(rt.memory_mb),
-            "AWS_LAMBDA_FUNCTION_TIMEOUT": str(rt.timeout_s),
+            "AWS_LAMBDA_FUNCTION_TIMEOUT": str(rt.emulator_timeout_s),
             "AWS_LAMBDA_LOG_GROUP_NAME": f"/aws/lambda/{rt.name}",
             "AWS_LAMBDA_LOG_STREAM_NAME": f"local/{self.index}",
             **rt.environment,
@@ -180,6 +194,10 @@ class ExecutionEnvironment:
             raise EnvironmentFailed(f"{self.runtime.name}#{self.index}: {exc!r}") from exc
         self.invocations += 1
         body = response.content
+        duration_s = time.monotonic() - started
+        if not cold and duration_s > self.runtime.timeout_s:
+            # Only the init allowance let it run this long: Lambda would have timed it out.
+            raise InvocationTimeout(f"{self.runtime.name} ran {duration_s:.1f} s, over its {self.runtime.timeout_s} s")
         return InvokeResult(
             payload=body,
             function_error=_is_function_error(response.headers, body),

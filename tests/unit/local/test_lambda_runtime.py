@@ -1,12 +1,23 @@
-"""The local Lambda pool refuses an event over Lambda's synchronous invoke limit, as Lambda does."""
+"""The local Lambda pool: Lambda's synchronous invoke limit, and its init phase outside a short timeout."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
-from cmdgate_local.lambda_runtime import MAX_INVOKE_PAYLOAD_BYTES, FunctionPool, InvokeResult, PayloadTooLarge
+from cmdgate_local.lambda_runtime import (
+    INIT_ALLOWANCE_S,
+    MAX_INVOKE_PAYLOAD_BYTES,
+    ExecutionEnvironment,
+    FunctionPool,
+    FunctionRuntime,
+    InvocationTimeout,
+    InvokeResult,
+    PayloadTooLarge,
+)
 
 
 class FakeEnvironment:
@@ -41,3 +52,39 @@ def test_an_event_at_the_limit_is_invoked() -> None:
     event["body"] = "x" * (MAX_INVOKE_PAYLOAD_BYTES - len('{"body": ""}'))
     pool_of(env).invoke(event)
     assert len(env.payloads[0]) == MAX_INVOKE_PAYLOAD_BYTES
+
+
+def runtime(timeout_s: int) -> FunctionRuntime:
+    return FunctionRuntime("AuthorizerFunction", "app.handler", Path("."), (), {}, timeout_s, 128)
+
+
+def test_short_timeouts_get_lambdas_init_allowance_and_long_ones_keep_theirs() -> None:
+    assert runtime(5).emulator_timeout_s == 5 + INIT_ALLOWANCE_S
+    assert runtime(29).emulator_timeout_s == 29  # its handler reads the remaining time
+
+
+class SlowClient:
+    """Answers after `took_s` of the fake clock."""
+
+    def __init__(self, clock: list[float], took_s: float) -> None:
+        self.clock, self.took_s = clock, took_s
+
+    def post(self, url: str, content: bytes) -> httpx.Response:
+        self.clock[0] += self.took_s
+        return httpx.Response(200, content=b'{"principalId": "p"}')
+
+
+@pytest.mark.parametrize(("cold", "took_s", "times_out"), [(True, 8.0, False), (False, 8.0, True), (False, 1.0, False)])
+def test_only_a_cold_start_may_use_the_init_allowance(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cold: bool, took_s: float, times_out: bool
+) -> None:
+    clock = [100.0]
+    monkeypatch.setattr("cmdgate_local.lambda_runtime.time.monotonic", lambda: clock[0])
+    env = ExecutionEnvironment(runtime(5), 0, tmp_path / "rie", tmp_path / "python", tmp_path)
+    env.invocations = 0 if cold else 1
+    env._client = SlowClient(clock, took_s)  # type: ignore[assignment]
+    if times_out:
+        with pytest.raises(InvocationTimeout):
+            env.invoke(b"{}")
+    else:
+        assert env.invoke(b"{}").cold is cold
