@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from cmdgate.health import Check
     from cmdgate.idempotency import IdempotentRequests
     from cmdgate.ratelimit.requests import RequestRateLimiter
+    from cmdgate.state.recovery import StateRecovery
     from cmdgate.state.service import StateService
 
 
@@ -41,6 +42,9 @@ class Services(Protocol):
 
     @property
     def signing_secrets(self) -> SigningSecrets: ...
+
+    @property
+    def state_recovery(self) -> StateRecovery: ...
 
     def state_service(self, remaining_s: Callable[[], float] | None = None) -> StateService: ...
 

@@ -30,6 +30,7 @@ from cmdgate.ratelimit.requests import RequestRateLimiter
 from cmdgate.ratelimit.store.memory import InMemoryRateLimitStore
 from cmdgate.state.errors import PreconditionFailed, PreconditionRequired, StateNotFound
 from cmdgate.state.model import Register, VersionEntry, digest_of, validate_key
+from cmdgate.state.recovery import RecoveryReport
 from cmdgate.state.service import Preconditions
 
 NOW = "2026-12-01T10:00:00+0000"
@@ -238,6 +239,18 @@ class MemorySigningSecrets:
         return CreatedSecret(principal_id, "s1", "whsec_" + "A" * 44, 1_700_000_000, previous)
 
 
+class RecordingRecovery:
+    """`StateRecovery` stand-in: records each call's arguments and answers one gist further along."""
+
+    def __init__(self) -> None:
+        self.calls: list[dict[str, Any]] = []
+
+    def run(self, **kwargs: Any) -> RecoveryReport:
+        self.calls.append(kwargs)
+        left = list(kwargs["gists"] if kwargs["gists"] is not None else ["g1", "g2"])[1:]
+        return RecoveryReport(gists=left, skip=0, counts={"keys_recovered": 1})
+
+
 class FakeServices:
     """What `routes.services.services()` hands the routers, all in memory."""
 
@@ -253,6 +266,7 @@ class FakeServices:
         self.api_keys: Any = MemoryKeys()
         self.checks = [Check("memory", lambda: None)]
         self.signing_secrets: Any = MemorySigningSecrets()
+        self.state_recovery: Any = RecordingRecovery()
 
     def state_service(self, remaining_s: Callable[[], float] | None = None) -> Any:
         self.states.remaining.append(remaining_s)

@@ -40,6 +40,7 @@ OPERATION_IDS = {
     "listDeadLetters",
     "redriveDeadLetters",
     "rotateSigningSecret",
+    "recoverState",
     "getHealth",
     "getAdminHealth",
 }
