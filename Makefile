@@ -13,7 +13,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 # sam build needs the runtime's exact python (python3.11) on PATH.
 SAM := PATH="$(CURDIR)/$(SAM_VENV)/bin:$$PATH" $(SAM_VENV)/bin/sam
 
-.PHONY: setup build run test lint typecheck validate unit integration contract invoke bench bench-state openapi clean
+.PHONY: setup build run test lint typecheck validate unit integration contract invoke bench bench-state dr-drill openapi clean
 
 setup: $(VENV)/.installed $(SAM_VENV)/.installed $(RUNTIME_VENV)/.installed
 
@@ -83,6 +83,10 @@ $(VENV)/.bench-installed: requirements/bench.txt $(VENV)/.installed
 
 bench-state: build $(VENV)/.bench-installed
 	PYTHONPATH=$(PYTHONPATH_DEV) $(VENV)/bin/python -m bench.state_sync $(ARGS)
+
+# Disaster-recovery drill: 1,000 keys synced, the state table wiped, `cmdgate state recover`, verified.
+dr-drill: build
+	PYTHONPATH=$(PYTHONPATH_DEV) $(VENV)/bin/python -m bench.dr_drill $(ARGS)
 
 clean:
 	rm -rf .aws-sam .local-stack .sam-build.log .mypy_cache .ruff_cache .pytest_cache
