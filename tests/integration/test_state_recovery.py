@@ -62,7 +62,8 @@ def test_wiped_state_is_recovered_from_the_gists_with_history_tombstones_and_for
     written = drill.summary()
     assert (written["keys_synced"], written["legacy_keys"]) == (32, 2)
     assert written["tombstones"] >= 2 and written["multi_version_keys"] >= 4
-    # Gist writes refused (a rate limit, which opens no breaker) while the tail is written: the wipe catches it unsynced.
+    # Gist writes refused while the tail is written (a rate limit: it opens no breaker), so the wipe
+    # catches the tail unsynced.
     gist_admin(stack, {"mode": "429", "count": None, "retry_after": 1, "methods": ["PATCH", "POST"]})
     try:
         drill.tail(updates=3, creates=2)
