@@ -26,6 +26,7 @@ import argparse
 import json
 import os
 import random
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -77,6 +78,7 @@ class Drill:
     gist_token: str  # the deployment's GitHub token: gists are listed per token
     prefix: str = field(default_factory=lambda: f"dr{uuid.uuid4().hex[:6]}")
     namespaces_only: bool = False  # wipe only the drill's namespaces (a shared test stack)
+    writers: int = 4  # concurrent writing clients
     written: dict[str, Written] = field(default_factory=dict)
     phases: dict[str, float] = field(default_factory=dict)
 
@@ -85,8 +87,17 @@ class Drill:
     def namespaces(self, count: int) -> list[str]:
         return [f"{self.prefix}n{i}" for i in range(count)]
 
+    def warm_up(self, bound_s: float = 300.0) -> None:
+        """Wait until an authenticated request gets an answer of the API (not a front's 5xx)."""
+        deadline = time.monotonic() + bound_s
+        while self.api.get(f"/v1/state/{self.prefix}.warm-up").status_code != 404:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the API did not answer within {bound_s} s")
+            time.sleep(1.0)
+
     def seed(self, keys: int, namespaces: int, legacy: int, sync_bound_s: float) -> None:
         """Write the keys in rounds, each synced before the next, plus `legacy` format-1 keys."""
+        self.warm_up()
         started = time.monotonic()
         names = [f"{ns}.k{i}" for i, ns in zip(range(keys), self._cycle(namespaces, keys), strict=True)]
         for i in range(legacy):
@@ -135,7 +146,7 @@ class Drill:
         return [names[i % namespaces] for i in range(keys)]
 
     def _parallel(self, rows: list[tuple[str, str, Any]]) -> None:
-        with ThreadPoolExecutor(max_workers=8) as pool:
+        with ThreadPoolExecutor(max_workers=self.writers) as pool:
             list(pool.map(lambda row: self._write(*row), rows))
 
     def _write(self, key: str, how: str, value: Any) -> None:
@@ -150,7 +161,9 @@ class Drill:
             if answer.status_code == 412 and how == "put" and attempt > 0:
                 break  # an earlier attempt landed although its answer was a 5xx
             if (answer.status_code in (429, 409) or answer.status_code >= 500) and attempt < 19:
-                time.sleep(float(answer.headers.get("retry-after", "0.2")) * random.random() + 0.05)
+                # A 5xx of the local front is mostly a cold environment timing out on a loaded machine.
+                pause = 1.0 + 2 * random.random() if answer.status_code >= 500 else 0.2 * random.random()
+                time.sleep(float(answer.headers.get("retry-after", "0")) or pause)
                 continue
             if answer.status_code >= 300:
                 raise RuntimeError(f"{how} {key}: {answer.status_code} {answer.text[:200]}")
@@ -370,6 +383,7 @@ def main(argv: list[str] | None = None) -> int:
     from cmdgate_local.template import REGION
 
     args = parse(argv)
+    load_before = os.getloadavg()[0]
     write_docs = args.write_docs if args.write_docs is not None else args.keys >= 1000
     params = ("StateSyncVisibilityTimeoutS=5", "StateGistLingerS=10", *args.param)
     tmp = tempfile.mkdtemp(prefix="cmdgate-dr-drill-")
@@ -417,6 +431,7 @@ def main(argv: list[str] | None = None) -> int:
         "gist_writes": gists,
         "goal_s": args.goal,
         "api_sample": args.api_sample,
+        "load": (load_before, os.getloadavg()[0]),
     }
     text = render(figures)
     print(text)
@@ -426,6 +441,8 @@ def main(argv: list[str] | None = None) -> int:
         write_section(text)
         print(f"wrote {DOCS.relative_to(ROOT)}")
     ok = not problems and recovery["wall_s"] <= args.goal
+    if ok:
+        shutil.rmtree(tmp, ignore_errors=True)
     print("dr-drill:", "passed" if ok else "FAILED")
     return 0 if ok else 1
 
@@ -438,8 +455,10 @@ def render(f: dict[str, Any]) -> str:
             "## Disaster recovery from the gists (`make dr-drill`)",
             "",
             f"Measured {f['date']} on the local stack (2 shared cores; moto, Lambda RIE and the loopback Gist",
-            "API on one machine), by `make dr-drill`: the state table's items all deleted, then",
-            "`cmdgate state recover` run once.",
+            f"API on one machine; load average {f['load'][0]:.1f} at the start, {f['load'][1]:.1f} at the end),",
+            "by `make dr-drill`: every item of the state table deleted (registers, version logs, the shard",
+            "directory and the gist file-name key: what losing the table loses), then `cmdgate state",
+            "recover` run once, then every key's register and history compared with what had been synced.",
             "",
             "| figure | value |",
             "|---|---|",
@@ -460,8 +479,8 @@ def render(f: dict[str, Any]) -> str:
             "The lost writes are the ones still lingering before their gist write (`StateGistLingerS`,",
             "10 s) when the table went: the recovery point of the gists is the sync lag, seconds in normal",
             "operation, longer while GitHub is unreachable or the write budget is spent (the dirty index",
-            "and the `GistSyncLag` figures say how far behind). DynamoDB point-in-time recovery covers them",
-            "(docs/runbooks/disaster-recovery.md).",
+            "says how far behind: `Gist-Synced-Version` per key, the healer's gist drift scan). DynamoDB",
+            "point-in-time recovery covers them (docs/runbooks/disaster-recovery.md).",
         ]
     )
 
