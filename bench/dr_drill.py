@@ -158,8 +158,8 @@ class Drill:
             else:
                 version = self.api.get(f"/v1/state/{key}").headers["state-version"]
                 answer = self.api.delete(f"/v1/state/{key}", headers={"If-Match": f'"{version}"'})
-            if answer.status_code == 412 and how == "put" and attempt > 0:
-                break  # an earlier attempt landed although its answer was a 5xx
+            if answer.status_code == 412 and how == "put" and self.api.get(f"/v1/state/{key}").json() == value:
+                break  # it landed, though its answer (or a retried call's under it) was lost: a loaded machine
             if (answer.status_code in (429, 409) or answer.status_code >= 500) and attempt < 19:
                 # A 5xx of the local front is mostly a cold environment timing out on a loaded machine.
                 pause = 1.0 + 2 * random.random() if answer.status_code >= 500 else 0.2 * random.random()
