@@ -388,7 +388,7 @@ def main(argv: list[str] | None = None) -> int:
     params = ("StateSyncVisibilityTimeoutS=5", "StateGistLingerS=10", *args.param)
     tmp = tempfile.mkdtemp(prefix="cmdgate-dr-drill-")
     print(f"stack logs: {tmp}/logs", flush=True)
-    with launch(Path(tmp), admin_key=ADMIN_KEY, pool_size=4, params=params) as running:
+    with launch(Path(tmp), admin_key=ADMIN_KEY, pool_size=4, params=params, startup_timeout_s=600) as running:
         credentials = {
             "endpoint_url": running.state["moto_url"],
             "region_name": REGION,

@@ -241,3 +241,8 @@ def test_files_written_before_they_carried_their_key_name_are_counted_not_guesse
     )
     report = env.recovery(plaintext=False).run(namespaces=None, gists=None)
     assert report.counts["files_unnamed"] >= 1 and report.counts.get("keys_recovered", 0) == 0
+
+
+def test_a_gist_named_by_the_caller_that_does_not_exist_is_counted_not_an_error(env: Env) -> None:
+    report = env.recovery(plaintext=False).run(namespaces=None, gists=["0123abcd", "nothere"])
+    assert report.done and report.counts["gists_missing"] == 2

@@ -41,7 +41,7 @@ from aws_lambda_powertools import Logger
 from botocore.exceptions import ClientError
 
 from cmdgate.crypto import Codec
-from cmdgate.gist import Gist, GistClient
+from cmdgate.gist import Gist, GistClient, GistNotFound
 from cmdgate.state import layout
 from cmdgate.state.layout import ShardRef, namespace_of
 from cmdgate.state.model import digest_of
@@ -209,7 +209,11 @@ class StateRecovery:
         report: RecoveryReport,
     ) -> tuple[bool, int]:
         """Recover one gist from revision `skip` on (newest first); (finished, revisions done)."""
-        current = self._gist.get_gist(gist_id)
+        try:
+            current = self._gist.get_gist(gist_id)
+        except GistNotFound:
+            report.count("gists_missing")  # deleted since it was listed, or never there (the caller's list)
+            return True, 0
         target = self._classify(gist_id, current.description or "", set(current.files))
         if target is None or not _in_scope(target, namespaces) or not self._owned(target, current):
             report.count("gists_not_ours")
