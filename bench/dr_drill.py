@@ -79,6 +79,10 @@ class Drill:
     prefix: str = field(default_factory=lambda: f"dr{uuid.uuid4().hex[:6]}")
     namespaces_only: bool = False  # wipe only the drill's namespaces (a shared test stack)
     writers: int = 4  # concurrent writing clients
+    # Seed writes straight to the table with their sync message, as the API's write does (StateStore
+    # commit, then FifoSyncQueue.schedule), instead of through the API: on a loaded machine the API
+    # front's cold environments time out, and the drill is about the recovery, not the write path.
+    sync_queue: Any = None  # a FifoSyncQueue when seeding directly
     written: dict[str, Written] = field(default_factory=dict)
     phases: dict[str, float] = field(default_factory=dict)
 
@@ -150,6 +154,9 @@ class Drill:
             list(pool.map(lambda row: self._write(*row), rows))
 
     def _write(self, key: str, how: str, value: Any) -> None:
+        if self.sync_queue is not None:
+            self._write_direct(key, how, value)
+            return
         for attempt in range(20):
             if how == "put":
                 answer = self.api.put(f"/v1/state/{key}", json=value, headers=CREATE)
@@ -175,6 +182,22 @@ class Drill:
             written.add({**written.versions[-1][0], **value}, False)
         else:
             written.add(None, True)
+
+    def _write_direct(self, key: str, how: str, change: Any) -> None:
+        from cmdgate.state.model import digest_of
+        from cmdgate.state.store import StateStore
+
+        store = StateStore(self.dynamodb, self.table)
+        written = self.written.setdefault(key, Written())
+        if how == "delete":
+            value, deleted = None, True
+        else:
+            value, deleted = ({**written.versions[-1][0], **change} if how == "patch" else change), False
+        committed = store.commit(
+            key, store.register(key), json.dumps(value, separators=(",", ":")), digest_of(value), deleted=deleted
+        )
+        self.sync_queue.schedule(key, committed.version)
+        written.add(value, deleted)
 
     def _legacy_key(self, key: str) -> None:
         """A key synced before shards existed: its own gist holding `state.json` (format 1)."""
@@ -371,6 +394,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--tail-creates", type=int, default=10)
     parser.add_argument("--sync-bound", type=float, default=240.0, help="seconds a round may take to sync")
     parser.add_argument("--api-sample", type=int, default=50, help="keys also read back through the API")
+    parser.add_argument("--through-api", action="store_true", help="seed through the API instead of the table")
     parser.add_argument("--goal", type=float, default=120.0, help="recovery time goal (s)")
     parser.add_argument("--write-docs", action=argparse.BooleanOptionalAction, default=None)
     parser.add_argument("--param", action="append", default=[], help="extra template parameter overrides")
@@ -408,6 +432,11 @@ def main(argv: list[str] | None = None) -> int:
                 SecretId=running.state["functions"]["ApiFunction"]["GITHUB_TOKEN_SECRET_ARN"]
             )["SecretString"],
         )
+        if not args.through_api:
+            from cmdgate.state.service import FifoSyncQueue
+
+            queue_url = running.state["functions"]["ApiFunction"]["STATE_SYNC_QUEUE_URL"]
+            drill.sync_queue = FifoSyncQueue(boto3.client("sqs", **credentials), queue_url)
         print(f"writing {args.keys} keys in {args.namespaces} namespaces and {args.legacy} format-1 gists ...")
         drill.seed(args.keys, args.namespaces, args.legacy, args.sync_bound)
         written = drill.summary()
@@ -459,6 +488,8 @@ def render(f: dict[str, Any]) -> str:
             "by `make dr-drill`: every item of the state table deleted (registers, version logs, the shard",
             "directory and the gist file-name key: what losing the table loses), then `cmdgate state",
             "recover` run once, then every key's register and history compared with what had been synced.",
+            "The keys are written straight to the table with their sync messages, as the API's writes are",
+            "(`--through-api` sends them through the API); the gist sync and the recovery are the stack's own.",
             "",
             "| figure | value |",
             "|---|---|",
