@@ -394,6 +394,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--tail-creates", type=int, default=10)
     parser.add_argument("--sync-bound", type=float, default=240.0, help="seconds a round may take to sync")
     parser.add_argument("--api-sample", type=int, default=50, help="keys also read back through the API")
+    parser.add_argument("--writers", type=int, default=4, help="concurrent writing clients")
     parser.add_argument("--through-api", action="store_true", help="seed through the API instead of the table")
     parser.add_argument("--goal", type=float, default=120.0, help="recovery time goal (s)")
     parser.add_argument("--write-docs", action=argparse.BooleanOptionalAction, default=None)
@@ -428,6 +429,7 @@ def main(argv: list[str] | None = None) -> int:
             table=running.state["functions"]["ApiFunction"]["STATE_TABLE"],
             kms_key=running.state["functions"]["ApiFunction"]["STATE_KMS_KEY_ID"],
             gist_url=running.state["gist_url"],
+            writers=args.writers,
             gist_token=boto3.client("secretsmanager", **credentials).get_secret_value(
                 SecretId=running.state["functions"]["ApiFunction"]["GITHUB_TOKEN_SECRET_ARN"]
             )["SecretString"],
