@@ -16,7 +16,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 # sam build needs the runtime's exact python (python3.11) on PATH.
 SAM := PATH="$(CURDIR)/$(SAM_VENV)/bin:$$PATH" $(SAM_VENV)/bin/sam
 
-.PHONY: setup build run test lint typecheck validate unit integration contract invoke bench bench-state bench-profile openapi clean \
+.PHONY: setup build run test lint typecheck validate unit integration contract invoke bench bench-state bench-profile dr-drill openapi clean \
 	audit audit-static audit-code audit-deps audit-template
 
 setup: $(VENV)/.installed $(SAM_VENV)/.installed $(RUNTIME_VENV)/.installed $(AUDIT_VENV)/.installed
@@ -116,6 +116,10 @@ bench-state: build $(VENV)/.bench-installed
 # The stack process's RSS and moto's lock time per AWS action while new state keys are written.
 bench-profile: build
 	PYTHONPATH=$(PYTHONPATH_DEV) $(VENV)/bin/python -m bench.stack_profile $(ARGS)
+
+# Disaster-recovery drill: 1,000 keys synced, the state table wiped, `cmdgate state recover`, verified.
+dr-drill: build
+	PYTHONPATH=$(PYTHONPATH_DEV) $(VENV)/bin/python -m bench.dr_drill $(ARGS)
 
 clean:
 	rm -rf .aws-sam .local-stack .sam-build.log .mypy_cache .ruff_cache .pytest_cache

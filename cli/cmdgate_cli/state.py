@@ -210,3 +210,50 @@ def _coloured(text: str) -> Text:
             style = "cyan"
         styled.append(line, style=style)
     return styled
+
+
+@app.command("recover")
+def recover(
+    ctx: typer.Context,
+    namespace: Annotated[
+        list[str] | None, typer.Option("--namespace", help="Only this namespace's gists (repeatable; default: all).")
+    ] = None,
+    max_revisions: Annotated[
+        int, typer.Option("--max-revisions", min=1, max=1000, help="Revisions walked per gist, newest first.")
+    ] = 100,
+) -> None:
+    """Rebuild lost registers and version history from this deployment's gists (admin; see the DR runbook).
+
+    Calls POST /v1/admin/state/recover until it is done (each call is bounded), then prints what it
+    recovered and how long it took. Keys written since the loss are left as they are.
+    """
+    import time
+
+    current = session(ctx)
+    body: dict[str, Any] = {"max_revisions": max_revisions}
+    if namespace:
+        body["namespaces"] = namespace
+    totals: dict[str, int] = {}
+    started = time.monotonic()
+    calls = 0
+    while True:
+        answer = current.api.request("POST", "/v1/admin/state/recover", json=body).json()
+        calls += 1
+        for name, count in (answer.get("counts") or {}).items():
+            totals[name] = totals.get(name, 0) + int(count)
+        following = answer.get("next")
+        if answer.get("done") or not following:
+            break
+        body = {**body, "gists": following["gists"], "skip": following["skip"]}
+        if not current.out.json:
+            current.out.note(
+                f"recovering: {len(following['gists'])} gists left, {totals.get('keys_recovered', 0)} keys"
+            )
+    elapsed = round(time.monotonic() - started, 1)
+    if current.out.json:
+        current.out.data({"elapsed_s": elapsed, "calls": calls, "counts": dict(sorted(totals.items()))})
+        return
+    table = Table("recovered", "count", title=f"state recovery: {elapsed} s, {calls} calls")
+    for name, count in sorted(totals.items()):
+        table.add_row(escape(name), str(count))
+    current.out.table(table)

@@ -16,6 +16,7 @@ KIB = 1024
 JSON_ROUTES = [
     ("POST", "/v1/admin/keys", {}, 64 * KIB),
     ("POST", "/v1/admin/dlq/redrive", {}, 64 * KIB),
+    ("POST", "/v1/admin/state/recover", {}, 64 * KIB),
     ("POST", "/v1/commands/echo", {}, 64 * KIB),
     ("PUT", "/v1/state/bad-input-{n}", {"If-None-Match": "*"}, 256 * KIB),
 ]

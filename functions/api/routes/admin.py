@@ -13,6 +13,7 @@ from cmdgate.admin import (
     CreatedKey,
     CreatedSigningSecret,
     CreateKeyRequest,
+    RecoverStateRequest,
     RedriveRequest,
     SigningSecretRequest,
     create_key,
@@ -31,6 +32,7 @@ from cmdgate.api_docs import (
     KeyId,
     KeyList,
     Limit,
+    RecoveryResult,
     RedriveResult,
     Since,
     responses,
@@ -39,10 +41,12 @@ from cmdgate.audit import parse_since
 from cmdgate.http import json_response
 from cmdgate.pagination import decode_cursor, encode_cursor, parse_limit
 from routes.health import health_answer
-from routes.request import audit_stamp, principal
+from routes.request import audit_stamp, principal, remaining_s
 from routes.services import services
 
 router = APIGatewayRouter()
+RECOVERY_STEP_S = 15.0  # one recovery call's work: well inside API Gateway's 29 s
+RECOVERY_MARGIN_S = 8.0  # kept to answer, and for the revision being read when the step ends
 
 
 @router.post(
@@ -154,6 +158,28 @@ def list_audit(
         action=action,
     )
     return json_response(200, {"entries": entries, "next_cursor": next_cursor})
+
+
+@router.post(
+    "/v1/admin/state/recover",
+    tags=["admin"],
+    operation_id="recoverState",
+    responses=responses({200: ("One bounded step of the recovery", RecoveryResult)}, 400, 413, 415, 422, 503),
+)
+def recover_state(request: Annotated[RecoverStateRequest, Body()]) -> Response[str]:
+    """Rebuild lost registers, version logs and shard directory entries from this deployment's gists.
+
+    Bounded by the request's time: call again with `next` until `done` (`cmdgate state recover`)."""
+    require_admin(principal(router))
+    budget_s = max(1.0, min(RECOVERY_STEP_S, remaining_s(router) - RECOVERY_MARGIN_S))
+    report = services().state_recovery.run(
+        namespaces=frozenset(request.namespaces) if request.namespaces is not None else None,
+        gists=request.gists,
+        skip=request.skip,
+        max_revisions=request.max_revisions,
+        budget_s=budget_s,
+    )
+    return json_response(200, report.view(), {"Cache-Control": "no-store"})
 
 
 @router.get(

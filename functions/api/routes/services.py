@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from cmdgate.health import Check
     from cmdgate.idempotency import IdempotentRequests
     from cmdgate.ratelimit.requests import RequestRateLimiter
+    from cmdgate.state.recovery import StateRecovery
     from cmdgate.state.service import StateService
     from cmdgate.webhooks.receiver import WebhookReceiver
 
@@ -52,6 +53,9 @@ class Services(Protocol):
 
     @property
     def audit_trail(self) -> AuditTrail: ...
+
+    @property
+    def state_recovery(self) -> StateRecovery: ...
 
     def state_service(
         self, remaining_s: Callable[[], float] | None = None, audit: AuditStamp | None = None

@@ -43,6 +43,21 @@ class RedriveRequest(BaseModel):
     execution_ids: list[Annotated[str, Field(min_length=1, max_length=64)]] | None = Field(default=None, max_length=100)
 
 
+class RecoverStateRequest(BaseModel):
+    """Body of `POST /v1/admin/state/recover`: where to start (the previous answer's `next`), what to cover."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    namespaces: list[Annotated[str, Field(pattern=r"^(_default|[a-z0-9][a-z0-9_-]{0,127})$")]] | None = Field(
+        default=None, max_length=100, description="Only these namespaces' gists (default: every one)."
+    )
+    gists: list[Annotated[str, Field(pattern=r"^[0-9A-Za-z]{1,64}$")]] | None = Field(
+        default=None, max_length=1000, description="The gists left (the previous answer's `next.gists`)."
+    )
+    skip: int = Field(default=0, ge=0, le=1_000_000, description="Revisions of the first gist already walked.")
+    max_revisions: int = Field(default=100, ge=1, le=1000, description="Revisions walked per gist, newest first.")
+
+
 class SigningSecretRequest(BaseModel):
     """Body of `POST /v1/admin/signing-secrets`."""
 

@@ -163,6 +163,21 @@ class RedriveResult(BaseModel):
     skipped: list[str]
 
 
+class RecoveryNext(BaseModel):
+    """Where the next recovery call starts."""
+
+    gists: list[str]
+    skip: int
+
+
+class RecoveryResult(BaseModel):
+    """`POST /v1/admin/state/recover`: one bounded step of a recovery from the gists."""
+
+    done: bool
+    next: RecoveryNext | None = Field(description="Send it back (with the same namespaces) until `done`.")
+    counts: dict[str, int] = Field(description="keys_recovered, tombstones_recovered, versions_logged, ...")
+
+
 class VersionView(BaseModel):
     """One retained version of a state key."""
 

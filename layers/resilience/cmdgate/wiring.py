@@ -30,13 +30,16 @@ if TYPE_CHECKING:
     from cmdgate.crypto import Codec
     from cmdgate.executions import ExecutionService, MessageQueue
     from cmdgate.followups import FollowUps
+    from cmdgate.gist import GistClient
     from cmdgate.healer import Healer
     from cmdgate.health import Check
     from cmdgate.idempotency import IdempotentRequests
     from cmdgate.ratelimit.requests import RequestRateLimiter
     from cmdgate.state.layout import FileNamer
     from cmdgate.state.names import FileNameKey
+    from cmdgate.state.recovery import StateRecovery
     from cmdgate.state.service import FifoSyncQueue, StateService
+    from cmdgate.state.shards import ShardDirectory
     from cmdgate.state.store import StateStore
     from cmdgate.state.sync import GistSync
     from cmdgate.stats import CommandStats, StatsMirror
@@ -372,29 +375,51 @@ class Services:
         return CircuitBreaker(GIST_BREAKER, self._breaker_store, BreakerConfig(min_calls=3, open_s=10, refresh_s=2))
 
     @cached_property
-    def gist_sync(self) -> GistSync:
-        """Gist sync for the state_sync function: client, encryption, shared write budget."""
+    def _gist_client(self) -> GistClient:
+        """The Gist API client with the token from Secrets Manager and the shared gist breaker."""
         import httpx
 
-        from cmdgate.crypto import codec_for
         from cmdgate.gist import GistClient, GistClientConfig
-        from cmdgate.locks import DynamoDBLockStore, LockManager
-        from cmdgate.ratelimit import DynamoDBRateLimitStore, RateLimitPolicy, TokenBucket
-        from cmdgate.state.shards import ShardDirectory
-        from cmdgate.state.sync import GistSync, GistWriteBudget
 
         settings = self.settings
-        client = GistClient(
+        return GistClient(
             httpx.Client(timeout=httpx.Timeout(10.0, connect=3.0)),
             lambda: self.secret(settings.github_token_secret_arn),
             base_url=settings.gist_api_url,
             config=GistClientConfig(min_write_interval_s=settings.gist_min_write_interval_s),
             breaker=self.gist_breaker,
         )
+
+    @cached_property
+    def _state_codec(self) -> Codec:
+        """What seals state values in gists: KMS envelopes, or plain text when opted out."""
+        from cmdgate.crypto import codec_for
+
+        settings = self.settings
         if settings.state_gist_encryption == "plaintext":
-            codec = codec_for("plaintext")
-        else:
-            codec = codec_for("kms", self.clients.client("kms"), settings.state_kms_key_id)
+            return codec_for("plaintext")
+        return codec_for("kms", self.clients.client("kms"), settings.state_kms_key_id)
+
+    @cached_property
+    def _shard_directory(self) -> ShardDirectory:
+        from cmdgate.state.shards import ShardDirectory
+
+        settings = self.settings
+        return ShardDirectory(
+            self.clients.client("dynamodb"),
+            settings.state_table,
+            keys_per_gist=settings.state_keys_per_gist,
+            bytes_per_gist=settings.state_bytes_per_gist,
+        )
+
+    @cached_property
+    def gist_sync(self) -> GistSync:
+        """Gist sync for the state_sync function: client, encryption, shared write budget."""
+        from cmdgate.locks import DynamoDBLockStore, LockManager
+        from cmdgate.ratelimit import DynamoDBRateLimitStore, RateLimitPolicy, TokenBucket
+        from cmdgate.state.sync import GistSync, GistWriteBudget
+
+        settings = self.settings
         bucket = TokenBucket(DynamoDBRateLimitStore(self.clients.client("dynamodb"), settings.control_table))
         token_id = hashlib.sha256(settings.github_token_secret_arn.encode()).hexdigest()[:16]
         budget = GistWriteBudget(
@@ -410,21 +435,32 @@ class Services:
         plaintext = settings.state_gist_encryption == "plaintext"
         return GistSync(
             self._state_store,
-            client,
-            codec,
+            self._gist_client,
+            self._state_codec,
             budget,
             locks,
-            shards=ShardDirectory(
-                self.clients.client("dynamodb"),
-                settings.state_table,
-                keys_per_gist=settings.state_keys_per_gist,
-                bytes_per_gist=settings.state_bytes_per_gist,
-            ),
+            shards=self._shard_directory,
             namer=self._file_namer,
             stack_id=settings.stack_id,
             plaintext=plaintext,
             request_bytes=settings.state_gist_request_bytes,
             linger_s=settings.state_gist_linger_s,
+        )
+
+    @cached_property
+    def state_recovery(self) -> StateRecovery:
+        """Disaster recovery of the state table from this deployment's gists (an admin route)."""
+        from cmdgate.state.recovery import StateRecovery
+
+        settings = self.settings
+        return StateRecovery(
+            self.clients.client("dynamodb"),
+            settings.state_table,
+            self._gist_client,
+            self._state_codec,
+            self._shard_directory,
+            stack_id=settings.stack_id,
+            plaintext=settings.state_gist_encryption == "plaintext",
         )
 
     def _file_namer(self) -> FileNamer:

@@ -31,6 +31,7 @@ from cmdgate.ratelimit.requests import RequestRateLimiter
 from cmdgate.ratelimit.store.memory import InMemoryRateLimitStore
 from cmdgate.state.errors import PreconditionFailed, PreconditionRequired, StateNotFound
 from cmdgate.state.model import Register, VersionEntry, digest_of, validate_key
+from cmdgate.state.recovery import RecoveryReport
 from cmdgate.state.service import Preconditions
 from cmdgate.webhooks.config import parse_webhook_sources
 from cmdgate.webhooks.deliveries import RecordedDelivery
@@ -297,6 +298,18 @@ class MemoryAuditTrail:
         return [e for e in entries if kwargs.get("action") in (None, e["action"])], None
 
 
+class RecordingRecovery:
+    """`StateRecovery` stand-in: records each call's arguments and answers one gist further along."""
+
+    def __init__(self) -> None:
+        self.calls: list[dict[str, Any]] = []
+
+    def run(self, **kwargs: Any) -> RecoveryReport:
+        self.calls.append(kwargs)
+        left = list(kwargs["gists"] if kwargs["gists"] is not None else ["g1", "g2"])[1:]
+        return RecoveryReport(gists=left, skip=0, counts={"keys_recovered": 1})
+
+
 class FakeServices:
     """What `routes.services.services()` hands the routers, all in memory."""
 
@@ -325,6 +338,7 @@ class FakeServices:
         self.audit_log = AuditLog(self.audit_table, 400 * 86400)
         self.audit_trail: Any = MemoryAuditTrail(self.audit_table)
         self.audit_stamps: list[AuditStamp | None] = []
+        self.state_recovery: Any = RecordingRecovery()
 
     def state_service(self, remaining_s: Callable[[], float] | None = None, audit: AuditStamp | None = None) -> Any:
         self.states.remaining.append(remaining_s)

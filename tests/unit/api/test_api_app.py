@@ -263,6 +263,39 @@ def test_admin_routes_refuse_other_callers(api: Api) -> None:
     assert answer.headers["ratelimit"]  # refusals count and carry the fields too
 
 
+def test_state_recovery_is_admin_only_bounded_by_the_request_and_resumed_from_next(api: Api) -> None:
+    refused = api.call("POST", "/v1/admin/state/recover", body="{}", caller=principal("state.write:*"))
+    assert (refused.status, refused.json()["code"]) == (403, "FORBIDDEN")
+    first = api.call("POST", "/v1/admin/state/recover", body='{"namespaces": ["team-a"]}')
+    assert first.status == 200, first.body
+    assert first.json() == {"done": False, "next": {"gists": ["g2"], "skip": 0}, "counts": {"keys_recovered": 1}}
+    last = api.call("POST", "/v1/admin/state/recover", body='{"gists": ["g2"], "skip": 3}')
+    assert last.json()["done"] is True and last.json()["next"] is None
+    calls = api.services.state_recovery.calls
+    assert calls[0]["namespaces"] == frozenset({"team-a"}) and calls[0]["gists"] is None
+    assert (calls[1]["gists"], calls[1]["skip"]) == (["g2"], 3)
+    # The context has 12 s left: the step keeps 8 s of it to answer.
+    assert all(call["budget_s"] == 4.0 for call in calls)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        '{"gists": ["../etc"]}',
+        '{"namespaces": ["Team"]}',
+        '{"skip": -1}',
+        '{"max_revisions": 0}',
+        '{"skip": "1"}',
+        '{"cursor": "x"}',
+        '{"gists": ' + json.dumps(["a"] * 1001) + "}",
+    ],
+)
+def test_state_recovery_refuses_hostile_bodies_with_422(api: Api, body: str) -> None:
+    answer = api.call("POST", "/v1/admin/state/recover", body=body)
+    assert answer.status == 422, answer.body
+    assert api.services.state_recovery.calls == []
+
+
 def test_the_rate_limiter_refuses_with_the_iana_type(api: Api) -> None:
     from routes import services as seam
     from tests.unit.api.fakes import FakeServices

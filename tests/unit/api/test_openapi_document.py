@@ -42,6 +42,7 @@ OPERATION_IDS = {
     "listDeadLetters",
     "redriveDeadLetters",
     "rotateSigningSecret",
+    "recoverState",
     "getHealth",
     "getAdminHealth",
     "receiveWebhook",

@@ -315,6 +315,29 @@ def test_state_patch_sends_a_merge_patch(cli: Callable[..., Result]) -> None:
     assert "version 5" in result.err
 
 
+def test_state_recover_calls_again_with_next_until_done_and_sums_the_counts(cli: Callable[..., Result]) -> None:
+    api = FakeApi(
+        [
+            answer(200, {"done": False, "next": {"gists": ["g2", "g3"], "skip": 4}, "counts": {"keys_recovered": 50}}),
+            answer(200, {"done": True, "next": None, "counts": {"keys_recovered": 7, "tombstones_recovered": 1}}),
+        ]
+    )
+    result = cli(["--output", "json", "state", "recover", "--namespace", "team", "--max-revisions", "5"], api)
+    assert result.code == 0, result.err
+    bodies = [json.loads(r.content) for r in api.requests]
+    assert bodies == [
+        {"max_revisions": 5, "namespaces": ["team"]},
+        {"max_revisions": 5, "namespaces": ["team"], "gists": ["g2", "g3"], "skip": 4},
+    ]
+    report = json.loads(result.out)
+    assert report["counts"] == {"keys_recovered": 57, "tombstones_recovered": 1} and report["calls"] == 2
+
+
+def test_state_recover_refused_is_exit_3(cli: Callable[..., Result]) -> None:
+    result = cli(["state", "recover"], FakeApi([problem(403, "FORBIDDEN", "Forbidden", "admin only")]))
+    assert result.code == 3 and "Forbidden" in result.err
+
+
 def test_state_diff_is_a_unified_diff_of_pretty_json(cli: Callable[..., Result]) -> None:
     api = FakeApi([_state({"a": 1, "keep": True}, 1), _state({"a": 2, "keep": True}, 3)])
     result = cli(["state", "diff", "team.cfg", "1"], api)

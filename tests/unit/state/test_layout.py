@@ -46,7 +46,8 @@ def test_a_document_opens_only_for_its_key_and_its_sealed_version() -> None:
     content = layout.encode(
         codec, "a.k", 3, '{"x":1}', deleted=False, updated_at="t", digest=digest_of({"x": 1}), plaintext=False
     )
-    assert "a.k" not in content.replace('"cmdgate:state-key"', "")  # encrypted layouts name no key in clear
+    unsealed = {field: value for field, value in json.loads(content).items() if field != "name"}
+    assert "a.k" not in json.dumps(unsealed).replace('"cmdgate:state-key"', "")  # no key name but the sealed one
     decoded = layout.decode(codec, "a.k", content)
     assert (decoded.version, decoded.deleted, decoded.value) == (3, False, {"x": 1})
     assert layout.version_in(content) == 3
@@ -67,6 +68,26 @@ def test_the_encrypted_codec_binds_a_file_to_its_key(aws: Any) -> None:
     assert layout.decode(codec, "a.k", content).value == "v"
     with pytest.raises(layout.InvalidStateFile):
         layout.decode(codec, "a.other", content)  # a file copied to another key's name does not open
+
+
+def test_an_encrypted_file_names_its_key_only_sealed_and_key_in_opens_it(aws: Any) -> None:
+    kms = boto3.client("kms", region_name="us-east-1")
+    codec = codec_for("kms", kms, kms.create_key()["KeyMetadata"]["KeyId"])
+    args: dict[str, Any] = {"deleted": False, "updated_at": "t", "digest": digest_of({"x": 1})}
+    content = layout.encode(codec, "team-a.web", 2, '{"x":1}', plaintext=False, **args)
+    assert "team-a" not in content  # neither the name nor the value is readable
+    assert layout.key_in(codec, content) == "team-a.web"  # what a recovery reads instead of the HMAC
+    plain = layout.encode(codec_for("plaintext"), "team-a.web", 2, '{"x":1}', plaintext=True, **args)
+    assert layout.key_in(codec_for("plaintext"), plain) == "team-a.web" and "name" not in json.loads(plain)
+    # A sealed name moved into another document still opens (it is bound to no file), but a name
+    # that is no valid key, or an edited envelope, is refused.
+    edited = json.loads(content)
+    edited["name"]["ct"] = edited["name"]["ct"][:-4] + "AAAA"
+    with pytest.raises(layout.InvalidStateFile):
+        layout.key_in(codec, json.dumps(edited))
+    with pytest.raises(layout.InvalidStateFile):
+        layout.key_in(codec, json.dumps({"version": 1, "key": "Not A Key"}))
+    assert layout.key_in(codec, json.dumps({"version": 1})) is None  # written before files carried names
 
 
 def test_every_instance_gets_the_same_file_name_key_made_once(table_like: Any) -> None:

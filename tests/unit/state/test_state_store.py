@@ -91,6 +91,16 @@ def test_versions_age_out_unless_they_reached_the_gist(parts: tuple[StateStore, 
     assert register is not None and register.synced_version == 2
 
 
+def test_a_sync_landing_after_its_register_is_gone_makes_no_stub_register(
+    parts: tuple[StateStore, LockManager, Clock],
+) -> None:
+    store, _, _ = parts
+    store.mark_synced("gone", 3, "gist-1", "sha-3")  # the table lost the key while its gist write was in flight
+    store.mark_synced_many({"gone.too": 2}, "gist-1", "sha-2")
+    assert store.register("gone") is None and store.register("gone.too") is None
+    assert store.registers(["gone", "gone.too"]) == {}
+
+
 def test_merge_patch_follows_rfc_7396() -> None:
     target = {"a": "b", "c": {"d": "e", "f": "g"}}
     assert apply_merge_patch(target, {"a": "z", "c": {"f": None}}) == {"a": "z", "c": {"d": "e"}}

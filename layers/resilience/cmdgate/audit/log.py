@@ -28,7 +28,7 @@ class AuditLog:
         The action has happened when this is called: a failed append is logged, not raised, so the
         caller still learns the outcome (a key it could not see again, a redrive it would repeat).
         """
-        fields = stamp.fields(f"{target}#{stamp.request_id}")
+        fields = stamp.fields(f"{target}#{stamp.action}#{stamp.request_id}")  # two actions of one request differ
         item = {
             "pk": f"audit#{fields['audit_at']}",
             **fields,

@@ -14,7 +14,10 @@ most `StateKeysPerGist` files and `StateBytesPerGist` bytes each. A shard gist h
 
 A file's document carries the version in clear (so a recovery scan can order revisions) and the
 value in the codec's envelope, bound to the key (the key is the envelope's encryption context /
-AAD). Inside the envelope the version and the deleted flag are repeated, so an edited version
+AAD). An encrypted file also carries its key's name sealed under one stack-wide context
+(`KEY_NAME_CONTEXT`, so naming a file costs no KMS call of its own): a recovery that has lost the
+registers (and the name key with them) reads which key a file holds without reversing the HMAC.
+Inside the envelope the version and the deleted flag are repeated, so an edited version
 number is caught on decryption. A deleted key's file is a tombstone - its deleted version, sealed
 like any value - never an absent file.
 
@@ -37,6 +40,7 @@ FORMAT = 2
 DEFAULT_NAMESPACE = "_default"
 MANIFEST_FILE = "_manifest.json"
 LEGACY_FILE = "state.json"  # format 1: the only file of a key's own gist
+KEY_NAME_CONTEXT = {"cmdgate:purpose": "state-key-name"}  # the sealed key name of an encrypted file
 _NAMESPACE_END = re.compile(r"[.:]")
 
 
@@ -142,7 +146,35 @@ def encode(
     if plaintext:  # readable gists say which key and value they hold; encrypted ones do not
         document["key"] = key
         document["digest"] = digest
+    else:  # the key's name, sealed: what a recovery reads instead of the HMAC it cannot reverse
+        document["name"] = codec.encrypt(key.encode("utf-8"), KEY_NAME_CONTEXT)
     return json.dumps(document, indent=2, sort_keys=True)
+
+
+def key_in(codec: Codec, content: str) -> str | None:
+    """The key a file says it holds (format 2: in clear, or sealed; format 1: in clear), None if it says none.
+
+    Only a claim: `decode` with that key is what proves the file is that key's (its envelope is bound to it).
+    """
+    from cmdgate.state.model import KEY_PATTERN
+
+    try:
+        document = json.loads(content)
+    except ValueError:
+        raise InvalidStateFile("not JSON") from None
+    if not isinstance(document, dict):
+        raise InvalidStateFile("not a state document")
+    key = document.get("key")
+    if key is None and isinstance(document.get("name"), dict):
+        try:
+            key = codec.decrypt(document["name"], KEY_NAME_CONTEXT).decode("utf-8")
+        except Exception:  # noqa: BLE001 - any failure to open: the file names no key we can trust
+            raise InvalidStateFile("the sealed key name does not open") from None
+    if key is None:
+        return None
+    if not isinstance(key, str) or not KEY_PATTERN.fullmatch(key):
+        raise InvalidStateFile("the file names no valid key")
+    return key
 
 
 def encode_legacy(

@@ -113,6 +113,26 @@ class ShardDirectory:
             return str(existing or gist_id)
         return gist_id
 
+    def adopt(self, shard: ShardRef, gist_id: str, files: int, size: int) -> bool:
+        """Record a shard found in its gist (a recovery) unless the directory has it; True if recorded."""
+        try:
+            self._client.put_item(
+                TableName=self._table,
+                Item={
+                    "pk": {"S": _pk(shard.namespace)},
+                    "sk": {"S": _sk(shard.number)},
+                    "files": {"N": str(files)},
+                    "bytes": {"N": str(size)},
+                    "gist_id": {"S": gist_id},
+                },
+                ConditionExpression="attribute_not_exists(pk)",
+            )
+        except ClientError as error:
+            if is_condition_failure(error):
+                return False
+            raise
+        return True
+
     def _newest(self, namespace: str) -> tuple[int, int, int] | None:
         """The newest shard of the namespace: (number, files, bytes)."""
         answer = self._client.query(

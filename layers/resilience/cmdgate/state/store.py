@@ -458,7 +458,9 @@ class StateStore:
                     TableName=self._table,
                     Key={"pk": {"S": _pk(key)}, "sk": {"S": REGISTER_SK}},
                     UpdateExpression="SET synced_version = :v, revision_sha = :sha, gist_id = :gist",
-                    ConditionExpression=not_behind,
+                    # A register that is gone (the table lost it while this write was in flight) is
+                    # not made again as a stub without a version: reads would fail on it.
+                    ConditionExpression=f"attribute_exists(pk) AND {not_behind}",
                     ExpressionAttributeValues=values,
                 )
             except ClientError as again:
