@@ -15,6 +15,11 @@ nothing twice:
   of an attempt refuses a record that is no longer `queued`.
 - Gist drift: state keys in the sparse DirtyIndex longer than a threshold get their sync message
   again, exactly as a write schedules it (FIFO, deduplicated on key + version).
+- State integrity (cmdgate.state.integrity): a page of registers per pass, from a cursor kept in the
+  control table (`healer#integrity-cursor`), so passes walk every key in turn: a gist file that fails
+  its check is rewritten from its register, a register that fails its own digest is restored from
+  the newest gist revision matching its version log; both alerted (`state_repaired`). Bounded by
+  the items read and the gists fetched per pass (HEALER_INTEGRITY_ITEMS, HEALER_INTEGRITY_GISTS).
 
 A pass that ran every repair without an error records itself (`healer#last-pass` in the control
 table): health reports it, and degrades when it is late.
@@ -35,8 +40,10 @@ from cmdgate.alerts import Alerts
 from cmdgate.executions.model import ExecutionError
 from cmdgate.executions.queue import MessageQueue
 from cmdgate.executions.repairs import ExecutionRepairs
+from cmdgate.state.integrity import StateIntegrity
 
 LAST_PASS_KEY = "healer#last-pass"  # noqa: S105 - a control-table key, no secret
+INTEGRITY_CURSOR_KEY = "healer#integrity-cursor"
 # Error statuses and codes of a failure worth another attempt (the worker retries the same ones).
 TRANSIENT_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 TRANSIENT_CODES = frozenset(
@@ -76,7 +83,7 @@ def queue_depth(sqs: Any, name: str, queue_url: str) -> QueueDepth:
 class SyncScheduler(Protocol):
     """What re-sends a state key's sync (cmdgate.state.service.FifoSyncQueue)."""
 
-    def schedule(self, key: str, version: int) -> None: ...
+    def schedule(self, key: str, version: int, *, repair: str | None = None) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -147,6 +154,7 @@ class Healer:
         control_table: str,
         retry_safe: Callable[[str], bool | None],
         config: HealerConfig | None = None,
+        integrity: Callable[[], StateIntegrity] | None = None,
         log_action: ActionLog | None = None,
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
@@ -163,6 +171,7 @@ class Healer:
         self._control_table = control_table
         self._retry_safe = retry_safe
         self._config = config or HealerConfig()
+        self._integrity = integrity
         self._log_action = log_action or (lambda action, fields: None)
         self._clock = clock
         self._monotonic = monotonic
@@ -179,6 +188,7 @@ class Healer:
             ("stuck_executions", self._repair_stuck),
             ("orphaned_queued", self._resend_queued),
             ("gist_drift", self._resync_drifted),
+            ("state_integrity", self._check_integrity),
             ("dlq_depths", self._measure_dead_letter_queues),
         ]
         for name, repair in repairs:
@@ -374,6 +384,35 @@ class Healer:
         if float(item["dirty_at"]["N"]) >= cutoff:
             return None
         return int(item["version"]["N"])
+
+    # -- gist files and registers that fail their checks ------------------------------------
+
+    def _check_integrity(self) -> None:
+        if self._integrity is None or not self._state_table:
+            return
+        item = self._dynamodb.get_item(
+            TableName=self._control_table, Key={"pk": {"S": INTEGRITY_CURSOR_KEY}}, ConsistentRead=True
+        ).get("Item")
+        cursor = item.get("start", {}).get("S") if item else None
+        start = json.loads(cursor) if cursor else None
+
+        def alert(key: str, cause: str) -> None:
+            self._alerts.send(alert_names.STATE_REPAIRED, key, cause)
+
+        report = self._integrity().check(start, self._report.pass_id, alert, self._out_of_time)
+        for action, fields in report.actions:
+            self._act(action, **fields)
+        checked = {"integrity_registers_checked": report.registers, "integrity_files_checked": report.files}
+        for counted, number in checked.items():
+            if number:
+                self._report.actions[counted] += number
+        self._dynamodb.put_item(
+            TableName=self._control_table,
+            Item={
+                "pk": {"S": INTEGRITY_CURSOR_KEY},
+                "start": {"S": json.dumps(report.next_start) if report.next_start else ""},
+            },
+        )
 
     # -- every DLQ's depth -------------------------------------------------------------------
 

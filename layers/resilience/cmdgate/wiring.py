@@ -29,10 +29,12 @@ if TYPE_CHECKING:
     from cmdgate.crypto import Codec
     from cmdgate.executions import ExecutionService, MessageQueue
     from cmdgate.followups import FollowUps
+    from cmdgate.gist import GistClient
     from cmdgate.healer import Healer
     from cmdgate.health import Check
     from cmdgate.idempotency import IdempotentRequests
     from cmdgate.ratelimit.requests import RequestRateLimiter
+    from cmdgate.state.integrity import StateIntegrity
     from cmdgate.state.layout import FileNamer
     from cmdgate.state.names import FileNameKey
     from cmdgate.state.service import FifoSyncQueue, StateService
@@ -321,29 +323,52 @@ class Services:
         return CircuitBreaker(GIST_BREAKER, self._breaker_store, BreakerConfig(min_calls=3, open_s=10, refresh_s=2))
 
     @cached_property
-    def gist_sync(self) -> GistSync:
-        """Gist sync for the state_sync function: client, encryption, shared write budget."""
+    def _gist_client(self) -> GistClient:
         import httpx
 
-        from cmdgate.crypto import codec_for
         from cmdgate.gist import GistClient, GistClientConfig
-        from cmdgate.locks import DynamoDBLockStore, LockManager
-        from cmdgate.ratelimit import DynamoDBRateLimitStore, RateLimitPolicy, TokenBucket
-        from cmdgate.state.shards import ShardDirectory
-        from cmdgate.state.sync import GistSync, GistWriteBudget
 
         settings = self.settings
-        client = GistClient(
+        return GistClient(
             httpx.Client(timeout=httpx.Timeout(10.0, connect=3.0)),
             lambda: self.secret(settings.github_token_secret_arn),
             base_url=settings.gist_api_url,
             config=GistClientConfig(min_write_interval_s=settings.gist_min_write_interval_s),
             breaker=self.gist_breaker,
         )
+
+    @cached_property
+    def _state_codec(self) -> Codec:
+        from cmdgate.crypto import codec_for
+
+        settings = self.settings
         if settings.state_gist_encryption == "plaintext":
-            codec = codec_for("plaintext")
-        else:
-            codec = codec_for("kms", self.clients.client("kms"), settings.state_kms_key_id)
+            return codec_for("plaintext")
+        return codec_for("kms", self.clients.client("kms"), settings.state_kms_key_id)
+
+    def state_integrity(self) -> StateIntegrity:
+        """The healer's check of gist files and registers (cmdgate.state.integrity)."""
+        from cmdgate.state.integrity import IntegrityLimits, StateIntegrity
+
+        settings = self.settings
+        return StateIntegrity(
+            self._state_store,
+            self._gist_client,
+            self._state_codec,
+            self._state_sync_queue,
+            limits=IntegrityLimits(items=settings.healer_integrity_items, gists=settings.healer_integrity_gists),
+        )
+
+    @cached_property
+    def gist_sync(self) -> GistSync:
+        """Gist sync for the state_sync function: client, encryption, shared write budget."""
+        from cmdgate.locks import DynamoDBLockStore, LockManager
+        from cmdgate.ratelimit import DynamoDBRateLimitStore, RateLimitPolicy, TokenBucket
+        from cmdgate.state.shards import ShardDirectory
+        from cmdgate.state.sync import GistSync, GistWriteBudget
+
+        settings = self.settings
+        client, codec = self._gist_client, self._state_codec
         bucket = TokenBucket(DynamoDBRateLimitStore(self.clients.client("dynamodb"), settings.control_table))
         token_id = hashlib.sha256(settings.github_token_secret_arn.encode()).hexdigest()[:16]
         budget = GistWriteBudget(
@@ -445,6 +470,7 @@ class Services:
                 gist_drift_s=settings.healer_gist_drift_s,
                 batch=settings.healer_batch,
             ),
+            integrity=self.state_integrity if settings.state_table else None,
             log_action=log_action,
         )
 
