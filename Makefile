@@ -13,7 +13,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 # sam build needs the runtime's exact python (python3.11) on PATH.
 SAM := PATH="$(CURDIR)/$(SAM_VENV)/bin:$$PATH" $(SAM_VENV)/bin/sam
 
-.PHONY: setup build run test lint typecheck validate unit integration contract invoke bench bench-state openapi clean
+.PHONY: setup build run test lint typecheck validate unit integration contract invoke bench bench-state bench-async openapi clean
 
 setup: $(VENV)/.installed $(SAM_VENV)/.installed $(RUNTIME_VENV)/.installed
 
@@ -83,6 +83,10 @@ $(VENV)/.bench-installed: requirements/bench.txt $(VENV)/.installed
 
 bench-state: build $(VENV)/.bench-installed
 	PYTHONPATH=$(PYTHONPATH_DEV) $(VENV)/bin/python -m bench.state_sync $(ARGS)
+
+# Async commands: drain rate beside moto's ceiling, and a failing mix's outcomes (ARGS="--quick": 100).
+bench-async: build
+	PYTHONPATH=$(PYTHONPATH_DEV) $(VENV)/bin/python -m bench.async_drain $(ARGS)
 
 clean:
 	rm -rf .aws-sam .local-stack .sam-build.log .mypy_cache .ruff_cache .pytest_cache
