@@ -393,3 +393,22 @@ def test_a_register_that_fails_its_digest_is_restored_from_the_gist_and_alerted(
     alerts = wait_for(lambda: [a for a in inbox.alerts() if a["alert"] == "state_repaired"], timeout_s=10)
     assert any(a["subject_id"] == key and "restored" in a["cause"] for a in alerts)
     assert wait_for(lambda: state_register(stack, key).get("synced_version", {}).get("N") == "2", timeout_s=30)
+
+
+def test_events_and_sync_dead_letters_are_triaged_message_by_message(stack: Stack, healer: Healer) -> None:
+    sqs = stack.aws("sqs")
+    key = f"healer.dlq-{uuid.uuid4().hex[:8]}"
+    synced_key(stack, key, {"n": 1})
+    sqs.send_message(QueueUrl=stack.resource("EventsDLQ"), MessageBody=json.dumps({"type": "stats.mirror"}))
+    sqs.send_message(
+        QueueUrl=stack.resource("StateSyncDLQ"),
+        MessageBody=json.dumps({"key": key, "version": 1}),
+        MessageGroupId=key,
+        MessageDeduplicationId=uuid.uuid4().hex,
+    )
+    fault = time.monotonic()
+    report = healer()
+    report_repair("events and sync DLQs: triaged", time.monotonic() - fault)
+    assert report["actions"].get("event_redriven", 0) >= 1
+    assert {"action": "sync_dlq_already_synced", "key": key, "version": 1} in report["acted_on"]
+    assert report["dead_letter_queues"]["events"] == 0 and report["dead_letter_queues"]["state_sync"] == 0

@@ -471,6 +471,9 @@ class Services:
                 batch=settings.healer_batch,
             ),
             integrity=self.state_integrity if settings.state_table else None,
+            events_queue_url=settings.events_queue_url,
+            events_dlq_url=settings.events_dlq_url,
+            state_sync_dlq_url=settings.state_sync_dlq_url,
             log_action=log_action,
         )
 
