@@ -47,6 +47,7 @@ SECTION = "## Async commands: drain rate, calls per execution, outcomes of a fai
 ASYNC = {"Prefer": "respond-async"}
 CLIENTS = 8
 LONG_POLLS = frozenset({"sqs:ReceiveMessage"})
+refusals: Counter[int] = Counter()  # submissions answered other than 202, by status (retried)
 
 
 def aws(stack: RunningStack, service: str) -> Any:
@@ -142,12 +143,14 @@ def submit(stack: RunningStack, bodies: list[tuple[str, dict[str, Any]]]) -> lis
             admin = {"Authorization": f"Bearer {ADMIN_KEY}"}
             local.client = httpx.Client(base_url=stack.url, headers=admin, timeout=60)
         command, params = item
+        # One key per execution: a retried submission (its answer lost, or refused) queues it once.
         headers = {**ASYNC, "Idempotency-Key": uuid.uuid4().hex}
         for _ in range(20):
             answer = local.client.post(f"/v1/commands/{command}", json=params, headers=headers)
             if answer.status_code == 202:
                 return str(answer.json()["execution_id"])
-            if answer.status_code not in (429, 503):
+            refusals[answer.status_code] += 1
+            if answer.status_code not in (429, 500, 502, 503, 504):
                 raise RuntimeError(f"{command}: {answer.status_code} {answer.text[:200]}")
             time.sleep(float(answer.headers.get("Retry-After", "1")))
         raise RuntimeError(f"{command}: still refused after 20 tries")
@@ -321,6 +324,7 @@ def render(figures: dict[str, Any]) -> str:
         f"- {o['n']} async `count`, 10 % failing transiently once, 2 % permanently, 1 % every time: expected "
         f"{o['expected']}, ended {o['ended']}, lost {o['lost']}, effects exactly once {o['effects_once']}/{o['n']}, "
         f"not as expected {o['wrong_count']} ({o['took_s']} s)",
+        f"- submissions answered other than 202 and retried (same Idempotency-Key): {figures['refusals'] or 'none'}",
         "",
         "Calls per execution by function and action:",
         "",
@@ -356,10 +360,9 @@ def main(argv: list[str] | None = None) -> int:
         "machine": f"{platform.machine()}, {platform.python_implementation()} {platform.python_version()}",
         "pool": args.pool_size,
     }
-    with (
-        tempfile.TemporaryDirectory(prefix="cmdgate-bench-async-") as tmp,
-        launch(Path(tmp), admin_key=ADMIN_KEY, pool_size=args.pool_size) as stack,
-    ):
+    workdir = Path(tempfile.mkdtemp(prefix="cmdgate-bench-async-"))  # kept: the functions' logs are in it
+    print(f"stack logs: {workdir / 'logs'}", flush=True)
+    with launch(workdir, admin_key=ADMIN_KEY, pool_size=args.pool_size) as stack:
         warm = submit(stack, [("echo", {"message": "warm"}) for _ in range(args.pool_size * 2)])
         wait_ended(stack, warm, timeout_s=120)  # every instance started, nothing left in flight
         figures["moto_rate"] = moto_call_rate(stack, seconds=5.0)

@@ -131,11 +131,14 @@ def counted(stack: Stack, key: str) -> int:
 
 
 def in_dlq(stack: Stack, execution_id: str) -> bool:
-    """Whether the executions DLQ holds a message for the execution (looked at without taking it)."""
+    """Whether the executions DLQ holds the message this module put there for the execution (looked at
+    without taking it). Only that message: under load, a copy of a redriven message can be received
+    past the test stack's 4 s visibility timeout by a cold worker and moved there too; the next pass
+    drops it as finished (test_messages_of_running_or_finished_executions_are_deleted_untouched)."""
     sqs, url = stack.aws("sqs"), stack.resource("ExecutionsDLQ")
     for _ in range(5):
         messages = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=0).get("Messages", [])
-        if any(execution_id in m["Body"] for m in messages):
+        if any(json.loads(m["Body"]) == {"execution_id": execution_id} for m in messages):
             return True
         if len(messages) < 10:
             return False
