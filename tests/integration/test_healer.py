@@ -138,7 +138,7 @@ def in_dlq(stack: Stack, execution_id: str) -> bool:
     sqs, url = stack.aws("sqs"), stack.resource("ExecutionsDLQ")
     for _ in range(5):
         messages = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=0).get("Messages", [])
-        if any(json.loads(m["Body"]) == {"execution_id": execution_id} for m in messages):
+        if any(m["Body"] == json.dumps({"execution_id": execution_id}) for m in messages):
             return True
         if len(messages) < 10:
             return False
