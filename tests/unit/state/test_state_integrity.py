@@ -168,3 +168,22 @@ def test_a_check_out_of_time_stops_before_its_first_register(env: Env) -> None:
     repairs = Repairs()
     report = integrity(env, repairs).check(None, "pass-1", repairs.alert, lambda: True)
     assert report.registers == 0 and report.actions == [] and report.next_start is None
+
+
+class GistDown:
+    """A Gist client whose every read fails (an outage)."""
+
+    def __getattr__(self, name: str) -> Any:
+        def fail(*args: Any, **kwargs: Any) -> Any:
+            raise ConnectionError("gist API down")
+
+        return fail
+
+
+def test_a_gist_outage_stops_the_check_where_it_is_instead_of_failing_it(env: Env) -> None:
+    synced(env, {"o.k": {"n": 1}})
+    repairs = Repairs()
+    down = StateIntegrity(env.store, GistDown(), codec_for("plaintext"), repairs)  # type: ignore[arg-type]
+    report = down.check(None, "pass-1", repairs.alert, lambda: False)
+    assert report.actions == [("integrity_gist_unavailable", {"key": "o.k"})]
+    assert report.next_start is None and repairs.scheduled == [] and repairs.alerts == []  # resumes at the start

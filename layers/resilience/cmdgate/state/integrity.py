@@ -15,6 +15,8 @@ register on it:
 
 Bounded: at most `items` table items read and at most `gists` gists fetched per check (each once);
 the page stops at the first register whose gist would exceed that, and the cursor resumes there.
+A gist that cannot be read (the Gist API is down) stops the check the same way: an outage delays
+the check, it does not fail the healer's pass.
 """
 
 from __future__ import annotations
@@ -101,7 +103,12 @@ class StateIntegrity:
             if register.gist_id is None or register.synced_version <= 0:
                 continue
             if needs is not None:
-                fetched[needs] = self._gist.get_gist(needs)
+                try:
+                    fetched[needs] = self._gist.get_gist(needs)
+                except Exception:  # noqa: BLE001 - the Gist API is down (health says so): check it next pass
+                    report.actions.append(("integrity_gist_unavailable", {"key": register.key}))
+                    report.next_start = _key_of(registers[index - 1]) if index else start
+                    return report
                 report.gists += 1
             report.files += 1
             fault = self._file_fault(register, fetched[register.gist_id])
@@ -155,7 +162,11 @@ class StateIntegrity:
     def _restore(
         self, register: Register, repair_id: str, alert: Alert, report: IntegrityReport, fetched: dict[str, Gist]
     ) -> None:
-        found = self._from_gist(register) if register.gist_id is not None else None
+        try:
+            found = self._from_gist(register) if register.gist_id is not None else None
+        except Exception:  # noqa: BLE001 - the Gist API is down: the register is checked again next time
+            report.actions.append(("integrity_gist_unavailable", {"key": register.key}))
+            return
         if found is None:
             alert(register.key, "a state register fails its digest and no gist revision matches its version log")
             report.actions.append(("register_unrestorable", {"key": register.key}))
