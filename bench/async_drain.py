@@ -371,6 +371,7 @@ def main(argv: list[str] | None = None) -> int:
         figures["drain"] = drain(stack, n)
         print(f"drain: {json.dumps(figures['drain'])}", flush=True)
         figures["outcomes"] = outcomes(stack, n)
+        figures["refusals"] = dict(refusals)
     report(render(figures), SECTION, write_docs=args.write_docs)
     return 0 if figures["outcomes"]["wrong_count"] == 0 else 1
 
