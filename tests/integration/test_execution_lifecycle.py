@@ -253,3 +253,28 @@ def test_a_message_without_a_record_is_acknowledged_and_alerted(stack: Stack) ->
     assert found["runbook"] == "docs/runbooks/poison_message.md"
     dlq = sqs.receive_message(QueueUrl=stack.resource("ExecutionsDLQ"), MaxNumberOfMessages=10, VisibilityTimeout=0)
     assert not any(missing in m["Body"] for m in dlq.get("Messages", []))
+
+
+def test_a_killed_worker_runtime_mid_state_command_leads_to_a_retry_and_one_increment(stack: Stack) -> None:
+    from cmdgate.locks import DynamoDBLockStore, LockManager
+    from cmdgate.state.store import lease_name
+
+    key = f"killstate.{uuid.uuid4().hex[:8]}"
+    assert stack.admin.put(f"/v1/state/{key}", json=0, headers={"If-None-Match": "*"}).status_code == 201
+    # A lease on the key holds the command mid-run (its write waits for the lease) until it is killed.
+    locks = LockManager(DynamoDBLockStore(stack.aws("dynamodb"), stack.resource("ControlTable")))
+    lease = locks.acquire(lease_name(key), "kill-test", 8.0)
+    queued = stack.admin.post("/v1/commands/counter.increment", json={"key": key}, headers=ASYNC)
+    assert queued.status_code == 202, queued.text
+    execution_id = queued.json()["execution_id"]
+    runtime = wait_for(lambda: runtime_holding(stack, execution_id), timeout_s=20, interval_s=0.05)
+    os.kill(runtime, signal.SIGKILL)  # a process this test's stack started
+    started = time.monotonic()
+    assert execution(stack, execution_id)["status"] == "running"  # killed mid-command
+    locks.release(lease)
+    done = ended(stack, execution_id, "succeeded", timeout_s=60)
+    print(f"\nstate command recovered {time.monotonic() - started:.1f} s after the kill")
+    assert done["attempts"] == 2
+    assert done["result"]["value"] == 1
+    read = stack.admin.get(f"/v1/state/{key}")
+    assert read.json() == 1 and read.headers["state-version"] == "2"  # one increment on top of the put

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+import httpx
 import pytest
 
 from cmdgate.executions.model import Execution
@@ -31,6 +32,10 @@ THRESHOLDS = {
     "HEALER_QUEUED_AFTER_S": "2",
     "HEALER_GIST_DRIFT_S": "2",
     "HEALER_MAX_REDRIVES": "2",
+    # State integrity: a page of the table and a few gists per pass; the tests run passes until
+    # the cursor reaches the key they corrupted (the shared stack holds every other test's keys).
+    "HEALER_INTEGRITY_ITEMS": "1000",
+    "HEALER_INTEGRITY_GISTS": "8",
 }
 SCHEDULED = json.loads((ROOT / "events" / "healer_schedule.json").read_text())
 
@@ -126,11 +131,14 @@ def counted(stack: Stack, key: str) -> int:
 
 
 def in_dlq(stack: Stack, execution_id: str) -> bool:
-    """Whether the executions DLQ holds a message for the execution (looked at without taking it)."""
+    """Whether the executions DLQ holds the message this module put there for the execution (looked at
+    without taking it). Only that message: under load, a copy of a redriven message can be received
+    past the test stack's 4 s visibility timeout by a cold worker and moved there too; the next pass
+    drops it as finished (test_messages_of_running_or_finished_executions_are_deleted_untouched)."""
     sqs, url = stack.aws("sqs"), stack.resource("ExecutionsDLQ")
     for _ in range(5):
         messages = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=0).get("Messages", [])
-        if any(execution_id in m["Body"] for m in messages):
+        if any(m["Body"] == json.dumps({"execution_id": execution_id}) for m in messages):
             return True
         if len(messages) < 10:
             return False
@@ -294,3 +302,116 @@ def test_health_reports_the_healers_last_pass_and_degrades_while_a_dlq_holds_mes
                     sqs.delete_message(QueueUrl=events_dlq, ReceiptHandle=message["ReceiptHandle"])
             if any(m["Body"] == marker for m in messages):
                 break
+
+
+def state_register(stack: Stack, key: str) -> dict[str, Any]:
+    item: dict[str, Any] = stack.aws("dynamodb").get_item(
+        TableName=stack.resource("StateTable"),
+        Key={"pk": {"S": f"key#{key}"}, "sk": {"S": "register"}},
+        ConsistentRead=True,
+    )["Item"]
+    return item
+
+
+def synced_key(stack: Stack, key: str, value: Any) -> dict[str, Any]:
+    """A key written through the API and synced to its gist; its register."""
+    assert stack.admin.put(f"/v1/state/{key}", json=value, headers={"If-None-Match": "*"}).status_code == 201
+    return dict(wait_for(lambda: (r := state_register(stack, key)).get("synced_version", {}).get("N") == "1" and r))
+
+
+def gist_content(stack: Stack, item: dict[str, Any]) -> str:
+    gist = httpx.get(
+        f"{stack.state['gist_url']}/gists/{item['gist_id']['S']}", headers={"Authorization": "Bearer test"}
+    ).json()
+    return str(gist["files"][item["gist_file"]["S"]]["content"])
+
+
+def passes_until(healer: Healer, action: str, key: str, max_passes: int = 30) -> int:
+    """Runs passes until one reports `action` on `key` (the integrity cursor walks the table); how many ran."""
+    for ran in range(1, max_passes + 1):
+        report = healer()
+        if any(a["action"] == action and a.get("key") == key for a in report["acted_on"]):
+            return ran
+    raise AssertionError(f"no pass reported {action} on {key} in {max_passes} passes")
+
+
+@pytest.mark.parametrize("corruption", ["not JSON", "another value"])
+def test_a_gist_file_that_fails_its_check_is_rewritten_from_the_register(
+    stack: Stack, healer: Healer, inbox: Inbox, corruption: str
+) -> None:
+    from cmdgate.crypto import codec_for
+    from cmdgate.state import layout
+
+    key = f"healer.file-{uuid.uuid4().hex[:8]}"
+    value = {"n": 1, "kept": "in the register"}
+    item = synced_key(stack, key, value)
+    codec = codec_for("kms", stack.aws("kms"), stack.resource("StateKey"))
+    if corruption == "not JSON":
+        content = '{"format": 2, "version": 1, "value": '
+    else:  # a well-formed, sealed document of this key and version with another value: fails the digest
+        content = layout.encode(
+            codec, key, 1, json.dumps({"n": 2}), deleted=False, updated_at="x", digest="x", plaintext=False
+        )
+    token = stack.aws("secretsmanager").get_secret_value(SecretId="cmdgate-local-github-token")["SecretString"]
+    httpx.patch(  # someone holding the token edits the file
+        f"{stack.state['gist_url']}/gists/{item['gist_id']['S']}",
+        json={"files": {item["gist_file"]["S"]: {"content": content}}},
+        headers={"Authorization": f"Bearer {token}"},
+    ).raise_for_status()
+    fault = time.monotonic()
+    passes = passes_until(healer, "gist_file_rewritten", key)
+    report_repair(f"gist file {corruption}: found by pass {passes}", time.monotonic() - fault)
+
+    def rewritten() -> bool:
+        try:
+            return layout.decode(codec, key, gist_content(stack, state_register(stack, key))).value == value
+        except layout.InvalidStateFile:
+            return False
+
+    wait_for(rewritten, timeout_s=30)
+    report_repair(f"gist file {corruption}: rewritten from the register", time.monotonic() - fault)
+    after = state_register(stack, key)
+    assert after["version"]["N"] == "1"  # the register is the source of truth: it did not move
+    wait_for(lambda: state_register(stack, key)["synced_version"]["N"] == "1", timeout_s=10)
+    alerts = wait_for(lambda: [a for a in inbox.alerts() if a["alert"] == "state_repaired"], timeout_s=10)
+    assert any("rewritten from its register" in a["cause"] for a in alerts)
+
+
+def test_a_register_that_fails_its_digest_is_restored_from_the_gist_and_alerted(
+    stack: Stack, healer: Healer, inbox: Inbox
+) -> None:
+    key = f"healer.register-{uuid.uuid4().hex[:8]}"
+    synced_key(stack, key, {"n": 1, "good": True})
+    stack.aws("dynamodb").update_item(  # the value changed in DynamoDB behind cmdgate's back; its digest did not
+        TableName=stack.resource("StateTable"),
+        Key={"pk": {"S": f"key#{key}"}, "sk": {"S": "register"}},
+        UpdateExpression="SET value_json = :v",
+        ExpressionAttributeValues={":v": {"S": '{"n": 1, "good": false}'}},
+    )
+    fault = time.monotonic()
+    passes = passes_until(healer, "register_restored", key)
+    report_repair(f"register failing its digest: restored by pass {passes}", time.monotonic() - fault)
+    read = stack.admin.get(f"/v1/state/{key}")
+    assert read.json() == {"n": 1, "good": True} and read.headers["state-version"] == "2"
+    alerts = wait_for(lambda: [a for a in inbox.alerts() if a["alert"] == "state_repaired"], timeout_s=10)
+    assert any(a["subject_id"] == key and "restored" in a["cause"] for a in alerts)
+    assert wait_for(lambda: state_register(stack, key).get("synced_version", {}).get("N") == "2", timeout_s=30)
+
+
+def test_events_and_sync_dead_letters_are_triaged_message_by_message(stack: Stack, healer: Healer) -> None:
+    sqs = stack.aws("sqs")
+    key = f"healer.dlq-{uuid.uuid4().hex[:8]}"
+    synced_key(stack, key, {"n": 1})
+    sqs.send_message(QueueUrl=stack.resource("EventsDLQ"), MessageBody=json.dumps({"type": "stats.mirror"}))
+    sqs.send_message(
+        QueueUrl=stack.resource("StateSyncDLQ"),
+        MessageBody=json.dumps({"key": key, "version": 1}),
+        MessageGroupId=key,
+        MessageDeduplicationId=uuid.uuid4().hex,
+    )
+    fault = time.monotonic()
+    report = healer()
+    report_repair("events and sync DLQs: triaged", time.monotonic() - fault)
+    assert report["actions"].get("event_redriven", 0) >= 1
+    assert {"action": "sync_dlq_already_synced", "key": key, "version": 1} in report["acted_on"]
+    assert report["dead_letter_queues"]["events"] == 0 and report["dead_letter_queues"]["state_sync"] == 0

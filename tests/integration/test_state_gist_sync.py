@@ -72,7 +72,13 @@ def test_writes_reach_an_encrypted_gist_and_history_lists_revisions(stack: Stack
     assert history[0]["version"] == 2 and history[0]["revision"]
 
 
-def test_gist_outage_delays_sync_loses_nothing_and_drains(stack: Stack) -> None:
+def gist_health(stack: Stack) -> tuple[str, str]:
+    """The overall status and the gist check's, as /v1/health reports them."""
+    health = stack.client().get("/v1/health").json()
+    return health["status"], health["checks"]["gist"]["status"]
+
+
+def test_health_is_degraded_while_the_gist_api_is_down_and_sync_loses_nothing(stack: Stack) -> None:
     key = f"outage.{uuid.uuid4().hex[:10]}"
     stack.admin.put(f"/v1/state/{key}", json={"n": 0}, headers={"If-None-Match": "*"})
     wait_for(lambda: synced(stack, key) == 1, timeout_s=30)
@@ -82,12 +88,14 @@ def test_gist_outage_delays_sync_loses_nothing_and_drains(stack: Stack) -> None:
             response = stack.admin.patch(f"/v1/state/{key}", json={"n": n}, headers=MERGE)
             assert response.status_code == 200  # writes keep succeeding during the outage
         assert stack.admin.get(f"/v1/state/{key}").headers["state-version"] == "6"
-        wait_for(lambda: stack.client().get("/v1/health").json()["status"] == "degraded", timeout_s=60, interval_s=0.5)
+        # The sync's failures open the gist breaker: health says so (degraded, never unhealthy).
+        wait_for(lambda: gist_health(stack) == ("degraded", "failing"), timeout_s=60, interval_s=0.5)
         assert synced(stack, key) < 6
     finally:
         admin(stack, "faults", {"mode": "none"})
     recovered_at = time.monotonic()
     wait_for(lambda: synced(stack, key) == 6, timeout_s=90, interval_s=0.5)
+    wait_for(lambda: gist_health(stack)[1] == "ok", timeout_s=30, interval_s=0.5)
     print(f"backlog drained {time.monotonic() - recovered_at:.1f} s after the gist API recovered")
     assert opened(stack, key).value == {"n": 5}
 

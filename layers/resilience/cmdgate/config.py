@@ -88,6 +88,9 @@ class Settings(BaseSettings):
     healer_queued_after_s: float = Field(default=600.0, ge=0)
     healer_gist_drift_s: float = Field(default=300.0, ge=0)
     healer_batch: int = Field(default=100, ge=1, le=1000)
+    # State integrity per pass: table items read and gists fetched (cmdgate.state.integrity).
+    healer_integrity_items: int = Field(default=200, ge=1, le=10_000)
+    healer_integrity_gists: int = Field(default=4, ge=1, le=100)
     healer_pass_budget_s: float = Field(default=45.0, gt=0)
     healer_late_s: float = Field(default=900.0, gt=0)  # 3 passes of the default rate(5 minutes)
     # The KMS key sealing commands' secret params in async execution records (cmdgate.executions.secrets).

@@ -8,6 +8,12 @@ nothing twice:
   `max_redrives` times per execution, counted on its record as `healer_redrives`); the rest end
   `dead_lettered` with their last error and are alerted; messages naming no execution are poison
   (alerted). Every handled message is deleted, so the DLQ-depth alarm clears.
+- Events and state-sync DLQ triage, message by message: an event (`command.executed`,
+  `state.changed`, `stats.mirror`; the event processor is idempotent) goes back to the events queue
+  at most `max_redrives` times (counted in a `healer_redrives` message attribute), then it is
+  alerted; a sync message whose key is still behind has its sync sent again (under a deduplication
+  id of its own), one whose key has been synced since is dropped; anything else is poison
+  (alerted). Every handled message is deleted.
 - Stuck executions: `running` past their lease (the command's timeout + the lease margin) plus a
   grace, so the worker is gone: requeued when the command is `retry_safe`, else `failed` and alerted.
 - Orphaned queued executions: `queued` longer than a threshold (the api function wrote the record
@@ -15,6 +21,11 @@ nothing twice:
   of an attempt refuses a record that is no longer `queued`.
 - Gist drift: state keys in the sparse DirtyIndex longer than a threshold get their sync message
   again, exactly as a write schedules it (FIFO, deduplicated on key + version).
+- State integrity (cmdgate.state.integrity): a page of registers per pass, from a cursor kept in the
+  control table (`healer#integrity-cursor`), so passes walk every key in turn: a gist file that fails
+  its check is rewritten from its register, a register that fails its own digest is restored from
+  the newest gist revision matching its version log; both alerted (`state_repaired`). Bounded by
+  the items read and the gists fetched per pass (HEALER_INTEGRITY_ITEMS, HEALER_INTEGRITY_GISTS).
 
 A pass that ran every repair without an error records itself (`healer#last-pass` in the control
 table): health reports it, and degrades when it is late.
@@ -35,8 +46,10 @@ from cmdgate.alerts import Alerts
 from cmdgate.executions.model import ExecutionError
 from cmdgate.executions.queue import MessageQueue
 from cmdgate.executions.repairs import ExecutionRepairs
+from cmdgate.state.integrity import StateIntegrity
 
 LAST_PASS_KEY = "healer#last-pass"  # noqa: S105 - a control-table key, no secret
+INTEGRITY_CURSOR_KEY = "healer#integrity-cursor"
 # Error statuses and codes of a failure worth another attempt (the worker retries the same ones).
 TRANSIENT_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 TRANSIENT_CODES = frozenset(
@@ -44,6 +57,8 @@ TRANSIENT_CODES = frozenset(
 )
 WORKER_LOST = "WORKER_LOST"
 MAX_REPORTED = 50
+REDRIVES_ATTRIBUTE = "healer_redrives"  # on an event the healer sent back to the events queue
+EVENT_TYPES = frozenset({"command.executed", "state.changed", "stats.mirror"})
 
 
 @dataclass(frozen=True)
@@ -76,7 +91,7 @@ def queue_depth(sqs: Any, name: str, queue_url: str) -> QueueDepth:
 class SyncScheduler(Protocol):
     """What re-sends a state key's sync (cmdgate.state.service.FifoSyncQueue)."""
 
-    def schedule(self, key: str, version: int) -> None: ...
+    def schedule(self, key: str, version: int, *, repair: str | None = None) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -147,6 +162,10 @@ class Healer:
         control_table: str,
         retry_safe: Callable[[str], bool | None],
         config: HealerConfig | None = None,
+        integrity: Callable[[], StateIntegrity] | None = None,
+        events_queue_url: str = "",
+        events_dlq_url: str = "",
+        state_sync_dlq_url: str = "",
         log_action: ActionLog | None = None,
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
@@ -163,6 +182,10 @@ class Healer:
         self._control_table = control_table
         self._retry_safe = retry_safe
         self._config = config or HealerConfig()
+        self._integrity = integrity
+        self._events_queue_url = events_queue_url
+        self._events_dlq_url = events_dlq_url
+        self._state_sync_dlq_url = state_sync_dlq_url
         self._log_action = log_action or (lambda action, fields: None)
         self._clock = clock
         self._monotonic = monotonic
@@ -176,9 +199,12 @@ class Healer:
         self._report = report = PassReport(pass_id, self._clock())
         repairs: list[tuple[str, Callable[[], None]]] = [
             ("dlq_triage", self._triage_dead_letters),
+            ("events_dlq_triage", self._triage_events),
+            ("state_sync_dlq_triage", self._triage_syncs),
             ("stuck_executions", self._repair_stuck),
             ("orphaned_queued", self._resend_queued),
             ("gist_drift", self._resync_drifted),
+            ("state_integrity", self._check_integrity),
             ("dlq_depths", self._measure_dead_letter_queues),
         ]
         for name, repair in repairs:
@@ -223,22 +249,86 @@ class Healer:
     # -- DLQ triage -----------------------------------------------------------------
 
     def _triage_dead_letters(self) -> None:
-        if not self._executions_dlq_url:
+        self._each_dead_letter(self._executions_dlq_url, lambda message: self._triage(message.get("Body", "")))
+
+    def _each_dead_letter(self, url: str, handle: Callable[[Mapping[str, Any]], bool]) -> None:
+        """Up to a batch of the DLQ's messages, each handled in turn and deleted when `handle` says so."""
+        if not url:
             return
         handled = 0
         while handled < self._config.batch and not self._out_of_time():
             messages = self._sqs.receive_message(
-                QueueUrl=self._executions_dlq_url,
+                QueueUrl=url,
                 MaxNumberOfMessages=min(10, self._config.batch - handled),
                 VisibilityTimeout=self._config.dlq_visibility_s,
                 WaitTimeSeconds=0,
+                MessageAttributeNames=["All"],
             ).get("Messages", [])
             if not messages:
                 return
             for message in messages:
-                if self._triage(message.get("Body", "")):
-                    self._sqs.delete_message(QueueUrl=self._executions_dlq_url, ReceiptHandle=message["ReceiptHandle"])
+                if handle(message):
+                    self._sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
                 handled += 1
+
+    # -- events and state-sync DLQs -----------------------------------------------------
+
+    def _triage_events(self) -> None:
+        if self._events_queue_url:
+            self._each_dead_letter(self._events_dlq_url, self._triage_event)
+
+    def _triage_event(self, message: Mapping[str, Any]) -> bool:
+        body = str(message.get("Body", ""))
+        kind = _event_type_of(body)
+        if kind is None:
+            self._alerts.send(alert_names.POISON_MESSAGE, "events", "a dead-lettered event is not one cmdgate sends")
+            self._act("event_poison_deleted")
+            return True
+        attribute = (message.get("MessageAttributes") or {}).get(REDRIVES_ATTRIBUTE, {})
+        redrives = int(attribute.get("StringValue", "0")) if str(attribute.get("StringValue", "0")).isdigit() else 0
+        if redrives >= self._config.max_redrives:
+            cause = f"a {kind} event failed processing after {redrives} redrives"
+            self._alerts.send(alert_names.POISON_MESSAGE, "events", cause)
+            self._act("event_abandoned", event_type=kind, redrives=redrives)
+            return True
+        self._sqs.send_message(
+            QueueUrl=self._events_queue_url,
+            MessageBody=body,
+            MessageAttributes={REDRIVES_ATTRIBUTE: {"DataType": "Number", "StringValue": str(redrives + 1)}},
+        )
+        self._act("event_redriven", event_type=kind, redrives=redrives + 1)
+        return True
+
+    def _triage_syncs(self) -> None:
+        if self._state_table:
+            self._each_dead_letter(self._state_sync_dlq_url, self._triage_sync)
+
+    def _triage_sync(self, message: Mapping[str, Any]) -> bool:
+        from cmdgate.state.sync import parse_sync_message
+
+        try:
+            key = parse_sync_message(str(message.get("Body", "")))
+        except ValueError:
+            self._alerts.send(alert_names.POISON_MESSAGE, "state_sync", "a dead-lettered sync message names no key")
+            self._act("sync_poison_deleted")
+            return True
+        item = self._dynamodb.get_item(
+            TableName=self._state_table,
+            Key={"pk": {"S": f"key#{key}"}, "sk": {"S": "register"}},
+            ConsistentRead=True,
+            ProjectionExpression="version, synced_version",
+        ).get("Item")
+        if not item or "version" not in item:
+            self._alerts.send(alert_names.POISON_MESSAGE, "state_sync", "a dead-lettered sync message names no key")
+            self._act("sync_poison_deleted", key=key)
+            return True
+        version = int(item["version"]["N"])
+        if int(item.get("synced_version", {}).get("N", "0")) >= version:
+            self._act("sync_dlq_already_synced", key=key, version=version)
+            return True
+        self._sync.schedule(key, version, repair=self._report.pass_id)
+        self._act("sync_redriven", key=key, version=version)
+        return True
 
     def _triage(self, body: str) -> bool:
         """Handle one dead-lettered message; True when it may be deleted from the DLQ."""
@@ -375,6 +465,35 @@ class Healer:
             return None
         return int(item["version"]["N"])
 
+    # -- gist files and registers that fail their checks ------------------------------------
+
+    def _check_integrity(self) -> None:
+        if self._integrity is None or not self._state_table:
+            return
+        item = self._dynamodb.get_item(
+            TableName=self._control_table, Key={"pk": {"S": INTEGRITY_CURSOR_KEY}}, ConsistentRead=True
+        ).get("Item")
+        cursor = item.get("start", {}).get("S") if item else None
+        start = json.loads(cursor) if cursor else None
+
+        def alert(key: str, cause: str) -> None:
+            self._alerts.send(alert_names.STATE_REPAIRED, key, cause)
+
+        report = self._integrity().check(start, self._report.pass_id, alert, self._out_of_time)
+        for action, fields in report.actions:
+            self._act(action, **fields)
+        checked = {"integrity_registers_checked": report.registers, "integrity_files_checked": report.files}
+        for counted, number in checked.items():
+            if number:
+                self._report.actions[counted] += number
+        self._dynamodb.put_item(
+            TableName=self._control_table,
+            Item={
+                "pk": {"S": INTEGRITY_CURSOR_KEY},
+                "start": {"S": json.dumps(report.next_start) if report.next_start else ""},
+            },
+        )
+
     # -- every DLQ's depth -------------------------------------------------------------------
 
     def _measure_dead_letter_queues(self) -> None:
@@ -399,6 +518,16 @@ def _execution_id_of(body: str) -> str | None:
     if isinstance(execution_id, str) and 0 < len(execution_id) <= 64 and execution_id.isalnum():
         return execution_id
     return None
+
+
+def _event_type_of(body: str) -> str | None:
+    """The type of an event cmdgate sends, or None (not JSON, not an object, another type)."""
+    try:
+        event = json.loads(body)
+    except ValueError:
+        return None
+    kind = event.get("type") if isinstance(event, dict) else None
+    return kind if isinstance(kind, str) and kind in EVENT_TYPES else None
 
 
 def _error_of(record: Mapping[str, Any]) -> ExecutionError | None:

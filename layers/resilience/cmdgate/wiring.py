@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from cmdgate.health import Check
     from cmdgate.idempotency import IdempotentRequests
     from cmdgate.ratelimit.requests import RequestRateLimiter
+    from cmdgate.state.integrity import StateIntegrity
     from cmdgate.state.layout import FileNamer
     from cmdgate.state.names import FileNameKey
     from cmdgate.state.recovery import StateRecovery
@@ -400,6 +401,19 @@ class Services:
             return codec_for("plaintext")
         return codec_for("kms", self.clients.client("kms"), settings.state_kms_key_id)
 
+    def state_integrity(self) -> StateIntegrity:
+        """The healer's check of gist files and registers (cmdgate.state.integrity)."""
+        from cmdgate.state.integrity import IntegrityLimits, StateIntegrity
+
+        settings = self.settings
+        return StateIntegrity(
+            self._state_store,
+            self._gist_client,
+            self._state_codec,
+            self._state_sync_queue,
+            limits=IntegrityLimits(items=settings.healer_integrity_items, gists=settings.healer_integrity_gists),
+        )
+
     @cached_property
     def _shard_directory(self) -> ShardDirectory:
         from cmdgate.state.shards import ShardDirectory
@@ -532,6 +546,10 @@ class Services:
                 gist_drift_s=settings.healer_gist_drift_s,
                 batch=settings.healer_batch,
             ),
+            integrity=self.state_integrity if settings.state_table else None,
+            events_queue_url=settings.events_queue_url,
+            events_dlq_url=settings.events_dlq_url,
+            state_sync_dlq_url=settings.state_sync_dlq_url,
             log_action=log_action,
         )
 

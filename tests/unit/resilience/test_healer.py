@@ -35,6 +35,8 @@ class Env:
         self.queue = self.sqs.create_queue(QueueName="executions")["QueueUrl"]
         self.dlq = self.sqs.create_queue(QueueName="executions-dlq")["QueueUrl"]
         self.events_dlq = self.sqs.create_queue(QueueName="events-dlq")["QueueUrl"]
+        self.events_queue = self.sqs.create_queue(QueueName="events")["QueueUrl"]
+        self.sync_dlq = self.sqs.create_queue(QueueName="sync-dlq.fifo", Attributes={"FifoQueue": "true"})["QueueUrl"]
         self.sync_queue = self.sqs.create_queue(
             QueueName="sync.fifo", Attributes={"FifoQueue": "true", "DeduplicationScope": "messageGroup"}
         )["QueueUrl"]
@@ -47,8 +49,11 @@ class Env:
         self.logged: list[tuple[str, dict[str, Any]]] = []
         self.now = time.time()
 
-    def healer(self, **config: Any) -> Healer:
+    def healer(self, *, triage_all: bool = False, **config: Any) -> Healer:
+        queues = {"events_queue_url": self.events_queue, "events_dlq_url": self.events_dlq}
+        queues = {**queues, "state_sync_dlq_url": self.sync_dlq} if triage_all else {}
         return Healer(
+            **queues,
             sqs=self.sqs,
             dynamodb=self.dynamodb,
             repairs=ExecutionRepairs(self.executions),
@@ -290,3 +295,53 @@ def test_running_executions_with_live_leases_never_fill_the_stuck_batch(env: Env
     report = env.healer(batch=2).run("pass-1", 30)
     assert report.actions["stuck_failed"] == 1
     assert env.get("gone1")["status"] == "failed"
+
+
+def test_dead_lettered_events_are_redriven_a_bounded_number_of_times_and_poison_is_dropped(env: Env) -> None:
+    event = json.dumps({"type": "command.executed", "execution_id": "e1", "command": "echo", "status": "succeeded"})
+    env.sqs.send_message(QueueUrl=env.events_dlq, MessageBody=event)
+    env.sqs.send_message(QueueUrl=env.events_dlq, MessageBody="not json")
+    report = env.healer(triage_all=True, max_redrives=2).run("pass-1", 30)
+    assert report.actions["event_redriven"] == 1 and report.actions["event_poison_deleted"] == 1
+    assert report.dead_letter_queues["events"] == 0  # every handled message deleted
+    for redrives in (1, 2):  # it fails again and is dead-lettered again, attribute and all
+        (message,) = env.sqs.receive_message(QueueUrl=env.events_queue, MessageAttributeNames=["All"])["Messages"]
+        assert message["Body"] == event
+        assert message["MessageAttributes"]["healer_redrives"]["StringValue"] == str(redrives)
+        env.sqs.delete_message(QueueUrl=env.events_queue, ReceiptHandle=message["ReceiptHandle"])
+        env.sqs.send_message(
+            QueueUrl=env.events_dlq, MessageBody=event, MessageAttributes=_attributes(message["MessageAttributes"])
+        )
+        report = env.healer(triage_all=True, max_redrives=2).run(f"pass-{redrives + 1}", 30)
+    assert report.actions["event_abandoned"] == 1 and "event_redriven" not in report.actions
+    assert env.sqs.receive_message(QueueUrl=env.events_queue).get("Messages", []) == []
+    causes = [a["cause"] for a in env.alerts_sent() if a["alert"] == "poison_message"]
+    assert any("after 2 redrives" in c for c in causes) and any("not one cmdgate sends" in c for c in causes)
+
+
+def _attributes(received: dict[str, Any]) -> dict[str, Any]:
+    return {name: {"DataType": v["DataType"], "StringValue": v["StringValue"]} for name, v in received.items()}
+
+
+def test_dead_lettered_syncs_are_sent_again_only_for_keys_still_behind(env: Env) -> None:
+    register(env, "a.behind", 3, env.now - 5)
+    env.dynamodb.update_item(
+        TableName=env.state.name,
+        Key={"pk": {"S": "key#a.behind"}, "sk": {"S": "register"}},
+        UpdateExpression="SET synced_version = :s",
+        ExpressionAttributeValues={":s": {"N": "1"}},
+    )
+    register(env, "a.synced", 2, None)
+    env.dynamodb.update_item(
+        TableName=env.state.name,
+        Key={"pk": {"S": "key#a.synced"}, "sk": {"S": "register"}},
+        UpdateExpression="SET synced_version = :s",
+        ExpressionAttributeValues={":s": {"N": "2"}},
+    )
+    for i, body in enumerate(['{"key": "a.behind", "version": 2}', '{"key": "a.synced", "version": 2}', "[]"]):
+        env.sqs.send_message(QueueUrl=env.sync_dlq, MessageBody=body, MessageGroupId="g", MessageDeduplicationId=str(i))
+    report = env.healer(triage_all=True).run("pass-1", 30)
+    assert (report.actions["sync_redriven"], report.actions["sync_dlq_already_synced"]) == (1, 1)
+    assert report.actions["sync_poison_deleted"] == 1
+    assert env.drain(env.sync_queue) == [{"key": "a.behind", "version": 3}]  # the newest version, sent again
+    assert env.sqs.receive_message(QueueUrl=env.sync_dlq).get("Messages", []) == []

@@ -2,7 +2,8 @@
 
 The effect is keyed by the execution id: one transaction writes a marker `count#<key>#<execution_id>`
 (only if absent) and adds one to `count#<key>`, so however often an execution is attempted (a killed
-worker, a redelivery), its counter moves once.
+worker, a redelivery), its counter moves once. It can also fail after counting - transiently for its
+first `fail_attempts` attempts, or permanently - so a mix of outcomes still shows each effect once.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import time
 from botocore.exceptions import ClientError
 from pydantic import BaseModel, ConfigDict, Field
 
-from cmdgate.commands import CommandContext, command
+from cmdgate.commands import CommandContext, CommandError, TransientCommandError, command
 
 MARKER_TTL_S = 14 * 86400  # longer than any SQS retention and redrive window
 
@@ -24,6 +25,8 @@ class CountParams(BaseModel):
 
     key: str = Field(pattern=r"^[a-zA-Z0-9._:-]{1,128}$")
     hold_s: float = Field(default=0.0, ge=0, le=8, description="Stay running this long after counting.")
+    fail_attempts: int = Field(default=0, ge=0, le=100, description="Fail transiently (after counting) this often.")
+    fail_permanently: bool = Field(default=False, description="Fail permanently after counting.")
 
 
 @command(
@@ -70,4 +73,8 @@ def count(params: CountParams, context: CommandContext) -> dict[str, int]:
     item = dynamodb.get_item(TableName=table, Key=counter, ConsistentRead=True).get("Item") or {}
     if params.hold_s:
         time.sleep(min(params.hold_s, context.remaining_s()))
+    if context.attempt <= params.fail_attempts:
+        raise TransientCommandError(f"transient failure after counting, attempt {context.attempt}")
+    if params.fail_permanently:
+        raise CommandError("permanent failure after counting", code="COMMAND_FAILED")
     return {"executions": int(item.get("executions", {}).get("N", "0"))}

@@ -67,9 +67,11 @@ class FifoSyncQueue:
         self._sqs = sqs
         self._queue_url = queue_url
 
-    def schedule(self, key: str, version: int) -> None:
-        """Queue the sync of `version` of `key`."""
-        dedup = hashlib.sha256(f"{key}#{version}".encode()).hexdigest()
+    def schedule(self, key: str, version: int, *, repair: str | None = None) -> None:
+        """Queue the sync of `version` of `key`; `repair` (a healer pass) makes it a message of its own,
+        not a duplicate of the write's (a rewrite of a file that failed its check, within the window)."""
+        name = f"{key}#{version}" if repair is None else f"{key}#{version}#repair#{repair}"
+        dedup = hashlib.sha256(name.encode()).hexdigest()
         self._sqs.send_message(
             QueueUrl=self._queue_url,
             MessageBody=json.dumps({"key": key, "version": version}),

@@ -479,6 +479,48 @@ class StateStore:
             if error.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
                 raise
 
+    def scan_registers(self, start: dict[str, Any] | None, limit: int) -> tuple[list[Register], dict[str, Any] | None]:
+        """Registers among the next `limit` items of the table from `start` (a scan page), and where the
+        next page starts (None: the end of the table). Bounded by items read, not registers found."""
+        kwargs: dict[str, Any] = {
+            "TableName": self._table,
+            "Limit": limit,
+            "FilterExpression": "sk = :register AND begins_with(pk, :key)",
+            "ExpressionAttributeValues": {":register": {"S": REGISTER_SK}, ":key": {"S": "key#"}},
+            "ConsistentRead": True,
+        }
+        if start:
+            kwargs["ExclusiveStartKey"] = start
+        answer = self._client.scan(**kwargs)
+        found = [_register(item["pk"]["S"].removeprefix("key#"), item) for item in answer.get("Items", [])]
+        return found, answer.get("LastEvaluatedKey")
+
+    def mark_unsynced(self, key: str, version: int, synced_version: int) -> bool:
+        """Make the key dirty again so its sync rewrites its gist file (a file that failed its check):
+        `synced_version` drops below `version` unless the register moved since it was read."""
+        now = self._clock()
+        try:
+            self._client.update_item(
+                TableName=self._table,
+                Key={"pk": {"S": _pk(key)}, "sk": {"S": REGISTER_SK}},
+                UpdateExpression=(
+                    "SET synced_version = :behind, dirty_ns = :ns, dirty_at = if_not_exists(dirty_at, :now)"
+                ),
+                ConditionExpression="version = :v AND synced_version = :s",
+                ExpressionAttributeValues={
+                    ":behind": {"N": str(min(synced_version, version - 1))},
+                    ":ns": {"S": namespace_of(key)},
+                    ":now": {"N": f"{now:.3f}"},
+                    ":v": {"N": str(version)},
+                    ":s": {"N": str(synced_version)},
+                },
+            )
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+                raise
+            return False
+        return True
+
     def _sleep_unprocessed(self, attempt: int) -> None:
         self._pause(min(1.0, 0.05 * 2**attempt))
 
