@@ -120,7 +120,9 @@ def test_the_trail_shows_every_action_in_order_with_who_and_from_where(
         "state.deleted",
         "state.restored",
     ]
-    assert [e["target"] for e in audit(stack, since=since, action="key.revoked")] == [key_id]
+    revocations = audit(stack, since=since, action="key.revoked")  # the previous test's may come first
+    assert {e["action"] for e in revocations} == {"key.revoked"}
+    assert [e["target"] for e in revocations][-1:] == [key_id]
 
     # The CLI reads the same trail.
     shown = cli("-o", "json", "audit", "--principal", caller, "--since", since)
