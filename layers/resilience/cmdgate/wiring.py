@@ -274,7 +274,9 @@ class Services:
             value = json.loads(self.secret(settings.webhook_secrets_arn))
             return value if isinstance(value, dict) else {}
 
-        log = DeliveryLog(self.clients.client("dynamodb"), settings.control_table, settings.execution_ttl_days * 86400)
+        # A recorded delivery is also its audit entry: kept as long as audited execution records.
+        ttl_s = max(settings.execution_ttl_days, settings.audit_retention_days) * 86400
+        log = DeliveryLog(self.clients.client("dynamodb"), settings.control_table, ttl_s)
         return WebhookReceiver(settings.webhook_sources, secrets, self.executions, self.rate_limiter, log)
 
     def aws_client(self, service: str) -> Any:
