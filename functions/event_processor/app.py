@@ -61,9 +61,11 @@ def command_executed(event: dict[str, Any]) -> None:
         metrics.add_metric(name="CallbacksQueued", unit=MetricUnit.Count, value=1)
     if svc.command_stats.record(event, now=now):
         _command_metrics(event)
-        svc.stats_mirror.request(now)
     else:
         logger.info("duplicate event skipped", extra={"execution_id": event.get("execution_id")})
+    # Also for a redelivery: a run that counted the event and then crashed before claiming the
+    # mirror would otherwise leave the count unmirrored until the next event (one cheap call).
+    svc.stats_mirror.request(now)
 
 
 @tracer.capture_method

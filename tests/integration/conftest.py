@@ -106,7 +106,10 @@ def running_stack(workdir: Path, extra_params: tuple[str, ...] = ()) -> Iterator
     """A local stack with short timers (authorizer TTL 1 s, visibility timeouts, MaxReceiveCount 2)."""
     params = (
         "WorkerVisibilityTimeoutS=4",
-        "EventsVisibilityTimeoutS=1",
+        # Not shorter than the event processor's 10 s timeout (AWS's own advice): with 1 s, a cold,
+        # loaded event processor had its message redelivered mid-run, and a third receive moved the
+        # delayed stats.mirror message to the DLQ, so a burst's last count was never mirrored.
+        "EventsVisibilityTimeoutS=10",
         f"MaxReceiveCount={MAX_RECEIVE_COUNT}",
         f"JwtIssuers={JWT_ISSUERS}",
         f"JwtSecretArn={JWT_SECRET_NAME}",  # the authorizer's policy names the secret it reads

@@ -19,6 +19,7 @@ event changes nothing. `state.changed` events are counted the same way, per name
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 from collections.abc import Callable
@@ -281,15 +282,25 @@ class StatsMirror:
                 self._quiet_until = max(int(held) if held else 0, now + 1)
                 return False
             raise
-        self._schedule(self._interval_s)
+        try:
+            self._schedule(self._interval_s)
+        except Exception:
+            # No message means nobody releases the claim: release it now, so that the event's
+            # retry (or the next event) claims and schedules again instead of waiting for the lapse.
+            with contextlib.suppress(ClientError):  # else the claim lapses after 3 intervals
+                self._release()
+            raise
         self._quiet_until = due
         return True
 
-    def run(self, now: int) -> dict[str, Any]:
-        """The delayed message: release the claim, then write the snapshot."""
+    def _release(self) -> None:
         self._client.update_item(
             TableName=self._table, Key={"pk": {"S": MIRROR_PK}}, UpdateExpression="REMOVE pending_until"
         )
+
+    def run(self, now: int) -> dict[str, Any]:
+        """The delayed message: release the claim, then write the snapshot."""
+        self._release()
         value = {"updated_at": _iso(now), "commands": self._stats.snapshot()}
         self._write(value)
         return value

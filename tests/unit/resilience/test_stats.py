@@ -179,13 +179,23 @@ def test_mirror_is_coalesced_to_one_write_per_interval(stats: CommandStats, sess
     assert mirror.request(NOW + 12) is False
 
 
-def test_a_mirror_claim_whose_message_was_lost_lapses(stats: CommandStats, session: boto3.session.Session) -> None:
+def test_a_claim_whose_message_could_not_be_sent_is_released(
+    stats: CommandStats, session: boto3.session.Session
+) -> None:
     def lost(_: int) -> None:
         raise RuntimeError("queue down")
 
     mirror = StatsMirror(session.client("dynamodb"), stats._table, stats, lost, lambda _: None, interval_s=10)
     with pytest.raises(RuntimeError):
         mirror.request(NOW)
+    scheduled: list[int] = []
+    again = StatsMirror(session.client("dynamodb"), stats._table, stats, scheduled.append, lambda _: None, 10)
+    assert again.request(NOW + 5) is True and scheduled == [10]  # the failed send released its claim
+
+
+def test_a_claim_left_by_a_crash_lapses(stats: CommandStats, session: boto3.session.Session) -> None:
+    crashed = StatsMirror(session.client("dynamodb"), stats._table, stats, lambda _: None, lambda _: None, 10)
+    assert crashed.request(NOW) is True  # claimed; say its message is lost with the runtime
     scheduled: list[int] = []
     again = StatsMirror(session.client("dynamodb"), stats._table, stats, scheduled.append, lambda _: None, 10)
     assert again.request(NOW + 5) is False
