@@ -41,6 +41,8 @@ from typing import Any
 import boto3
 import httpx
 
+from cmdgate_local.moto_endpoint import EVENT_SOURCES_PATH
+
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs" / "reliability.md"
 SECTION_START = "<!-- dr-drill:start -->"
@@ -83,6 +85,10 @@ class Drill:
     # commit, then FifoSyncQueue.schedule), instead of through the API: on a loaded machine the API
     # front's cold environments time out, and the drill is about the recovery, not the write path.
     sync_queue: Any = None  # a FifoSyncQueue when seeding directly
+    # The stack's moto endpoint, when the drill owns the stack: the wipe then pauses the state sync
+    # first (its event source mapping), so a sync landing mid-wipe cannot make "what was synced"
+    # (read before the delete) stale. In a real loss nothing syncs to a table that is gone.
+    moto_url: str | None = None
     written: dict[str, Written] = field(default_factory=dict)
     phases: dict[str, float] = field(default_factory=dict)
 
@@ -269,6 +275,8 @@ class Drill:
 
     def wipe(self) -> dict[str, Any]:
         """Note what is synced, then delete the state table's items; returns the recovery point."""
+        if self.moto_url is not None:
+            self.state_sync(enabled=False)
         at = time.time()
         registers = self.registers()
         lost: list[float] = []
@@ -297,6 +305,17 @@ class Drill:
             "lost_newest_s": round(min(lost), 1) if lost else 0.0,
             "keys_lost": sum(1 for w in self.written.values() if not w.versions),
         }
+
+    def state_sync(self, enabled: bool) -> None:
+        """Pause (once idle: no sync under way) or resume the state sync function's event source mapping."""
+        answer = httpx.post(
+            f"{self.moto_url}{EVENT_SOURCES_PATH}",
+            json={"function": "StateSyncFunction", "enabled": enabled},
+            timeout=90,
+        )
+        answer.raise_for_status()
+        if answer.json().get("busy"):
+            raise RuntimeError(f"the state sync did not finish its batch within a minute: {answer.text}")
 
     # -- recovery and verification -------------------------------------------------------------
 
@@ -431,6 +450,7 @@ def main(argv: list[str] | None = None) -> int:
             kms_key=running.state["functions"]["ApiFunction"]["STATE_KMS_KEY_ID"],
             gist_url=running.state["gist_url"],
             writers=args.writers,
+            moto_url=running.state["moto_url"],
             gist_token=boto3.client("secretsmanager", **credentials).get_secret_value(
                 SecretId=running.state["functions"]["ApiFunction"]["GITHUB_TOKEN_SECRET_ARN"]
             )["SecretString"],
@@ -451,6 +471,7 @@ def main(argv: list[str] | None = None) -> int:
         started = time.monotonic()
         problems = drill.verify(args.api_sample)
         verify_s = round(time.monotonic() - started, 1)
+        drill.state_sync(enabled=True)
         gists = len(httpx.get(f"{drill.gist_url}/_admin/stats").json().get("write_log", []))
     figures = {
         "date": datetime.now(UTC).strftime("%Y-%m-%d"),

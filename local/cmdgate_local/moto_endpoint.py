@@ -15,6 +15,10 @@ the integration suite can check each function's calls against its policy in temp
 `GET /_cmdgate/lock-time`; `GET /_cmdgate/memory` gives the process's RSS and, when tracemalloc
 traces (PYTHONTRACEMALLOC=N), the top allocation sites. Both are for finding what slows or grows
 the stack (docs/design.md, "Local stack differences from AWS").
+
+`POST /_cmdgate/event-sources` `{"function": "<LogicalId>", "enabled": false}` pauses that
+function's event source mappings (what `UpdateEventSourceMapping Enabled=false` does on AWS): a
+benchmark queues a backlog first and then times the workers draining it alone.
 """
 
 from __future__ import annotations
@@ -126,6 +130,7 @@ def serialized(app: WsgiApp, times: LockTimes | None = None) -> WsgiApp:
 CALLS_PATH = "/_cmdgate/aws-calls"
 LOCK_TIME_PATH = "/_cmdgate/lock-time"
 MEMORY_PATH = "/_cmdgate/memory"
+EVENT_SOURCES_PATH = "/_cmdgate/event-sources"
 _CREDENTIAL = re.compile(r"Credential=([^/\s,]+)/[^/]+/([^/]+)/([^/]+)/aws4_request")
 # Request fields naming the resource a call acts on, by protocol.
 _RESOURCE_FIELDS = ("TableName", "KeyId", "SecretId", "TopicArn", "stateMachineArn")
@@ -250,10 +255,30 @@ def memory_report(top: int = 25) -> dict[str, Any]:
     return report
 
 
-def recording(app: WsgiApp, recorder: CallRecorder, times: LockTimes | None = None) -> WsgiApp:
-    """Record each call before `app` serves it; serve the record at CALLS_PATH (and LOCK_TIME_PATH, MEMORY_PATH)."""
+Control = Callable[[dict[str, Any]], dict[str, Any]]
+
+
+def recording(
+    app: WsgiApp, recorder: CallRecorder, times: LockTimes | None = None, controls: dict[str, Control] | None = None
+) -> WsgiApp:
+    """Record each call before `app` serves it; serve the record at CALLS_PATH (and LOCK_TIME_PATH, MEMORY_PATH).
+
+    `controls` maps a `/_cmdgate/...` path to what a POST of a JSON object there does (the stack's
+    own switches, e.g. pausing an event source mapping); its answer is the JSON reply.
+    """
 
     def wrapped(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        control = (controls or {}).get(str(environ.get("PATH_INFO", "")))
+        if control is not None and environ.get("REQUEST_METHOD") == "POST":
+            try:
+                asked = json.loads(_buffer_body(environ) or b"{}")
+                if not isinstance(asked, dict):
+                    raise ValueError("a JSON object is expected")
+                reply, status = control(asked), "200 OK"
+            except (ValueError, KeyError) as error:
+                reply, status = {"error": str(error)}, "400 Bad Request"
+            start_response(status, [("Content-Type", "application/json")])
+            return [json.dumps(reply).encode()]
         if environ.get("REQUEST_METHOD") == "GET" and environ.get("PATH_INFO") in (
             CALLS_PATH,
             LOCK_TIME_PATH,
@@ -283,6 +308,7 @@ class MotoEndpoint:
         self._thread: threading.Thread | None = None
         self.recorder = CallRecorder()
         self.lock_times = LockTimes()
+        self.controls: dict[str, Control] = {}  # filled before or after start(): read per request
 
     @property
     def url(self) -> str:
@@ -294,7 +320,7 @@ class MotoEndpoint:
         """Serve in a daemon thread."""
         moto_patches.install()
         moto = DomainDispatcherApplication(create_backend_app)
-        app = recording(serialized(moto, self.lock_times), self.recorder, self.lock_times)
+        app = recording(serialized(moto, self.lock_times), self.recorder, self.lock_times, self.controls)
         self._server = make_server("127.0.0.1", self._port, app, threaded=True, request_handler=MotoRequestHandler)
         self._thread = threading.Thread(target=self._server.serve_forever, name="moto", daemon=True)
         self._thread.start()

@@ -1,4 +1,4 @@
-"""Two moto behaviours that made the local stack's memory and moto lock time grow with every write.
+"""Three moto behaviours that made the local stack's memory and time grow with its tables and queues.
 
 1. Every model instance is kept forever. moto's `BaseModel.__new__` appends each instance to its
    class's `instances_tracked` list, for the moto server's model dashboard (`/moto-api/data.json`,
@@ -16,6 +16,16 @@
    transaction names, restoring them when moto raises. moto's requests are serialized
    (moto_endpoint.serialized), so nothing else sees or changes those items in between.
 
+3. An SQS receive scans the whole queue three times per message it returns. moto checks each
+   received message's retention by computing every attribute of its queue - the approximate
+   counts included, each a scan of all its messages - and each message's `visible`/`delayed`
+   reads the clock through datetime arithmetic. With 1,000 messages in flight (a backlog being
+   retried with backoff), one ten-message receive took about 2 s of the stack process's CPU
+   (long polls do not take moto's lock, but they hold the interpreter), and the API front, which
+   shares that process, slowed to under one request a second. `install()` reads the retention
+   period directly and makes the scans read the clock once each (`time.time()`, what moto's
+   `unix_time` computes when time is not frozen, which it never is here).
+
 Figures: docs/design.md, "Local stack differences from AWS".
 """
 
@@ -23,6 +33,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import time
 import types
 from typing import Any
 
@@ -32,6 +43,7 @@ from moto.dynamodb import models as dynamodb_models
 from moto.dynamodb.models import DynamoDBBackend
 from moto.dynamodb.models.dynamo_type import DynamoType, Item
 from moto.dynamodb.models.table import Table
+from moto.sqs.models import Message, Queue, SQSBackend
 
 # (table, hash key, range key or None) -> the item as it was (a copy), or None if there was none
 Snapshot = dict[tuple[str, DynamoType, DynamoType | None], Item | None]
@@ -104,6 +116,49 @@ def restore(backend: DynamoDBBackend, saved: Snapshot) -> None:
 
 _ORIGINAL = DynamoDBBackend.transact_write_items
 _ORIGINAL_NEW = BaseModel.__dict__["__new__"]
+_SQS_ORIGINALS: dict[tuple[type, str], Any] = {
+    (Queue, "messages"): Queue.__dict__["messages"],
+    (Queue, "approximate_number_of_messages"): Queue.__dict__["approximate_number_of_messages"],
+    (Queue, "approximate_number_of_messages_delayed"): Queue.__dict__["approximate_number_of_messages_delayed"],
+    (Queue, "approximate_number_of_messages_not_visible"): Queue.__dict__["approximate_number_of_messages_not_visible"],
+    (SQSBackend, "is_message_valid_based_on_retention_period"): SQSBackend.__dict__[
+        "is_message_valid_based_on_retention_period"
+    ],
+}
+
+
+def _now_ms() -> float:
+    return time.time() * 1000
+
+
+def _visible_messages(queue: Queue) -> list[Message]:
+    """moto's `Queue.messages` (visible and not delayed), reading the clock once."""
+    now = _now_ms()
+    return [m for m in queue._messages if now > m.visible_at and not now < m.delayed_until]
+
+
+def _delayed_count(queue: Queue) -> int:
+    now = _now_ms()
+    return sum(1 for m in queue._messages if now < m.delayed_until)
+
+
+def _not_visible_count(queue: Queue) -> int:
+    now = _now_ms()
+    return sum(1 for m in queue._messages if not now > m.visible_at)
+
+
+def _within_retention(backend: SQSBackend, queue_name: str, message: Message) -> bool:
+    """moto's retention check without computing every attribute of the queue."""
+    retention_s = int(backend.get_queue(queue_name).message_retention_period)  # type: ignore[attr-defined]
+    return retention_s + message.sent_timestamp / 1000 > time.time()  # type: ignore[operator]
+
+
+def _install_sqs() -> None:
+    Queue.messages = property(_visible_messages)  # type: ignore[assignment, method-assign]
+    Queue.approximate_number_of_messages = property(lambda q: len(_visible_messages(q)))  # type: ignore[assignment, method-assign]
+    Queue.approximate_number_of_messages_delayed = property(_delayed_count)  # type: ignore[assignment, method-assign]
+    Queue.approximate_number_of_messages_not_visible = property(_not_visible_count)  # type: ignore[assignment, method-assign]
+    SQSBackend.is_message_valid_based_on_retention_period = _within_retention  # type: ignore[assignment, method-assign]
 
 
 def _untracked_new(cls: type[BaseModel], *args: Any, **kwargs: Any) -> BaseModel:
@@ -120,7 +175,8 @@ def installed() -> bool:
 
 
 def install() -> None:
-    """Patch moto in this process (once): no instance tracking, transactions rolled back item by item."""
+    """Patch moto in this process (once): no instance tracking, transactions rolled back item by item,
+    SQS receives that scan a queue once."""
     if installed():
         return
     BaseModel.__new__ = staticmethod(_untracked_new)  # type: ignore[method-assign]
@@ -139,6 +195,7 @@ def install() -> None:
     # The module's `copy` serves only the transaction backup and update_item's copy of one item.
     dynamodb_models.copy = types.SimpleNamespace(deepcopy=_deepcopy_but_tables, copy=copy.copy)  # type: ignore[assignment]
     DynamoDBBackend.transact_write_items = transact_write_items  # type: ignore[method-assign]
+    _install_sqs()
 
 
 def uninstall() -> None:
@@ -146,3 +203,5 @@ def uninstall() -> None:
     BaseModel.__new__ = _ORIGINAL_NEW  # type: ignore[method-assign]
     dynamodb_models.copy = copy
     DynamoDBBackend.transact_write_items = _ORIGINAL  # type: ignore[method-assign]
+    for (owner, name), original in _SQS_ORIGINALS.items():
+        setattr(owner, name, original)

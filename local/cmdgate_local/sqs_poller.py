@@ -87,11 +87,15 @@ class SqsPoller:
         self._sqs = sqs
         self._invoke = invoke
         self._stop = threading.Event()
+        self._enabled = threading.Event()  # cleared: paused (UpdateEventSourceMapping Enabled=false)
+        self._enabled.set()
         self._threads = [
             threading.Thread(target=self._run, name=f"sqs-{source.function_id}-{i}", daemon=True)
             for i in range(max(1, concurrency))
         ]
         self.batches = 0
+        self._busy = 0  # batches received and not yet handed back
+        self._busy_lock = threading.Lock()
 
     def start(self) -> None:
         """Start polling."""
@@ -101,14 +105,45 @@ class SqsPoller:
     def stop(self) -> None:
         """Stop after the current poll."""
         self._stop.set()
+        self._enabled.set()
+
+    @property
+    def function_id(self) -> str:
+        """The function this mapping invokes."""
+        return self._source.function_id
+
+    @property
+    def enabled(self) -> bool:
+        """Whether the mapping polls (a paused one finishes the batches it holds, then waits)."""
+        return self._enabled.is_set()
+
+    def set_enabled(self, enabled: bool) -> None:
+        """Pause or resume polling."""
+        if enabled:
+            self._enabled.set()
+        else:
+            self._enabled.clear()
+
+    @property
+    def busy(self) -> int:
+        """Batches being invoked right now (a paused mapping is idle once this is 0)."""
+        with self._busy_lock:
+            return self._busy
 
     def _run(self) -> None:
         while not self._stop.is_set():
+            if not self._enabled.wait(timeout=1.0):
+                continue
+            with self._busy_lock:  # a receive under way counts: it may still get messages to invoke
+                self._busy += 1
             try:
                 self.poll_once()
             except Exception:
                 log.exception("poll of %s failed", self._source.queue_id)
                 self._stop.wait(1.0)
+            finally:
+                with self._busy_lock:
+                    self._busy -= 1
 
     def poll_once(self) -> int:
         """Receive one batch, invoke, delete what was consumed; returns the batch size."""

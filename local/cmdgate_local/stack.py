@@ -23,7 +23,7 @@ from cmdgate_local import build_snapshot, pack_targets
 from cmdgate_local.apigw import ApiGateway, ApiServer
 from cmdgate_local.gist_server import GistServer
 from cmdgate_local.lambda_runtime import ExecutionEnvironment, FunctionPool, FunctionRuntime, InvokeResult, rie_binary
-from cmdgate_local.moto_endpoint import MotoEndpoint
+from cmdgate_local.moto_endpoint import EVENT_SOURCES_PATH, MotoEndpoint
 from cmdgate_local.provision import Provisioner
 from cmdgate_local.sqs_poller import SqsPoller
 from cmdgate_local.template import REGION, Template, load_template
@@ -228,6 +228,7 @@ class LocalStack:
             poller = SqsPoller(source, queue["QueueUrl"], queue["Arn"], sqs, self.invoke, concurrency)
             poller.start()
             self.pollers.append(poller)
+        self.moto.controls[EVENT_SOURCES_PATH] = self.set_event_sources
         if cfg.run_schedules:
             for schedule in template.schedules(provisioner.resolve):
                 period = rate_seconds(schedule.expression)
@@ -241,6 +242,29 @@ class LocalStack:
                 ).start()
         self._wait_until_ready()
         self._write_state()
+
+    def set_event_sources(self, asked: dict[str, Any]) -> dict[str, Any]:
+        """Pause or resume a function's event source mappings (`{"function": id, "enabled": bool}`).
+
+        A pause answers once the mappings are idle - no receive or invocation under way, so nothing
+        more reaches the function - or after `idle_wait_s` (default 60) with `busy` above 0.
+        """
+        function, enabled = asked["function"], asked["enabled"]
+        wait_s = asked.get("idle_wait_s", 60)
+        if not isinstance(enabled, bool):
+            raise ValueError("enabled must be true or false")
+        if isinstance(wait_s, bool) or not isinstance(wait_s, int | float) or not 0 <= wait_s <= 900:
+            raise ValueError("idle_wait_s must be a number of seconds from 0 to 900")
+        mappings = [p for p in self.pollers if p.function_id == function]
+        if not mappings:
+            raise ValueError(f"{function!r} has no event source mapping")
+        for poller in mappings:
+            poller.set_enabled(enabled)
+        deadline = time.monotonic() + wait_s
+        while not enabled and any(p.busy for p in mappings) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        busy = sum(p.busy for p in mappings) if not enabled else None
+        return {"function": function, "enabled": enabled, "mappings": len(mappings), "busy": busy}
 
     def invoke(self, function_id: str, event: dict[str, Any]) -> InvokeResult:
         """Invoke a function on its pool."""

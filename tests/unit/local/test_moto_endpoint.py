@@ -248,3 +248,23 @@ def test_resources_are_recorded_as_the_arns_policies_name() -> None:
     assert _resources({"executionArn": execution}) == ("arn:aws:states:us-east-1:123456789012:stateMachine:deploy",)
     bus = "arn:aws:events:us-east-1:123456789012:event-bus/ops"
     assert _resources({"Entries": [{"EventBusName": bus}, {"Source": "x"}]}) == (bus, "default")
+
+
+def test_a_control_path_takes_a_json_object_and_answers_json() -> None:
+    asked: list[dict[str, Any]] = []
+
+    def pause(body: dict[str, Any]) -> dict[str, Any]:
+        asked.append(body)
+        if body.get("function") != "WorkerFunction":
+            raise ValueError("no such mapping")
+        return {"enabled": body["enabled"]}
+
+    client = Client(recording(EchoApp(), CallRecorder(), None, {"/_cmdgate/event-sources": pause}))
+    answer = client.post("/_cmdgate/event-sources", data=json.dumps({"function": "WorkerFunction", "enabled": False}))
+    assert (answer.status_code, answer.get_json()) == (200, {"enabled": False})
+    for bad in ("[1]", "not json", json.dumps({"function": "Other", "enabled": True})):
+        refused = client.post("/_cmdgate/event-sources", data=bad)
+        assert refused.status_code == 400 and "error" in refused.get_json()
+    assert len(asked) == 2  # the non-objects never reached the control
+    # Any other method or path is moto's, and recorded as a call.
+    assert client.get("/_cmdgate/event-sources").get_data(as_text=True) == ""

@@ -1,4 +1,4 @@
-"""moto_patches: a transaction is rolled back item by item, not from a copy of every table it touches."""
+"""moto_patches: transactions roll back item by item, not from copies of whole tables; SQS scans a queue once."""
 
 from __future__ import annotations
 
@@ -154,3 +154,82 @@ def test_install_is_idempotent_and_uninstall_restores_moto(dynamodb: Any) -> Non
     assert not moto_patches.installed()
     moto_patches.install()
     assert moto_patches.installed()
+
+
+def queue_counts(sqs: Any, url: str) -> tuple[str, str, str]:
+    names = [f"ApproximateNumberOfMessages{kind}" for kind in ("", "NotVisible", "Delayed")]
+    attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=names)["Attributes"]
+    return attributes[names[0]], attributes[names[1]], attributes[names[2]]
+
+
+def fill(sqs: Any, name: str) -> str:
+    """A queue with 3 in flight, 2 delayed and 4 visible messages."""
+    url = sqs.create_queue(QueueName=name, Attributes={"VisibilityTimeout": "300"})["QueueUrl"]
+    for i in range(3):
+        sqs.send_message(QueueUrl=url, MessageBody=f"in flight {i}")
+    assert len(sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=3)["Messages"]) == 3
+    for i in range(2):
+        sqs.send_message(QueueUrl=url, MessageBody=f"delayed {i}", DelaySeconds=600)
+    for i in range(4):
+        sqs.send_message(QueueUrl=url, MessageBody=f"visible {i}")
+    return str(url)
+
+
+def test_sqs_counts_and_receives_are_moto_s_own(session: boto3.session.Session) -> None:
+    sqs = session.client("sqs")
+    moto_patches.uninstall()
+    expected = queue_counts(sqs, fill(sqs, "unpatched"))
+    moto_patches.install()
+    try:
+        url = fill(sqs, "patched")
+        assert queue_counts(sqs, url) == expected == ("4", "3", "2")
+        got = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10)["Messages"]
+        assert sorted(m["Body"] for m in got) == [f"visible {i}" for i in range(4)]
+        assert queue_counts(sqs, url) == ("0", "7", "2")
+    finally:
+        moto_patches.uninstall()
+
+
+def test_a_receive_no_longer_computes_every_queue_attribute(
+    session: boto3.session.Session, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from moto.sqs.models import Queue
+
+    sqs = session.client("sqs")
+    url = sqs.create_queue(QueueName="scanned")["QueueUrl"]
+    for i in range(5):
+        sqs.send_message(QueueUrl=url, MessageBody=str(i))
+    computed: list[int] = []
+    every_attribute = Queue.__dict__["attributes"]
+
+    def counted(queue: Any) -> Any:
+        computed.append(1)
+        return every_attribute.fget(queue)
+
+    monkeypatch.setattr(Queue, "attributes", property(counted))
+    moto_patches.uninstall()
+    assert len(sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=2)["Messages"]) == 2
+    assert len(computed) >= 2  # moto: every attribute (each count a scan of the queue), per message received
+    computed.clear()
+    moto_patches.install()
+    try:
+        assert len(sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=3)["Messages"]) == 3
+        assert computed == []
+    finally:
+        moto_patches.uninstall()
+
+
+def test_a_message_past_its_retention_is_not_received(session: boto3.session.Session) -> None:
+    sqs = session.client("sqs")
+    moto_patches.install()
+    try:
+        url = sqs.create_queue(QueueName="retained", Attributes={"MessageRetentionPeriod": "60"})["QueueUrl"]
+        sqs.send_message(QueueUrl=url, MessageBody="old")
+        queue = get_backend("sqs")["123456789012"]["us-east-1"].get_queue("retained")
+        message: Any = queue._messages[0]
+        message.sent_timestamp -= 61_000  # sent 61 s ago
+        assert sqs.receive_message(QueueUrl=url).get("Messages", []) == []
+        sqs.send_message(QueueUrl=url, MessageBody="new")
+        assert [m["Body"] for m in sqs.receive_message(QueueUrl=url)["Messages"]] == ["new"]
+    finally:
+        moto_patches.uninstall()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 from typing import Any
 
 import boto3
@@ -127,3 +128,58 @@ def test_poll_once_deletes_what_succeeded_and_leaves_the_failures(session: boto3
     depth = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
     assert (depth["ApproximateNumberOfMessages"], depth["ApproximateNumberOfMessagesNotVisible"]) == ("0", "1")
     assert poller.batches == 1
+
+
+def test_a_paused_mapping_leaves_its_queue_alone_until_resumed(session: boto3.session.Session) -> None:
+    sqs = session.client("sqs")
+    url = sqs.create_queue(QueueName="paused", Attributes={"VisibilityTimeout": "300"})["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    sqs.send_message(QueueUrl=url, MessageBody="{}")
+    invoked = threading.Event()
+
+    def invoke(function_id: str, event: dict[str, Any]) -> InvokeResult:
+        invoked.set()
+        return answer(None)
+
+    poller = SqsPoller(SqsSource("WorkerFunction", "Work", 10, 0.0, True, 1), url, arn, sqs, invoke, concurrency=1)
+    poller.set_enabled(False)
+    poller.start()
+    try:
+        # Paused before its first poll: the message stays visible (nobody received it).
+        assert not invoked.wait(timeout=1.5)
+        depth = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages"])
+        assert depth["Attributes"]["ApproximateNumberOfMessages"] == "1" and poller.enabled is False
+        poller.set_enabled(True)
+        assert invoked.wait(timeout=10)
+    finally:
+        poller.stop()
+
+
+def test_a_mapping_is_busy_while_its_batch_runs_even_once_paused(session: boto3.session.Session) -> None:
+    sqs = session.client("sqs")
+    url = sqs.create_queue(QueueName="busy", Attributes={"VisibilityTimeout": "300"})["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    sqs.send_message(QueueUrl=url, MessageBody="{}")
+    running, release = threading.Event(), threading.Event()
+
+    def invoke(function_id: str, event: dict[str, Any]) -> InvokeResult:
+        running.set()
+        release.wait(timeout=30)
+        return answer(None)
+
+    poller = SqsPoller(SqsSource("WorkerFunction", "Work", 10, 0.0, True, 1), url, arn, sqs, invoke, concurrency=1)
+    poller.start()
+    try:
+        assert running.wait(timeout=10)
+        poller.set_enabled(False)
+        assert poller.busy == 1  # paused, but its batch is still being invoked
+        release.set()
+        for _ in range(200):
+            if poller.busy == 0:
+                break
+            threading.Event().wait(0.05)
+        assert poller.busy == 0
+        depth = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["ApproximateNumberOfMessagesNotVisible"])
+        assert depth["Attributes"]["ApproximateNumberOfMessagesNotVisible"] == "0"  # consumed and deleted
+    finally:
+        poller.stop()
