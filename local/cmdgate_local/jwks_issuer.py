@@ -11,6 +11,7 @@ is counted, so a test can bound how often the authorizer asks.
 
 from __future__ import annotations
 
+import base64
 import json
 import threading
 import time
@@ -27,6 +28,14 @@ from werkzeug.wrappers import Request, Response
 KeyAlgorithm = Literal["RS256", "ES256"]
 JWKS_PATH = "/.well-known/jwks.json"
 DISCOVERY_PATH = "/.well-known/openid-configuration"
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).decode("ascii").rstrip("=")
+
+
+def _b64json(data: dict[str, Any]) -> str:
+    return _b64(json.dumps(data, separators=(",", ":")).encode("utf-8"))
 
 
 class _QuietRequestHandler(WSGIRequestHandler):
@@ -76,9 +85,17 @@ class JwksIssuer:
         )
 
     def sign(self, claims: dict[str, Any], kid: str, *, headers: dict[str, Any] | None = None) -> str:
-        """A compact JWS of `claims` signed by key `kid`, with `kid` (or `headers`' overrides) in its header."""
+        """A compact JWS of `claims` signed by key `kid`.
+
+        The header carries `alg`, `typ` and `kid`, then `headers`' entries: any value, even one PyJWT
+        would refuse to encode (a numeric kid), and None removes an entry.
+        """
         alg, private = self._keys[kid]
-        return jwt.encode(claims, private, algorithm=alg, headers={"kid": kid, **(headers or {})})
+        header = {k: v for k, v in {"alg": alg, "typ": "JWT", "kid": kid, **(headers or {})}.items() if v is not None}
+        signing_input = f"{_b64json(header)}.{_b64json(claims)}".encode("ascii")
+        algorithm = jwt.get_algorithm_by_name(alg)
+        signature = algorithm.sign(signing_input, algorithm.prepare_key(private))
+        return f"{signing_input.decode('ascii')}.{_b64(signature)}"
 
     def jwks(self) -> dict[str, Any]:
         """The public JWKS document as served now."""
