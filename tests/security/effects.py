@@ -41,6 +41,24 @@ def state_items(stack: Stack, fragment: str) -> list[dict[str, Any]]:
     )
 
 
+def state_versions(stack: Stack, fragment: str) -> list[tuple[str, ...]]:
+    """(pk, sk, version, value, deleted) of each state item under `fragment`: what a write would change.
+
+    The gist sync's own bookkeeping on the register (synced_version, revision) is left out: it
+    moves on its own after a write.
+    """
+    return sorted(
+        (
+            item["pk"]["S"],
+            item["sk"]["S"],
+            item.get("version", {}).get("N", ""),
+            item.get("value_json", {}).get("S", ""),
+            str(item.get("deleted", {}).get("BOOL", "")),
+        )
+        for item in state_items(stack, fragment)
+    )
+
+
 def keys_named(stack: Stack, name: str) -> int:
     """How many API keys carry `name`."""
     return len(

@@ -21,7 +21,7 @@ from cmdgate_local.jwks_issuer import JwksIssuer
 from tests.conftest import SUPABASE_AUDIENCE, SUPABASE_ISSUER, SUPABASE_RS_KID
 from tests.integration.conftest import Stack
 from tests.integration.test_commands_api import assert_problem
-from tests.security.effects import execution_item, executions_of, keys_named, state_items
+from tests.security.effects import execution_item, executions_of, keys_named, state_versions
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
@@ -75,7 +75,7 @@ def test_an_echo_only_principal_reaches_nothing_else(stack: Stack, jwks_issuer: 
     assert seeded.status_code == 201, seeded.text
     other_execution = stack.admin.post("/v1/commands/echo", json={"message": "admin's"}).json()["execution_id"]
     other_before = execution_item(stack, other_execution)
-    state_before = state_items(stack, state_key)
+    state_before = state_versions(stack, state_key)
     commands = sorted(c["name"] for c in stack.admin.get("/v1/commands").json()["commands"])
     params = {"name": None, "execution_id": other_execution, "key": state_key, "key_id": "0" * 16}
     body: dict[str, Any] = {
@@ -118,7 +118,7 @@ def test_an_echo_only_principal_reaches_nothing_else(stack: Stack, jwks_issuer: 
     # Nothing written anywhere.
     assert executions_of(stack, principal_id) == []
     assert execution_item(stack, other_execution) == other_before
-    assert state_items(stack, state_key) == state_before
+    assert state_versions(stack, state_key) == state_before
     assert stack.admin.get(f"/v1/state/{state_key}").json() == {"v": 1}
     assert keys_named(stack, marker) == 0
     # And the one thing it may do, it can.
