@@ -275,9 +275,12 @@ def test_kid_header_injection_is_refused(stack: Stack, jwks_issuer: JwksIssuer, 
         assert_problem(call(stack, forged), 401, "UNAUTHORIZED")
 
 
-def test_jku_and_x5u_headers_are_never_followed(stack: Stack) -> None:
+def test_jku_x5u_and_embedded_jwk_headers_are_never_used(stack: Stack) -> None:
     with JwksIssuer(SUPABASE_ISSUER) as attacker:
         kid = attacker.add_key("RS256")
-        forged = attacker.sign(supabase_claims(), kid, headers={"jku": attacker.jwks_url(), "x5u": attacker.jwks_url()})
+        (embedded,) = attacker.jwks()["keys"]
+        forged = attacker.sign(
+            supabase_claims(), kid, headers={"jku": attacker.jwks_url(), "x5u": attacker.jwks_url(), "jwk": embedded}
+        )
         assert_problem(call(stack, forged), 401, "UNAUTHORIZED")
         assert attacker.fetch_count == 0
