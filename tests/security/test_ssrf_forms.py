@@ -24,38 +24,24 @@ from tests.security.effects import executions_of
 pytestmark = pytest.mark.integration
 
 
-# Each names the target's port in a spelling the allowlist's `127.0.0.1` does not match.
+# Each names the target's port in a spelling the allowlist's `127.0.0.1` does not match: a sample
+# of each kind (tests/unit/resilience/test_ssrf.py checks every spelling against the guard alone).
 LOOPBACK_IN_DISGUISE = [
     "http://2130706433:{port}/decimal",
     "http://0x7f000001:{port}/hex",
-    "http://0x7f.0.0.1:{port}/hex-dotted",
     "http://0177.0.0.1:{port}/octal",
-    "http://127.1:{port}/short",
-    "http://017700000001:{port}/octal-number",
     "http://[::ffff:127.0.0.1]:{port}/mapped",
-    "http://[::ffff:7f00:1]:{port}/mapped-hex",
-    "http://[::1]:{port}/ipv6-loopback",
-    "http://localhost:{port}/name",
     "http://localhost.:{port}/trailing-dot",
-    "http://LocalHost:{port}/case",
     "http://127.0.0.2:{port}/other-loopback",
     "http://0.0.0.0:{port}/unspecified",
-    "http://[::]:{port}/unspecified6",
     "http://127.0.0.1:{port}@10.0.0.1/userinfo",
-    "http://user:pw@127.0.0.1:{port}/credentials",
-    "http://127.0.0.1%2f@127.0.0.2:{port}/encoded-userinfo",
 ]
 ELSEWHERE = [
     "http://169.254.169.254/latest/meta-data/",
     "http://[fd00:ec2::254]/latest/meta-data/",
-    "http://[::ffff:169.254.169.254]/latest/meta-data/",
     "http://2852039166/latest/meta-data/",  # 169.254.169.254 as one number
-    "http://169.254.170.2/v2/credentials",
     "http://10.0.0.1/",
-    "http://192.168.0.1/",
-    "http://[fe80::1%25lo]/",
     "file:///etc/passwd",
-    "gopher://127.0.0.1:{port}/",
 ]
 
 
@@ -105,11 +91,8 @@ def test_http_request_refuses_every_other_form(stack: Stack, caller: tuple[str, 
     [
         "http://169.254.169.254/latest/meta-data/iam/security-credentials/",
         "http://[::ffff:127.0.0.1]:{port}/after-redirect",
-        "http://localhost.:{port}/after-redirect",
-        "http://2130706433:{port}/after-redirect",
-        "file:///etc/passwd",
     ],
-    ids=["metadata", "mapped", "trailing-dot", "decimal", "file"],
+    ids=["metadata", "mapped"],
 )
 def test_a_redirect_to_a_refused_address_is_not_followed(
     stack: Stack, caller: tuple[str, str], target: Target, destination: str
@@ -127,20 +110,17 @@ def test_a_redirect_to_a_refused_address_is_not_followed(
 # forms only a header can carry.
 CALLBACK_FORMS = [
     "http://2130706433:{port}/decimal",
-    "http://0177.0.0.1:{port}/octal",
     "http://[::ffff:127.0.0.1]:{port}/mapped",
     "http://localhost.:{port}/trailing-dot",
     "http://127.0.0.1:{port}@10.0.0.1/userinfo",
     "http://169.254.169.254/latest/meta-data/",
-    "http://[fd00:ec2::254]/latest/meta-data/",
     "ftp://127.0.0.1/hook",
     "http://127.0.0.1/" + "x" * 3000,
-    "not a url",
     "//127.0.0.1/scheme-relative",
 ]
 
 
-@pytest.mark.parametrize("url", CALLBACK_FORMS, ids=[*_ids(CALLBACK_FORMS[:8]), "long", "not-a-url", "scheme-relative"])
+@pytest.mark.parametrize("url", CALLBACK_FORMS, ids=[*_ids(CALLBACK_FORMS[:6]), "long", "scheme-relative"])
 def test_hostile_callback_urls_are_refused_at_the_edge(
     stack: Stack, callback_caller: tuple[str, str], target: Target, url: str
 ) -> None:
