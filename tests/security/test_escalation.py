@@ -103,10 +103,12 @@ def test_an_echo_only_principal_reaches_nothing_else(stack: Stack, jwks_issuer: 
             response, response.status_code, "FORBIDDEN" if response.status_code == 403 else response.json()["code"]
         )
         answers[f"{method} {template}"] = response.status_code
-    for name in commands:
+    # Every command sync and async for the key (refused before anything is queued); the JWT
+    # principal goes through the same check, so a sample of the commands is enough for it.
+    sample = commands if kind == "api-key" else ["http.request", "state.merge", "aws.sqs.send"]
+    for name in sample:
         if name == "echo":
             continue
-        # Async too for the key (refused before anything is queued); the JWT principal runs the same check.
         for prefer in ({}, {"Prefer": "respond-async"}) if kind == "api-key" else ({},):
             response = client.post(f"/v1/commands/{name}", json={"key": state_key}, headers=prefer)
             assert_problem(response, 403, "FORBIDDEN")
