@@ -16,7 +16,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 # sam build needs the runtime's exact python (python3.11) on PATH.
 SAM := PATH="$(CURDIR)/$(SAM_VENV)/bin:$$PATH" $(SAM_VENV)/bin/sam
 
-.PHONY: setup build run test lint typecheck validate unit integration contract invoke bench bench-state bench-profile dr-drill bench-async openapi clean \
+.PHONY: setup build run test lint typecheck validate unit integration security contract invoke bench bench-state bench-profile dr-drill bench-async openapi clean \
 	audit audit-static audit-code audit-deps audit-template
 
 setup: $(VENV)/.installed $(SAM_VENV)/.installed $(RUNTIME_VENV)/.installed $(AUDIT_VENV)/.installed
@@ -75,6 +75,10 @@ contract: setup
 
 integration: build
 	$(VENV)/bin/pytest tests/integration -q
+
+# The security suite alone (tests/security, on its own local stack); `make test` runs it too.
+security: build
+	$(VENV)/bin/pytest tests/security -q
 
 # The suite ends with tests/integration/test_zzz_no_secrets_in_logs.py, the log scan for secrets.
 test: setup lint typecheck validate audit-static build

@@ -198,6 +198,8 @@ class LocalStack:
             "AWS_DEFAULT_REGION": REGION,
             "POWERTOOLS_TRACE_DISABLED": "true",
             "GIST_API_URL": self.gist.url,
+            # A test issuer's JWKS is served over plain http on 127.0.0.1 (cmdgate_local.jwks_issuer).
+            "JWKS_ALLOW_LOOPBACK_HTTP": "true",
             **cfg.environment_overrides,
         }
         self.runtimes = function_runtimes(template, provisioner, self.build_dir, overrides)

@@ -1,4 +1,4 @@
-"""Starts the real local stack (moto, RIE pools, API front, pollers) once per test session."""
+"""The local stack's plumbing: `running_stack` and its handles (the shared session `stack` is in tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -89,20 +89,10 @@ def wait_for(predicate: Callable[[], Any], timeout_s: float = 30.0, interval_s: 
     raise AssertionError(f"condition not met within {timeout_s} s (last value: {value!r})")
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Keep every test on the shared stack on one pytest-xdist worker, in file order.
-
-    `make test` runs two workers (`-n 2 --dist loadgroup`): one stack then serves every test
-    that asks for `stack`, and the end-of-run checks (test_zz_*) still see every call made to
-    it, while the other worker runs the unit tests and the files that start stacks of their own.
-    """
-    for item in items:
-        if "stack" in getattr(item, "fixturenames", ()):
-            item.add_marker(pytest.mark.xdist_group("shared-stack"))
-
-
 @contextmanager
-def running_stack(workdir: Path, extra_params: tuple[str, ...] = ()) -> Iterator[Stack]:
+def running_stack(
+    workdir: Path, extra_params: tuple[str, ...] = (), *, jwt_issuers: str = JWT_ISSUERS
+) -> Iterator[Stack]:
     """A local stack with short timers (authorizer TTL 1 s, visibility timeouts, MaxReceiveCount 2)."""
     params = (
         "WorkerVisibilityTimeoutS=4",
@@ -111,7 +101,7 @@ def running_stack(workdir: Path, extra_params: tuple[str, ...] = ()) -> Iterator
         # delayed stats.mirror message to the DLQ, so a burst's last count was never mirrored.
         "EventsVisibilityTimeoutS=10",
         f"MaxReceiveCount={MAX_RECEIVE_COUNT}",
-        f"JwtIssuers={JWT_ISSUERS}",
+        f"JwtIssuers={jwt_issuers}",
         f"JwtSecretArn={JWT_SECRET_NAME}",  # the authorizer's policy names the secret it reads
         "HttpRequestAllowedHosts=127.0.0.1",
         "StateSyncVisibilityTimeoutS=2",
@@ -127,10 +117,3 @@ def running_stack(workdir: Path, extra_params: tuple[str, ...] = ()) -> Iterator
             yield Stack(url=running.url, admin_key=ADMIN_KEY, state=running.state, log_dir=running.log_dir)
     except RuntimeError as failure:
         pytest.fail(str(failure))
-
-
-@pytest.fixture(scope="session")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    """The local stack with the testing command pack on."""
-    with running_stack(tmp_path_factory.mktemp("stack")) as running:
-        yield running

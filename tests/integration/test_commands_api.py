@@ -52,22 +52,6 @@ def test_sync_echo_returns_params_and_records_the_execution(stack: Stack) -> Non
     assert execution["result"] == body["result"]
 
 
-@pytest.mark.parametrize(
-    "headers",
-    [
-        {},
-        {"Authorization": "Bearer cg_not_a_real_key"},
-        {"Authorization": "Basic dXNlcjpwYXNz"},
-        {"Authorization": "Bearer"},
-    ],
-    ids=["no-token", "unknown-key", "wrong-scheme", "empty-bearer"],
-)
-def test_bad_credentials_get_401_problem(stack: Stack, headers: dict[str, str]) -> None:
-    response = httpx.post(f"{stack.url}/v1/commands/echo", json={}, headers=headers)
-    assert_problem(response, 401, "UNAUTHORIZED")
-    assert response.headers["www-authenticate"] == "Bearer"
-
-
 def test_key_without_permission_gets_403_and_sees_only_its_commands(stack: Stack) -> None:
     key = stack.create_key(["commands.list", "commands.run:fail"])
     client = stack.client(key)
@@ -166,15 +150,6 @@ def test_exhausted_retries_dead_letter_the_execution(stack: Stack) -> None:
         return any(json.loads(m["Body"]).get("execution_id") == execution_id for m in messages)
 
     wait_for(in_dlq)
-
-
-def test_another_principal_cannot_see_an_execution(stack: Stack) -> None:
-    owner = stack.client(stack.create_key(["commands.run:echo"]))
-    other = stack.client(stack.create_key(["commands.run:echo"]))
-    execution_id = owner.post("/v1/commands/echo", json={}).json()["execution_id"]
-    assert owner.get(f"/v1/executions/{execution_id}").status_code == 200
-    assert_problem(other.get(f"/v1/executions/{execution_id}"), 404, "EXECUTION_NOT_FOUND")
-    assert stack.admin.get(f"/v1/executions/{execution_id}").status_code == 200
 
 
 def test_executed_events_are_counted_once_by_the_event_processor(stack: Stack) -> None:

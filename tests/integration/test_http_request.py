@@ -59,13 +59,6 @@ def test_get_through_the_allowlist(stack: Stack, upstream: Upstream) -> None:
     assert "hello" in str(result["body"])
 
 
-def test_metadata_address_is_refused(stack: Stack) -> None:
-    response = stack.admin.post(
-        "/v1/commands/http.request", json={"method": "GET", "url": "http://169.254.169.254/latest/meta-data/"}
-    )
-    assert_problem(response, 403, "URL_NOT_ALLOWED")
-
-
 def test_open_circuit_is_503_with_retry_after_and_not_stored(stack: Stack, upstream: Upstream) -> None:
     upstream.status = 503
     url = f"{upstream.url}/down-{uuid.uuid4().hex}"

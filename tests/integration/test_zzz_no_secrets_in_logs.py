@@ -20,8 +20,8 @@ from audit.secrets_in_logs import ScanResult, scan
 from cmdgate_local.launcher import STACK_LOG
 from tests.integration.conftest import ADMIN_KEY, Stack, wait_for
 from tests.integration.test_http_request import TOKEN as HTTP_REQUEST_TOKEN
-from tests.integration.test_jwt_auth import SECRET as JWT_SECRET
-from tests.integration.test_jwt_auth import jwt_secret, token  # noqa: F401 - jwt_secret is a fixture
+from tests.security.test_jwt_auth import SECRET as JWT_SECRET
+from tests.security.test_jwt_auth import jwt_secret, token  # noqa: F401 - jwt_secret is a fixture
 
 pytestmark = pytest.mark.integration
 FAKE_GITHUB_TOKEN = "ghp_" + "Zz09" * 9  # shaped like a classic personal access token

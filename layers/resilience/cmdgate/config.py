@@ -60,6 +60,8 @@ class Settings(BaseSettings):
     max_state_body_bytes: int = Field(default=256 * 1024, ge=1)
     command_packs: str = "builtin"
     jwt_issuers: str = ""  # JSON list of cmdgate.auth.jwt_tokens.JwtIssuer
+    # A local stack's loopback JWKS issuer is plain http; never set on AWS, where jwks_url must be https.
+    jwks_allow_loopback_http: bool = False
     default_rate_limit_quota: int = Field(default=120, ge=1)  # for principals without their own policy
     default_rate_limit_window_s: int = Field(default=60, ge=1)
     adaptive_rate_limit: bool = True

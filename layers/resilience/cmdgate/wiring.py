@@ -93,7 +93,10 @@ class Services:
         from cmdgate.auth.jwt_tokens import JwtVerifier, parse_jwt_issuers
 
         http = httpx.Client(timeout=httpx.Timeout(3.0, connect=2.0))
-        return JwtVerifier(parse_jwt_issuers(self.settings.jwt_issuers), http=http, secret_provider=self.secret)
+        issuers = parse_jwt_issuers(
+            self.settings.jwt_issuers, allow_loopback_http=self.settings.jwks_allow_loopback_http
+        )
+        return JwtVerifier(issuers, http=http, secret_provider=self.secret)
 
     def secret(self, arn: str) -> str:
         """A Secrets Manager secret through Powertools Parameters (cached for `secrets_max_age_s`)."""

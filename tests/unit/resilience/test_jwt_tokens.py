@@ -736,8 +736,73 @@ def test_invalid_secret_issuer_config_is_refused(overrides):
         supa_issuer(**overrides)
 
 
-def test_loopback_jwks_over_http_is_allowed_for_a_local_stack():
-    assert idp_issuer(jwks_url="http://127.0.0.1:4566/jwks").uses_jwks
+def _raw_issuer(**overrides: Any) -> str:
+    return json.dumps([{**idp_issuer().model_dump(mode="json"), **overrides}])
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:4566/jwks", "http://localhost:4566/jwks", "http://[::1]:80/jwks"])
+def test_loopback_jwks_over_http_is_allowed_only_where_the_stack_says_so(url):
+    (issuer,) = parse_jwt_issuers(_raw_issuer(jwks_url=url), allow_loopback_http=True)
+    assert issuer.uses_jwks
+    with pytest.raises(ValidationError, match="must be https"):
+        parse_jwt_issuers(_raw_issuer(jwks_url=url))
+    with pytest.raises(ValidationError, match="must be https"):
+        idp_issuer(jwks_url=url)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://idp.example.com/.well-known/jwks.json",
+        "http://10.0.0.1/jwks",
+        "http://127.0.0.1.evil.example/jwks",
+        "http://localhost.evil.example/jwks",
+        "ftp://127.0.0.1/jwks",
+        "https:///jwks",
+    ],
+)
+def test_a_non_loopback_or_non_https_jwks_url_is_refused_at_config_load_whatever_the_setting(url):
+    for allow in (False, True):
+        with pytest.raises(ValidationError, match="jwks_url"):
+            parse_jwt_issuers(_raw_issuer(jwks_url=url), allow_loopback_http=allow)
+
+
+def test_the_local_stack_setting_reaches_the_issuer_parser(monkeypatch):
+    from cmdgate.config import Settings
+    from cmdgate.wiring import AwsClients, Services
+
+    raw = _raw_issuer(jwks_url="http://127.0.0.1:9/jwks")
+    monkeypatch.setenv("JWT_ISSUERS", raw)
+    with pytest.raises(ValidationError, match="must be https"):
+        _ = Services(Settings(), AwsClients()).jwt_verifier
+    monkeypatch.setenv("JWKS_ALLOW_LOOPBACK_HTTP", "true")
+    assert Services(Settings(), AwsClients()).jwt_verifier is not None
+
+
+def test_an_issuer_s_jwks_ttl_and_refetch_interval_are_its_own(clock, http, secret_provider, rsa_key, jwks):
+    issuer = idp_issuer(jwks_ttl_s=10, jwks_refetch_interval_s=2)
+    verifier = JwtVerifier([issuer, other_issuer()], http=http, secret_provider=secret_provider, clock=clock)
+    verifier.verify(rs256(rsa_key, claims()))
+    refused(verifier, rs256(rsa_key, claims(), kid="random-1"))
+    assert len(jwks.requests) == 1  # the refetch interval has not passed
+    clock.advance(2)
+    refused(verifier, rs256(rsa_key, claims(), kid="random-2"))
+    refused(verifier, rs256(rsa_key, claims(), kid="random-3"))
+    assert len(jwks.requests) == 2  # one refetch per interval
+    clock.advance(10)
+    verifier.verify(rs256(rsa_key, claims()))
+    assert len(jwks.requests) == 3  # past the issuer's TTL, not the verifier's 600 s
+    # The other issuer keeps the verifier's defaults: a made-up kid right after its fetch costs nothing.
+    verifier.verify(rs256(rsa_key, claims(iss=OTHER)))
+    clock.advance(59)
+    refused(verifier, rs256(rsa_key, claims(iss=OTHER), kid="random-4"))
+    assert jwks.requests.count(OTHER_JWKS) == 1
+
+
+@pytest.mark.parametrize("overrides", [{"jwks_refetch_interval_s": 0}, {"jwks_ttl_s": 0}, {"jwks_ttl_s": 10**6}])
+def test_jwks_cache_times_are_bounded(overrides):
+    with pytest.raises(ValidationError):
+        idp_issuer(**overrides)
 
 
 def test_duplicate_issuers_are_refused(http, secret_provider):

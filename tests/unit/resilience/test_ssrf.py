@@ -197,3 +197,37 @@ def test_blocked_reason_of_public_addresses_is_none() -> None:
     assert blocked_reason(ipaddress.ip_address("8.8.8.8")) is None
     assert blocked_reason(ipaddress.ip_address("2001:4860:4860::8888")) is None
     assert blocked_reason(ipaddress.ip_address("::ffff:8.8.8.8")) is None
+
+
+# The local stack allowlists the literal 127.0.0.1; tests/security/test_ssrf_forms.py drives a sample
+# of these through http.request and callbacks, this covers every spelling.
+LOOPBACK_IN_DISGUISE = [
+    "http://2130706433:8080/",
+    "http://0x7f000001:8080/",
+    "http://0x7f.0.0.1:8080/",
+    "http://0177.0.0.1:8080/",
+    "http://127.1:8080/",
+    "http://017700000001:8080/",
+    "http://[::ffff:127.0.0.1]:8080/",
+    "http://[::ffff:7f00:1]:8080/",
+    "http://[::1]:8080/",
+    "http://localhost:8080/",
+    "http://localhost.:8080/",
+    "http://LocalHost:8080/",
+    "http://127.0.0.2:8080/",
+    "http://0.0.0.0:8080/",
+    "http://[::]:8080/",
+    "http://127.0.0.1:8080@10.0.0.1/",
+    "http://user:pw@127.0.0.1:8080/",
+    "http://127.0.0.1%2f@127.0.0.2:8080/",
+    "gopher://127.0.0.1:8080/",
+    "http://[fe80::1%25lo]:8080/",
+]
+
+
+@pytest.mark.parametrize("url", LOOPBACK_IN_DISGUISE)
+def test_only_the_allowlisted_spelling_of_loopback_passes(url: str) -> None:
+    allowlist = frozenset({"127.0.0.1"})
+    assert check_url("http://127.0.0.1:8080/", allowlist, resolver=DNS).allowlisted
+    with pytest.raises(UrlNotAllowed):
+        check_url(url, allowlist, resolver=DNS)

@@ -63,40 +63,53 @@ class JwksCache:
         self._timeout = httpx.Timeout(timeout_s)
         self._entries: dict[str, _JwksEntry] = {}
 
-    def signing_key(self, url: str, kid: str | None, alg: str) -> PyJWK:
-        """The key of `url`'s JWKS that verifies `alg` signatures with id `kid`, or raise AuthenticationFailed."""
+    def signing_key(
+        self,
+        url: str,
+        kid: str | None,
+        alg: str,
+        *,
+        ttl_s: float | None = None,
+        refetch_interval_s: float | None = None,
+    ) -> PyJWK:
+        """The key of `url`'s JWKS that verifies `alg` signatures with id `kid`, or raise AuthenticationFailed.
+
+        `ttl_s` and `refetch_interval_s` override the cache's own for this URL (an issuer's settings).
+        """
         if alg not in ALGORITHM_KEY_TYPES:
             raise authorizer.AuthenticationFailed("algorithm not allowed")
+        ttl = self._ttl_s if ttl_s is None else ttl_s
+        interval = self._refetch_interval_s if refetch_interval_s is None else refetch_interval_s
         now = self._clock()
         entry = self._entries.get(url)
         fetched = False
-        if (entry is None or entry.fetched_at is None or now - entry.fetched_at >= self._ttl_s) and self._may_fetch(
-            entry, now
+        if (entry is None or entry.fetched_at is None or now - entry.fetched_at >= ttl) and self._may_fetch(
+            entry, now, interval
         ):
             entry = self._fetch(url, now)
             fetched = True
-        key = self._find(entry, kid, alg, now)
+        key = self._find(entry, kid, alg, now, ttl)
         # An unknown kid usually means the issuer rotated keys since the last fetch; the
         # rate limit keeps a flood of made-up kids from turning into a flood of fetches.
-        if key is None and not fetched and self._may_fetch(entry, now):
+        if key is None and not fetched and self._may_fetch(entry, now, interval):
             entry = self._fetch(url, now)
-            key = self._find(entry, kid, alg, now)
+            key = self._find(entry, kid, alg, now, ttl)
         if key is None:
-            if entry is None or not self._usable(entry, now):
+            if entry is None or not self._usable(entry, now, ttl):
                 raise authorizer.AuthenticationFailed("issuer signing keys unavailable")
             raise authorizer.AuthenticationFailed("no matching signing key")
         return key
 
-    def _may_fetch(self, entry: _JwksEntry | None, now: float) -> bool:
+    def _may_fetch(self, entry: _JwksEntry | None, now: float, interval: float) -> bool:
         if entry is None:
             return True
-        interval = self._failure_backoff_s if entry.failed else self._refetch_interval_s
-        return now - entry.attempted_at >= interval
+        wait = self._failure_backoff_s if entry.failed else interval
+        return now - entry.attempted_at >= wait
 
-    def _usable(self, entry: _JwksEntry, now: float) -> bool:
+    def _usable(self, entry: _JwksEntry, now: float, ttl: float) -> bool:
         # Stale keys beat no keys while the JWKS endpoint is down, but not forever:
         # a key the issuer withdrew must stop working eventually.
-        return entry.fetched_at is not None and now - entry.fetched_at < self._ttl_s + self._max_stale_s
+        return entry.fetched_at is not None and now - entry.fetched_at < ttl + self._max_stale_s
 
     def _fetch(self, url: str, now: float) -> _JwksEntry:
         entry = self._entries.setdefault(url, _JwksEntry())
@@ -118,8 +131,8 @@ class JwksCache:
         entry.failed = False
         return entry
 
-    def _find(self, entry: _JwksEntry | None, kid: str | None, alg: str, now: float) -> PyJWK | None:
-        if entry is None or not self._usable(entry, now):
+    def _find(self, entry: _JwksEntry | None, kid: str | None, alg: str, now: float, ttl: float) -> PyJWK | None:
+        if entry is None or not self._usable(entry, now, ttl):
             return None
         candidates = [jwk for jwk in entry.keys if _fits(jwk, kid, alg)]
         # Without a kid the choice is only unambiguous when one key fits.

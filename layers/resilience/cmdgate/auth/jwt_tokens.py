@@ -26,7 +26,7 @@ from jwt.exceptions import (
     MissingRequiredClaimError,
     PyJWTError,
 )
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationInfo, field_validator, model_validator
 
 # A module import, not a name import: the authorizer will import this module,
 # and a name import would then fail on the half-initialised authorizer module.
@@ -46,6 +46,8 @@ MAX_JWT_LENGTH = 8192
 
 _JWT_SHAPE = re.compile(r"[A-Za-z0-9_-]+={0,2}\.[A-Za-z0-9_-]+={0,2}\.[A-Za-z0-9_-]*={0,2}")
 _LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
+# The validation context key that lets a jwks_url be plain http on a loopback host (a local stack only).
+ALLOW_LOOPBACK_HTTP = "allow_loopback_http"
 
 
 class JwtIssuer(BaseModel):
@@ -56,8 +58,14 @@ class JwtIssuer(BaseModel):
     issuer: str = Field(min_length=1)
     audience: str | tuple[str, ...]
     algorithms: tuple[JwtAlgorithm, ...] = Field(min_length=1)
+    # Where the issuer publishes its keys; need not share a host or path with `issuer`
+    # (Supabase: `<issuer>/.well-known/jwks.json`; an OIDC issuer: its discovery document's jwks_uri).
     jwks_url: str | None = None
     hs256_secret_arn: str | None = None
+    # How long fetched keys are used (None: the verifier's default, 600 s), and how often at most an
+    # unknown kid may refetch them: a flood of made-up kids costs the issuer one fetch per interval.
+    jwks_ttl_s: float | None = Field(default=None, ge=1, le=86400)
+    jwks_refetch_interval_s: float = Field(default=60.0, ge=1, le=3600)
     leeway_s: float = Field(default=60.0, ge=0, le=600)
     permissions_claim: str = Field(default="permissions", min_length=1)
     claim_permissions: dict[str, tuple[str, ...]] = Field(default_factory=dict)
@@ -88,15 +96,19 @@ class JwtIssuer(BaseModel):
         return value
 
     @model_validator(mode="after")
-    def _one_key_source(self) -> JwtIssuer:
+    def _one_key_source(self, info: ValidationInfo) -> JwtIssuer:
         algorithms = set(self.algorithms)
         if algorithms <= JWKS_ALGORITHMS:
             if not self.jwks_url or self.hs256_secret_arn:
                 raise ValueError("RS256/ES256 issuers need jwks_url and no hs256_secret_arn")
             url = urlsplit(self.jwks_url)
-            # Keys fetched in clear text could be swapped in transit; plain http only for a local stack.
-            if not (url.scheme == "https" or (url.scheme == "http" and url.hostname in _LOOPBACK_HOSTS)):
-                raise ValueError("jwks_url must be https")
+            # Keys fetched in clear text could be swapped in transit: plain http only on a loopback
+            # host, and only where the deployment says so (the local stack's JWKS_ALLOW_LOOPBACK_HTTP).
+            loopback_http = bool((info.context or {}).get(ALLOW_LOOPBACK_HTTP)) and url.hostname in _LOOPBACK_HOSTS
+            if not (url.scheme == "https" or (url.scheme == "http" and loopback_http)):
+                raise ValueError("jwks_url must be https (plain http only for a loopback host on a local stack)")
+            if not url.hostname:
+                raise ValueError("jwks_url has no host")
         elif algorithms <= SECRET_ALGORITHMS:
             if not self.hs256_secret_arn or self.jwks_url:
                 raise ValueError("HS256 issuers need hs256_secret_arn and no jwks_url")
@@ -113,11 +125,14 @@ class JwtIssuer(BaseModel):
 _ISSUERS = TypeAdapter(list[JwtIssuer])
 
 
-def parse_jwt_issuers(raw: str) -> tuple[JwtIssuer, ...]:
-    """Issuers from a JSON list (e.g. the JWT_ISSUERS env var); blank means none; raise ValueError if invalid."""
+def parse_jwt_issuers(raw: str, *, allow_loopback_http: bool = False) -> tuple[JwtIssuer, ...]:
+    """Issuers from a JSON list (e.g. the JWT_ISSUERS env var); blank means none; raise ValueError if invalid.
+
+    `allow_loopback_http` lets a jwks_url be `http://` on localhost, 127.0.0.1 or ::1 (a local stack).
+    """
     if not raw.strip():
         return ()
-    issuers = tuple(_ISSUERS.validate_json(raw))
+    issuers = tuple(_ISSUERS.validate_json(raw, context={ALLOW_LOOPBACK_HTTP: allow_loopback_http}))
     _unique_by_issuer(issuers)
     return issuers
 
@@ -175,7 +190,13 @@ class JwtVerifier:
             kid = header.get("kid")
             if kid is not None and not isinstance(kid, str):
                 raise authorizer.AuthenticationFailed("malformed token")
-            return self._jwks.signing_key(issuer.jwks_url, kid, alg)
+            return self._jwks.signing_key(
+                issuer.jwks_url,
+                kid,
+                alg,
+                ttl_s=issuer.jwks_ttl_s,
+                refetch_interval_s=issuer.jwks_refetch_interval_s,
+            )
         assert issuer.hs256_secret_arn is not None  # guaranteed by JwtIssuer's validator
         try:
             secret = self._secret_provider(issuer.hs256_secret_arn)
