@@ -127,7 +127,9 @@ def cold_figures(log: str) -> dict[str, float]:
     return {"init_ms": init_ms, "invoke_ms": invoke_ms, "total_ms": init_ms + invoke_ms}
 
 
-def cold_start(runtime: FunctionRuntime, event: dict[str, Any], log_dir: Path, index: int) -> tuple[Any, dict[str, float]]:
+def cold_start(
+    runtime: FunctionRuntime, event: dict[str, Any], log_dir: Path, index: int
+) -> tuple[Any, dict[str, float]]:
     """Start a fresh environment, invoke it once, stop it: (its answer, its cold figures)."""
     config = StackConfig(root=ROOT)
     env = ExecutionEnvironment(runtime, index, rie_binary(config.sam_site_packages), config.runtime_python, log_dir)
@@ -287,7 +289,7 @@ def import_profile(runtime: FunctionRuntime, top: int = 8) -> dict[str, Any]:
         "AWS_LAMBDA_FUNCTION_NAME": runtime.name,
         **runtime.environment,
     }
-    done = subprocess.run(  # noqa: S603 - the runtime's python, fixed argv  # nosec B603
+    done = subprocess.run(
         [str(python), "-X", "importtime", "-c", "import app"],
         cwd=runtime.code_dir,
         env=env,
@@ -352,7 +354,9 @@ def medians(rounds: list[dict[str, dict[str, float]]]) -> dict[str, dict[str, fl
     for name in names:
         out[name]["ratio"] = round(out[name]["total_ms"] / floor, 2)
         # The ratio of each round's total to that round's floor, whose median is less sensitive to load swings.
-        out[name]["paired_ratio"] = round(statistics.median(r[name]["total_ms"] / r[FLOOR]["total_ms"] for r in rounds), 2)
+        out[name]["paired_ratio"] = round(
+            statistics.median(r[name]["total_ms"] / r[FLOOR]["total_ms"] for r in rounds), 2
+        )
     return out
 
 
@@ -430,7 +434,7 @@ def render(figures: dict[str, Any], plots: list[Path] | None = None) -> str:
     front = figures["front"]
     lines += [
         "",
-        f"Through the API front, the first request after a cold start (sync `echo`: the authorizer's and the api",
+        "Through the API front, the first request after a cold start (sync `echo`: the authorizer's and the api",
         f"function's cold starts in a row): **{front['cold_ms']} ms**; warm, the median of the next 5: "
         f"{front['warm_ms']} ms (floor init + invoke {floor['total_ms']} ms in the same run).",
         "",

@@ -42,18 +42,37 @@ def take_call_counts() -> dict[str, int]:
     return counts
 
 
+_session_lock = threading.Lock()
+
+
+@cache
+def session() -> boto3.session.Session:
+    """This environment's one boto3 session. Every client and resource comes from it, so the service
+    models, endpoint rules and credentials are loaded once per cold start, not once per client (a
+    session per client cost the authorizer and the api function a second load of each)."""
+    return boto3.session.Session()
+
+
 @cache
 def client(service: str) -> Any:
     """A boto3 client for `service` (honours AWS_ENDPOINT_URL for the local stack)."""
-    return _instrumented(boto3.session.Session().client(service, config=AWS_CLIENT_CONFIG))
+    with _session_lock:  # a boto3 session is not safe to build clients from in several threads at once
+        return _instrumented(session().client(service, config=AWS_CLIENT_CONFIG))
+
+
+@cache
+def dynamodb_resource() -> Any:
+    """The DynamoDB resource (document-level API) of the session, with the counted client settings."""
+    with _session_lock:
+        resource = session().resource("dynamodb", config=AWS_CLIENT_CONFIG)
+    _instrumented(resource.meta.client)
+    return resource
 
 
 @cache
 def dynamodb_table(name: str) -> Any:
-    """A DynamoDB Table resource (document-level API) sharing the counted client settings."""
-    resource = boto3.session.Session().resource("dynamodb", config=AWS_CLIENT_CONFIG)
-    _instrumented(resource.meta.client)
-    return resource.Table(name)
+    """A DynamoDB Table resource; every table shares one resource (one client)."""
+    return dynamodb_resource().Table(name)
 
 
 def report_calls(logger: Any, metrics: Any, resource: str, **extra: Any) -> None:
