@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
+from collections.abc import Callable
 from functools import cache
 from typing import Any
 
@@ -73,6 +74,21 @@ def dynamodb_resource() -> Any:
 def dynamodb_table(name: str) -> Any:
     """A DynamoDB Table resource; every table shares one resource (one client)."""
     return dynamodb_resource().Table(name)
+
+
+def item_reader(dynamodb: Any, table_name: str, key_name: str) -> Callable[[str], dict[str, Any] | None]:
+    """A consistent GetItem by a string hash key through the low-level client, the item deserialized as
+    the Table resource gives it (numbers as Decimal). Building the DynamoDB resource costs a cold start
+    about half again the `import boto3` floor's client; a path that only reads one item skips it."""
+    from boto3.dynamodb.types import TypeDeserializer
+
+    deserializer = TypeDeserializer()
+
+    def read(value: str) -> dict[str, Any] | None:
+        item = dynamodb.get_item(TableName=table_name, Key={key_name: {"S": value}}, ConsistentRead=True).get("Item")
+        return {name: deserializer.deserialize(typed) for name, typed in item.items()} if item else None
+
+    return read
 
 
 def report_calls(logger: Any, metrics: Any, resource: str, **extra: Any) -> None:
