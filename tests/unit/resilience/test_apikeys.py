@@ -233,8 +233,13 @@ def test_the_client_reader_finds_what_the_table_finds(keys_table: Any, session: 
 
     key, created = ApiKeyStore(keys_table).create("ci", ["commands.run:echo"], {"quota": 7, "window_s": 60})
     built: list[Any] = []
+
+    def build() -> Any:
+        built.append(1)
+        return keys_table
+
     reader = item_reader(session.client("dynamodb"), keys_table.name, "key_hash")
-    lean = ApiKeyStore(table_factory=lambda: built.append(1) or keys_table, reader=reader)
+    lean = ApiKeyStore(table_factory=build, reader=reader)
     found = lean.find_by_key(key)
     assert found == created == ApiKeyStore(keys_table).find_by_key(key)
     assert found is not None and found.rate_limit == {"quota": 7, "window_s": 60}
