@@ -11,7 +11,6 @@ from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.event_handler.middlewares import NextMiddleware
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
-from aws_lambda_powertools.event_handler.openapi.models import HTTPBearer
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
@@ -28,13 +27,6 @@ from routes.services import services
 
 logger, tracer, metrics = Logger(), tracing.tracer(), Metrics()  # one Logger and Metrics per function: shared state
 app = APIGatewayRestResolver(enable_validation=True, json_body_deserializer=parse_json)
-app.configure_openapi(
-    title=API_TITLE,
-    version=API_VERSION,
-    description=API_DESCRIPTION,
-    security_schemes={"bearer": HTTPBearer(description="An API key issued by POST /v1/admin/keys, or a JWT")},
-    security=[{"bearer": []}],
-)
 
 
 def rate_limit(app: APIGatewayRestResolver, next_middleware: NextMiddleware) -> Response[str]:
@@ -76,6 +68,17 @@ for router in (health.router, commands.router, executions.router, state.router, 
 
 @lru_cache(maxsize=1)
 def _openapi_document() -> str:
+    # Powertools' OpenAPI models cost a cold start more than all our routes: imported by the one route
+    # that serves the document, when it first does.
+    from aws_lambda_powertools.event_handler.openapi.models import HTTPBearer
+
+    app.configure_openapi(
+        title=API_TITLE,
+        version=API_VERSION,
+        description=API_DESCRIPTION,
+        security_schemes={"bearer": HTTPBearer(description="An API key issued by POST /v1/admin/keys, or a JWT")},
+        security=[{"bearer": []}],
+    )
     return json.dumps(finalize_openapi(json.loads(app.get_openapi_json_schema())))
 
 
