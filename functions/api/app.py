@@ -15,7 +15,7 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from cmdgate import aws, errors, tracing
-from cmdgate.api_docs import API_DESCRIPTION, API_TITLE, API_VERSION, finalize_openapi
+from cmdgate.api_docs import configure_openapi, finalize_openapi
 from cmdgate.auth import Principal
 from cmdgate.body import refuse_bad_body
 from cmdgate.http import parse_json, problem_response, with_request_id
@@ -68,17 +68,7 @@ for router in (health.router, commands.router, executions.router, state.router, 
 
 @lru_cache(maxsize=1)
 def _openapi_document() -> str:
-    # Powertools' OpenAPI models cost a cold start more than all our routes: imported by the one route
-    # that serves the document, when it first does.
-    from aws_lambda_powertools.event_handler.openapi.models import HTTPBearer
-
-    app.configure_openapi(
-        title=API_TITLE,
-        version=API_VERSION,
-        description=API_DESCRIPTION,
-        security_schemes={"bearer": HTTPBearer(description="An API key issued by POST /v1/admin/keys, or a JWT")},
-        security=[{"bearer": []}],
-    )
+    configure_openapi(app)  # Powertools' OpenAPI models: imported by the one route that serves them
     return json.dumps(finalize_openapi(json.loads(app.get_openapi_json_schema())))
 
 
