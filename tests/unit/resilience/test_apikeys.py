@@ -250,8 +250,6 @@ def test_the_client_reader_finds_what_the_table_finds(keys_table: Any, session: 
     assert revoked is not None and revoked.status == "revoked"
 
 
-def test_a_store_needs_exactly_one_table_source(keys_table: Any) -> None:
-    with pytest.raises(TypeError):
-        ApiKeyStore()
+def test_a_store_takes_a_table_or_its_factory_not_both(keys_table: Any) -> None:
     with pytest.raises(TypeError):
         ApiKeyStore(keys_table, table_factory=lambda: keys_table)

@@ -115,8 +115,8 @@ class ApiKeyStore:
     ) -> None:
         """`table` (a DynamoDB Table), or `table_factory` to build it on first use; `reader`, when given,
         reads one item by its `key_hash` (what the authorizer does, without building the Table resource)."""
-        if (table is None) == (table_factory is None):
-            raise TypeError("give either table or table_factory")
+        if table is not None and table_factory is not None:
+            raise TypeError("give table or table_factory, not both")
         self._table_factory = table_factory or (lambda: table)
         self._reader = reader
 
