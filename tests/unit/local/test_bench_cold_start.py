@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.cold_start import END_MARK, FLOOR, START_MARK, cold_figures, medians, write_docs
+from bench.cold_start import END_MARK, FLOOR, START_MARK, cold_figures, medians, render, write_docs
 
 LOG = """01 Dec 2026 18:38:29,226 [INFO] (rapid) INIT START(type: on-demand, phase: init)
 01 Dec 2026 18:38:29,775 [INFO] (rapid) INIT REPORT(durationMs: 548.630000)
@@ -55,3 +55,32 @@ def test_write_docs_replaces_only_its_own_section(tmp_path: Path) -> None:
     fresh.write_text("# Benchmarks\n")
     write_docs(f"{START_MARK}\nnew\n{END_MARK}", fresh)
     assert fresh.read_text() == f"# Benchmarks\n\n{START_MARK}\nnew\n{END_MARK}\n"
+
+
+def test_the_section_says_which_function_meets_the_goal() -> None:
+    def row(total: float, ratio: float) -> dict[str, float]:
+        return {
+            "init_ms": total,
+            "invoke_ms": 0.0,
+            "total_ms": total,
+            "wall_ms": total,
+            "ratio": ratio,
+            "paired_ratio": ratio,
+        }
+
+    figures = {
+        "when": "2026-12-01 20:00 UTC",
+        "machine": "x86_64",
+        "cold_starts": 5,
+        "load": [1.0, 2.0, 3.0, 4.0, 5.0, 6.0],
+        "medians": {FLOOR: row(100.0, 1.0), "AuthorizerFunction": row(120.0, 1.2), "ApiFunction": row(180.0, 1.8)},
+        "front": {"cold_ms": 300.0, "warm_ms": 50.0, "floor_ms": 100.0},
+        "layer": {"mib": 32.7, "budget_mib": 35, "largest": [("cryptography", 14.4)], "botocore_or_boto3": []},
+        "imports": {"AuthorizerFunction": {"total_ms": 80.0, "direct": [("cmdgate.wiring", 40.0)], "self": []}},
+    }
+    section = render(figures)
+    assert section.startswith(START_MARK) and section.endswith(END_MARK)
+    assert "| authorizer | 120.0 | 0.0 | 120.0 | 1.2 | 1.2 | <= 1.3 met |" in section
+    assert "| api | 180.0 | 0.0 | 180.0 | 1.8 | 1.8 | <= 1.3 missed |" in section
+    assert "**300.0 ms** = 3.0x the floor's cold start" in section
+    assert "32.7 MiB unzipped" in section and "cryptography 14.4 MiB" in section
