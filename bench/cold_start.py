@@ -423,14 +423,20 @@ def render(figures: dict[str, Any], plots: list[Path] | None = None) -> str:
         f"{load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} before the run, {load[3]:.1f} after (2 cores shared):",
         "absolute times are this machine's, the ratio to the floor in the same run is the figure.",
         "",
-        "| function | init ms | first invoke ms | init + invoke ms | x floor | x floor (per round) | goal |",
-        "|---|---|---|---|---|---|---|",
+        "The goal column judges the per-round ratio (each round's total over that round's floor). Only the",
+        "authorizer's first invocation makes exactly the floor's one call; the others do their first event's work",
+        "(the worker runs `echo`, the healer a whole pass), so their init alone is also set against the floor's.",
+        "",
+        "| function | init ms | init x floor | first invoke ms | init + invoke ms | x floor | x floor (per round) "
+        "| goal |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for name, row in med.items():
         goal = "" if name == FLOOR else ("met" if row["paired_ratio"] <= GOAL else "missed")
+        init_ratio = round(row["init_ms"] / med[FLOOR]["init_ms"], 2)
         lines.append(
-            f"| {SHORT[name]} | {row['init_ms']} | {row['invoke_ms']} | {row['total_ms']} | {row['ratio']} | "
-            f"{row['paired_ratio']} | {'' if name == FLOOR else f'<= {GOAL} {goal}'} |"
+            f"| {SHORT[name]} | {row['init_ms']} | {init_ratio} | {row['invoke_ms']} | {row['total_ms']} | "
+            f"{row['ratio']} | {row['paired_ratio']} | {'' if name == FLOOR else f'<= {GOAL} {goal}'} |"
         )
     front = figures["front"]
     lines += [
