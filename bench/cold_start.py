@@ -289,7 +289,7 @@ def import_profile(runtime: FunctionRuntime, top: int = 8) -> dict[str, Any]:
         "AWS_LAMBDA_FUNCTION_NAME": runtime.name,
         **runtime.environment,
     }
-    done = subprocess.run(  # nosec B603 - the runtime's python, fixed argv
+    done = subprocess.run(  # the runtime's python, fixed argv  # nosec B603
         [str(python), "-X", "importtime", "-c", "import app"],
         cwd=runtime.code_dir,
         env=env,
