@@ -16,7 +16,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 # sam build needs the runtime's exact python (python3.11) on PATH.
 SAM := PATH="$(CURDIR)/$(SAM_VENV)/bin:$$PATH" $(SAM_VENV)/bin/sam
 
-.PHONY: setup build run test lint typecheck validate unit integration security contract invoke bench bench-state bench-profile dr-drill bench-async openapi clean \
+.PHONY: setup build run test lint typecheck validate unit integration security contract invoke bench bench-cold bench-state bench-profile dr-drill bench-async openapi clean \
 	audit audit-static audit-code audit-deps audit-template
 
 setup: $(VENV)/.installed $(SAM_VENV)/.installed $(RUNTIME_VENV)/.installed $(AUDIT_VENV)/.installed
@@ -108,6 +108,10 @@ openapi: setup
 
 bench: build
 	PYTHONPATH=$(PYTHONPATH_DEV) $(VENV)/bin/python -m bench.run $(ARGS)
+
+# Cold starts per function (init + first invocation) against a boto3 floor (ARGS="--quick": 3 each).
+bench-cold: build $(VENV)/.bench-installed
+	PYTHONPATH=$(PYTHONPATH_DEV) $(VENV)/bin/python -m bench.cold_start $(ARGS)
 
 # Benchmark-only dependencies (the state benchmark's plots), into the dev venv once.
 $(VENV)/.bench-installed: requirements/bench.txt $(VENV)/.installed

@@ -7,16 +7,15 @@ import time
 from functools import lru_cache
 from typing import Any
 
-from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.event_handler.middlewares import NextMiddleware
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
-from aws_lambda_powertools.event_handler.openapi.models import HTTPBearer
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from cmdgate import aws, errors
-from cmdgate.api_docs import API_DESCRIPTION, API_TITLE, API_VERSION, finalize_openapi
+from cmdgate import aws, errors, tracing
+from cmdgate.api_docs import configure_openapi, finalize_openapi
 from cmdgate.auth import Principal
 from cmdgate.body import refuse_bad_body
 from cmdgate.http import parse_json, problem_response, with_request_id
@@ -26,15 +25,8 @@ from routes.problems import handle_not_found, handle_problem, handle_request_val
 from routes.request import record_refusal, report_handler_latency, take_waited
 from routes.services import services
 
-logger, tracer, metrics = Logger(), Tracer(), Metrics()  # one Logger and Metrics per function: shared state
+logger, tracer, metrics = Logger(), tracing.tracer(), Metrics()  # one Logger and Metrics per function: shared state
 app = APIGatewayRestResolver(enable_validation=True, json_body_deserializer=parse_json)
-app.configure_openapi(
-    title=API_TITLE,
-    version=API_VERSION,
-    description=API_DESCRIPTION,
-    security_schemes={"bearer": HTTPBearer(description="An API key issued by POST /v1/admin/keys, or a JWT")},
-    security=[{"bearer": []}],
-)
 
 
 def rate_limit(app: APIGatewayRestResolver, next_middleware: NextMiddleware) -> Response[str]:
@@ -76,6 +68,7 @@ for router in (health.router, commands.router, executions.router, state.router, 
 
 @lru_cache(maxsize=1)
 def _openapi_document() -> str:
+    configure_openapi(app)  # Powertools' OpenAPI models: imported by the one route that serves them
     return json.dumps(finalize_openapi(json.loads(app.get_openapi_json_schema())))
 
 

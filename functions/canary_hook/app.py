@@ -6,19 +6,19 @@ import os
 from typing import Any
 
 import boto3
-from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.config import Config
 
-from cmdgate import aws
+from cmdgate import aws, tracing
 from cmdgate.canary import LambdaInvoker, SmokeTargets, SmokeTest
 from cmdgate.canary.events import ApiTarget
 from cmdgate.canary.hook import handle_lifecycle_event
 from cmdgate.wiring import services
 
 logger = Logger()
-tracer = Tracer()
+tracer = tracing.tracer()
 metrics = Metrics()
 # A cold new version answers within seconds; one attempt per call (the smoke test retries whole checks).
 INVOKE_CONFIG = Config(retries={"mode": "standard", "max_attempts": 1}, connect_timeout=2, read_timeout=30)

@@ -6,17 +6,18 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.utilities.batch import SqsFifoPartialProcessor, process_partial_response
 from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from cmdgate import tracing
 from cmdgate.state.sync import SyncDeferred, parse_sync_message
 from cmdgate.wiring import services
 
 logger = Logger()
-tracer = Tracer()
+tracer = tracing.tracer()
 metrics = Metrics()
 # FIFO with one group per key: a deferred key holds back its own group only.
 processor = SqsFifoPartialProcessor(skip_group_on_error=True)

@@ -26,7 +26,15 @@ caller's limit in the IETF `RateLimit-Policy` and `RateLimit` fields."""
 IDEMPOTENCY_RETENTION_S = 86400
 
 
-class Problem(BaseModel):
+class _Documented(BaseModel):
+    """A model of the OpenAPI description. Built on first use (`defer_build`), not at import: most of them
+    only ever describe answers in the document, and building all of them cost every cold start of the
+    api function about a fifth of the `import boto3` floor."""
+
+    model_config = ConfigDict(defer_build=True)
+
+
+class Problem(_Documented):
     """An RFC 9457 problem document."""
 
     model_config = ConfigDict(extra="allow")
@@ -38,7 +46,7 @@ class Problem(BaseModel):
     code: str
 
 
-class CommandDescription(BaseModel):
+class CommandDescription(_Documented):
     """A command the caller may run."""
 
     name: str
@@ -51,14 +59,14 @@ class CommandDescription(BaseModel):
     retry_safe: bool = Field(description="An attempt lost mid-run may be made again (effects keyed by the id).")
 
 
-class CommandList(BaseModel):
+class CommandList(_Documented):
     """`GET /v1/commands`."""
 
     commands: list[CommandDescription]
     next_cursor: str | None = None
 
 
-class RunResult(BaseModel):
+class RunResult(_Documented):
     """A sync run that succeeded."""
 
     execution_id: str
@@ -67,14 +75,14 @@ class RunResult(BaseModel):
     result: Any = None
 
 
-class Accepted(BaseModel):
+class Accepted(_Documented):
     """An async run was queued."""
 
     execution_id: str
     status: Literal["queued"]
 
 
-class WebhookAccepted(BaseModel):
+class WebhookAccepted(_Documented):
     """A verified webhook delivery: the run it started (the same one for a redelivery), or why none."""
 
     delivery_id: str
@@ -85,7 +93,7 @@ class WebhookAccepted(BaseModel):
     code: str | None = Field(default=None, description="Why the run was refused (`refused`).")
 
 
-class ExecutionErrorView(BaseModel):
+class ExecutionErrorView(_Documented):
     """Why an execution failed."""
 
     code: str
@@ -93,7 +101,7 @@ class ExecutionErrorView(BaseModel):
     status: int
 
 
-class AttemptErrorView(BaseModel):
+class AttemptErrorView(_Documented):
     """How one attempt failed."""
 
     attempt: int
@@ -102,7 +110,7 @@ class AttemptErrorView(BaseModel):
     at: str
 
 
-class CallbackView(BaseModel):
+class CallbackView(_Documented):
     """The delivery of a run's completion callback."""
 
     status: Literal["pending", "delivered", "abandoned"]
@@ -111,7 +119,7 @@ class CallbackView(BaseModel):
     delivered_at: str | None = None
 
 
-class ExecutionView(BaseModel):
+class ExecutionView(_Documented):
     """`GET /v1/executions/{id}`."""
 
     execution_id: str
@@ -133,7 +141,7 @@ class ExecutionView(BaseModel):
     )
 
 
-class CheckView(BaseModel):
+class CheckView(_Documented):
     """One dependency check."""
 
     model_config = ConfigDict(extra="allow")
@@ -142,35 +150,35 @@ class CheckView(BaseModel):
     latency_ms: float
 
 
-class HealthView(BaseModel):
+class HealthView(_Documented):
     """`GET /v1/health`."""
 
     status: Literal["healthy", "degraded", "unhealthy"]
     checks: dict[str, CheckView]
 
 
-class DeadLetterList(BaseModel):
+class DeadLetterList(_Documented):
     """`GET /v1/admin/dlq`."""
 
     executions: list[ExecutionView]
     next_cursor: str | None = None
 
 
-class RedriveResult(BaseModel):
+class RedriveResult(_Documented):
     """`POST /v1/admin/dlq/redrive`."""
 
     redriven: list[str]
     skipped: list[str]
 
 
-class RecoveryNext(BaseModel):
+class RecoveryNext(_Documented):
     """Where the next recovery call starts."""
 
     gists: list[str]
     skip: int
 
 
-class RecoveryResult(BaseModel):
+class RecoveryResult(_Documented):
     """`POST /v1/admin/state/recover`: one bounded step of a recovery from the gists."""
 
     done: bool
@@ -178,7 +186,7 @@ class RecoveryResult(BaseModel):
     counts: dict[str, int] = Field(description="keys_recovered, tombstones_recovered, versions_logged, ...")
 
 
-class VersionView(BaseModel):
+class VersionView(_Documented):
     """One retained version of a state key."""
 
     version: int
@@ -186,20 +194,20 @@ class VersionView(BaseModel):
     revision: str | None = Field(default=None, description="The gist revision this version reached, if any.")
 
 
-class StateHistory(BaseModel):
+class StateHistory(_Documented):
     """`GET /v1/state/{key}/history`."""
 
     versions: list[VersionView]
     next_cursor: str | None = None
 
 
-class RestoreRequest(BaseModel):
+class RestoreRequest(_Documented):
     """Body of `POST /v1/state/{key}/restore` (documented here; cmdgate.state.http checks it)."""
 
     version: int = Field(ge=1)
 
 
-class KeyView(BaseModel):
+class KeyView(_Documented):
     """An issued API key (never the key or its hash)."""
 
     key_id: str
@@ -211,14 +219,14 @@ class KeyView(BaseModel):
     expires_at: int | None = None
 
 
-class KeyList(BaseModel):
+class KeyList(_Documented):
     """`GET /v1/admin/keys`."""
 
     keys: list[KeyView]
     next_cursor: str | None = Field(default=None, description="Pass as `cursor` for the next page.")
 
 
-class AuditEntry(BaseModel):
+class AuditEntry(_Documented):
     """One action of the audit trail; the fields after `source_ip` depend on the action."""
 
     model_config = ConfigDict(extra="allow")
@@ -236,7 +244,7 @@ class AuditEntry(BaseModel):
     target: str | None = Field(default=None, description="What an admin action acted on.")
 
 
-class AuditPage(BaseModel):
+class AuditPage(_Documented):
     """`GET /v1/admin/audit`: oldest first."""
 
     entries: list[AuditEntry]
@@ -447,6 +455,20 @@ REQUEST_BODIES: dict[str, dict[str, Any]] = {
         "content": {"application/json": {"schema": {"$ref": "#/components/schemas/RestoreRequest"}}},
     },
 }
+
+
+def configure_openapi(app: Any) -> None:
+    """The description's title, text and bearer scheme, set on the resolver when the document is first
+    built: Powertools' OpenAPI models cost a cold start more than all our routes, so they are imported here."""
+    from aws_lambda_powertools.event_handler.openapi.models import HTTPBearer
+
+    app.configure_openapi(
+        title=API_TITLE,
+        version=API_VERSION,
+        description=API_DESCRIPTION,
+        security_schemes={"bearer": HTTPBearer(description="An API key issued by POST /v1/admin/keys, or a JWT")},
+        security=[{"bearer": []}],
+    )
 
 
 def finalize_openapi(document: dict[str, Any]) -> dict[str, Any]:

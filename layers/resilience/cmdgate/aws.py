@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
+from collections.abc import Callable
 from functools import cache
 from typing import Any
 
@@ -42,18 +43,52 @@ def take_call_counts() -> dict[str, int]:
     return counts
 
 
+_session_lock = threading.Lock()
+
+
+@cache
+def session() -> boto3.session.Session:
+    """This environment's one boto3 session. Every client and resource comes from it, so the service
+    models, endpoint rules and credentials are loaded once per cold start, not once per client (a
+    session per client cost the authorizer and the api function a second load of each)."""
+    return boto3.session.Session()
+
+
 @cache
 def client(service: str) -> Any:
     """A boto3 client for `service` (honours AWS_ENDPOINT_URL for the local stack)."""
-    return _instrumented(boto3.session.Session().client(service, config=AWS_CLIENT_CONFIG))
+    with _session_lock:  # a boto3 session is not safe to build clients from in several threads at once
+        return _instrumented(session().client(service, config=AWS_CLIENT_CONFIG))
+
+
+@cache
+def dynamodb_resource() -> Any:
+    """The DynamoDB resource (document-level API) of the session, with the counted client settings."""
+    with _session_lock:
+        resource = session().resource("dynamodb", config=AWS_CLIENT_CONFIG)
+    _instrumented(resource.meta.client)
+    return resource
 
 
 @cache
 def dynamodb_table(name: str) -> Any:
-    """A DynamoDB Table resource (document-level API) sharing the counted client settings."""
-    resource = boto3.session.Session().resource("dynamodb", config=AWS_CLIENT_CONFIG)
-    _instrumented(resource.meta.client)
-    return resource.Table(name)
+    """A DynamoDB Table resource; every table shares one resource (one client)."""
+    return dynamodb_resource().Table(name)
+
+
+def item_reader(dynamodb: Any, table_name: str, key_name: str) -> Callable[[str], dict[str, Any] | None]:
+    """A consistent GetItem by a string hash key through the low-level client, the item deserialized as
+    the Table resource gives it (numbers as Decimal). Building the DynamoDB resource costs a cold start
+    about half again the `import boto3` floor's client; a path that only reads one item skips it."""
+    from boto3.dynamodb.types import TypeDeserializer
+
+    deserializer = TypeDeserializer()
+
+    def read(value: str) -> dict[str, Any] | None:
+        item = dynamodb.get_item(TableName=table_name, Key={key_name: {"S": value}}, ConsistentRead=True).get("Item")
+        return {name: deserializer.deserialize(typed) for name, typed in item.items()} if item else None
+
+    return read
 
 
 def report_calls(logger: Any, metrics: Any, resource: str, **extra: Any) -> None:

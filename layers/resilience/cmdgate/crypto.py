@@ -41,14 +41,30 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import rfc8785
 from botocore.exceptions import BotoCoreError, ClientError
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from cmdgate.errors import DependencyUnavailable
+
+if TYPE_CHECKING:
+    # Imported where a key is made or used: the api function's command path never seals anything, and
+    # cryptography's bindings are a tenth of the `import boto3` floor on a cold start.
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+
+def _aesgcm(raw_key: bytes) -> AESGCM:
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    return AESGCM(raw_key)
+
+
+def _invalid_tag() -> type[Exception]:
+    from cryptography.exceptions import InvalidTag
+
+    return InvalidTag
+
 
 ENVELOPE_VERSION = 1
 ALG_AES_GCM = "AES-256-GCM"
@@ -177,7 +193,7 @@ class EnvelopeCipher:
         aead = self._aead_for(edk, context)
         try:
             return aead.decrypt(nonce, ciphertext, _associated_data(kid, context))
-        except InvalidTag:
+        except _invalid_tag():
             # `from None`: the cause adds nothing and the message must stay free of content.
             raise DecryptionFailed("the envelope failed authentication (tampered or bound elsewhere)") from None
 
@@ -216,7 +232,7 @@ class EnvelopeCipher:
         raw_key = answer["Plaintext"]
         if len(raw_key) != DATA_KEY_BYTES:
             raise KeyServiceUnavailable("KMS returned a data key of an unexpected size")
-        data_key = _DataKey(AESGCM(raw_key), answer["CiphertextBlob"], answer["KeyId"], now, uses=1)
+        data_key = _DataKey(_aesgcm(raw_key), answer["CiphertextBlob"], answer["KeyId"], now, uses=1)
         del raw_key, answer  # drop our references to the raw key as soon as the AESGCM object has it
         if self._reuse_s > 0 and self._max_messages > 1:
             with self._lock:
@@ -246,7 +262,7 @@ class EnvelopeCipher:
         raw_key = answer["Plaintext"]
         if len(raw_key) != DATA_KEY_BYTES:
             raise DecryptionFailed("the data key has an unexpected size")
-        aead = AESGCM(raw_key)
+        aead = _aesgcm(raw_key)
         del raw_key, answer
         if self._decrypt_cache_size > 0 and self._decrypt_cache_s > 0:
             with self._lock:

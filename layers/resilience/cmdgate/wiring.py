@@ -81,7 +81,10 @@ class Services:
         """API keys in the keys table."""
         from cmdgate.auth import ApiKeyStore
 
-        return ApiKeyStore(self.clients.table(self.settings.keys_table))
+        name = self.settings.keys_table
+        # The authorizer only reads keys: through the client, the Table resource built only for admin actions.
+        reader = aws.item_reader(self.clients.client("dynamodb"), name, "key_hash")
+        return ApiKeyStore(table_factory=lambda: self.clients.table(name), reader=reader)
 
     @cached_property
     def jwt_verifier(self) -> JwtVerifier | None:

@@ -226,3 +226,30 @@ def test_from_item_parses_decimals_and_defaults() -> None:
         expires_at=1800000000,
     )
     assert ApiKeyRecord.from_item(record.to_item()) == record
+
+
+def test_the_client_reader_finds_what_the_table_finds(keys_table: Any, session: Any) -> None:
+    from cmdgate.aws import item_reader
+
+    key, created = ApiKeyStore(keys_table).create("ci", ["commands.run:echo"], {"quota": 7, "window_s": 60})
+    built: list[Any] = []
+
+    def build() -> Any:
+        built.append(1)
+        return keys_table
+
+    reader = item_reader(session.client("dynamodb"), keys_table.name, "key_hash")
+    lean = ApiKeyStore(table_factory=build, reader=reader)
+    found = lean.find_by_key(key)
+    assert found == created == ApiKeyStore(keys_table).find_by_key(key)
+    assert found is not None and found.rate_limit == {"quota": 7, "window_s": 60}
+    assert lean.find_by_key(key + "x") is None
+    assert built == []  # a lookup never built the Table resource
+    assert lean.revoke(created.key_id) and built == [1]  # an admin action builds it, once
+    revoked = lean.find_by_key(key)
+    assert revoked is not None and revoked.status == "revoked"
+
+
+def test_a_store_takes_a_table_or_its_factory_not_both(keys_table: Any) -> None:
+    with pytest.raises(TypeError):
+        ApiKeyStore(keys_table, table_factory=lambda: keys_table)

@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, get_args
 
 import pytest
-from pydantic import ValidationError
 
-from cmdgate.config import GistEncryption, GistMode, Settings
+from cmdgate.config import GistEncryption, GistMode, Settings, SettingsError
 
 
 @pytest.mark.parametrize(("variable", "typo"), [("STATE_GIST_MODE", "write-through"), ("STATE_GIST_ENCRYPTION", "KMS")])
 def test_a_mistyped_mode_fails_at_start(monkeypatch: pytest.MonkeyPatch, variable: str, typo: str) -> None:
     monkeypatch.setenv(variable, typo)
-    with pytest.raises(ValidationError):
+    with pytest.raises(SettingsError):
         Settings()
 
 
@@ -22,7 +22,7 @@ def test_the_template_modes_are_accepted(monkeypatch: pytest.MonkeyPatch) -> Non
     monkeypatch.setenv("STATE_GIST_ENCRYPTION", "plaintext")
     settings = Settings()
     assert (settings.state_gist_mode, settings.state_gist_encryption) == ("write_through", "plaintext")
-    fields = Settings.model_fields
+    fields = {f.name: f for f in dataclasses.fields(Settings)}
     assert (fields["state_gist_mode"].default, fields["state_gist_encryption"].default) == ("write_behind", "kms")
 
 

@@ -37,7 +37,7 @@ def test_sources_default_their_kind_and_principal_from_their_name() -> None:
 )
 def test_a_malformed_value_fails_when_the_settings_are_read(value: str) -> None:
     with pytest.raises((ValidationError, ValueError)):
-        Settings(webhook_sources=value)  # type: ignore[arg-type]  # the environment gives text
+        Settings(webhook_sources=value)  # the environment gives text
 
 
 def test_an_action_route_is_looked_up_before_its_event() -> None:

@@ -6,7 +6,9 @@ import hashlib
 import secrets
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from cmdgate.auth.permissions import ADMIN, Principal
@@ -104,14 +106,33 @@ class BootstrapRefused(Exception):
 class ApiKeyStore:
     """API-key principals in the keys table (hash key `key_hash`, GSI `by_key_id`)."""
 
-    def __init__(self, table: Any) -> None:
-        self._table = table
+    def __init__(
+        self,
+        table: Any = None,
+        *,
+        table_factory: Callable[[], Any] | None = None,
+        reader: Callable[[str], dict[str, Any] | None] | None = None,
+    ) -> None:
+        """`table` (a DynamoDB Table), or `table_factory` to build it on first use; `reader`, when given,
+        reads one item by its `key_hash` (what the authorizer does, without building the Table resource)."""
+        if table is not None and table_factory is not None:
+            raise TypeError("give table or table_factory, not both")
+        self._table_factory = table_factory or (lambda: table)
+        self._reader = reader
+
+    @cached_property
+    def _table(self) -> Any:
+        return self._table_factory()
 
     def find_by_key(self, api_key: str) -> ApiKeyRecord | None:
         """The record for a presented key, or None; a consistent read so revocation is seen at once."""
         if not api_key or len(api_key) > MAX_TOKEN_LENGTH:
             return None
-        item = self._table.get_item(Key={"key_hash": hash_api_key(api_key)}, ConsistentRead=True).get("Item")
+        key_hash = hash_api_key(api_key)
+        if self._reader is not None:
+            item = self._reader(key_hash)
+        else:
+            item = self._table.get_item(Key={"key_hash": key_hash}, ConsistentRead=True).get("Item")
         return ApiKeyRecord.from_item(item) if item else None
 
     def list_page(
