@@ -16,7 +16,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 # sam build needs the runtime's exact python (python3.11) on PATH.
 SAM := PATH="$(CURDIR)/$(SAM_VENV)/bin:$$PATH" $(SAM_VENV)/bin/sam
 
-.PHONY: setup build run test lint typecheck validate unit integration contract invoke bench bench-state bench-profile dr-drill bench-async openapi clean \
+.PHONY: setup build run test lint typecheck validate unit integration contract invoke bench bench-command bench-state bench-profile dr-drill bench-async openapi clean \
 	audit audit-static audit-code audit-deps audit-template
 
 setup: $(VENV)/.installed $(SAM_VENV)/.installed $(RUNTIME_VENV)/.installed $(AUDIT_VENV)/.installed
@@ -102,13 +102,19 @@ audit: lint typecheck audit-static build
 openapi: setup
 	PYTHONPATH=$(PYTHONPATH_DEV) $(VENV)/bin/python -m cmdgate_local.openapi_export
 
-bench: build
-	PYTHONPATH=$(PYTHONPATH_DEV) $(VENV)/bin/python -m bench.run $(ARGS)
+# Every benchmark on one fresh local stack, then docs/benchmarks.md and docs/img/*.png (bench/suite.py);
+# ARGS="--quick" is the small run (under 3 minutes), ARGS="--only command" (async, state, cold) a part.
+bench: build $(VENV)/.bench-installed
+	PYTHONPATH=$(PYTHONPATH_DEV) $(VENV)/bin/python -m bench.suite $(ARGS)
 
-# Benchmark-only dependencies (the state benchmark's plots), into the dev venv once.
+# Benchmark-only dependencies (the plots), into the dev venv once.
 $(VENV)/.bench-installed: requirements/bench.txt $(VENV)/.installed
 	$(VENV)/bin/pip install -q -r requirements/bench.txt
 	touch $@
+
+# The command path alone (sync echo through the front, the layer against a bare handler), on a stack of its own.
+bench-command: build $(VENV)/.bench-installed
+	PYTHONPATH=$(PYTHONPATH_DEV) $(VENV)/bin/python -m bench.run $(ARGS)
 
 bench-state: build $(VENV)/.bench-installed
 	PYTHONPATH=$(PYTHONPATH_DEV) $(VENV)/bin/python -m bench.state_sync $(ARGS)
@@ -122,7 +128,7 @@ dr-drill: build
 	PYTHONPATH=$(PYTHONPATH_DEV) $(VENV)/bin/python -m bench.dr_drill $(ARGS)
 
 # Async commands: drain rate beside moto's ceiling, and a failing mix's outcomes (ARGS="--quick": 100).
-bench-async: build
+bench-async: build $(VENV)/.bench-installed
 	PYTHONPATH=$(PYTHONPATH_DEV) $(VENV)/bin/python -m bench.async_drain $(ARGS)
 
 clean:
