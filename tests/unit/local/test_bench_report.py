@@ -234,7 +234,7 @@ def test_suite_options() -> None:
     assert suite.parse(["--only", "state", "--only", "command"]).benchmarks == ["command", "state"]
     assert suite.QUICK.requests < suite.FULL.requests and suite.QUICK.async_n < suite.FULL.async_n
     quick_state = state_sync.parse(list(suite.QUICK.state_args))
-    assert quick_state.keys == 40 and quick_state.mix_seconds == 10
+    assert quick_state.keys == 30 and quick_state.mix_seconds == 8
 
 
 def test_a_benchmark_that_raises_is_kept_as_failed(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -245,3 +245,44 @@ def test_a_benchmark_that_raises_is_kept_as_failed(monkeypatch: pytest.MonkeyPat
     ctx = suite.Context(None, tmp_path, suite.QUICK, True, "make bench", tmp_path, False, print)
     outcome = suite.run_one("command", ctx)
     assert outcome.failed == "RuntimeError: moto went away" and outcome.section == ""
+
+
+class Kept:
+    """Keeps the figures the plot functions hand over instead of writing PNGs."""
+
+    def __init__(self) -> None:
+        self.saved: list[tuple[Any, Path]] = []
+
+    def __call__(self, figure: Any, path: Path) -> None:
+        self.saved.append((figure, path))
+
+
+def test_command_and_async_plots_draw_their_series() -> None:
+    pytest.importorskip("matplotlib")  # requirements/bench.txt; the Makefile's bench targets install it
+    from bench import plots
+
+    kept = Kept()
+    plots.latency_histograms({1: [10.0, 12.0, 30.0], 8: [50.0, 60.0], 32: [100.0, 300.0]}, Path("h.png"), save=kept)
+    plots.layer_cost(
+        {1: {"p50": 20.0, "p95": 30.0, "p99": 40.0}},
+        {1: {"p50": 10.0, "p95": 15.0, "p99": 20.0}},
+        Path("l.png"),
+        save=kept,
+    )
+    plots.async_drain([0.1, 0.2, 0.3], [1.0, 2.0, 2.5], 2.0, Path("a.png"), save=kept)
+    histograms, layer, drain = (figure for figure, _ in kept.saved)
+    assert [axes.get_title() for axes in histograms.axes] == [
+        "1 client(s), 3 requests",
+        "8 client(s), 2 requests",
+        "32 client(s), 2 requests",
+    ]
+    assert sum(patch.get_height() for patch in histograms.axes[0].patches) == 3
+    (bars,) = layer.axes
+    heights = [patch.get_height() for patch in bars.patches]
+    assert heights == [20.0, 30.0, 40.0, 10.0, 15.0, 20.0]  # api function's bars, then the bare handler's
+    assert [text.get_text() for text in bars.texts] == ["x2.00", "x2.00", "x2.00"]
+    (axes,) = drain.axes
+    submitted, ended, ceiling = axes.lines
+    assert list(submitted.get_ydata()) == [1, 2, 3]
+    assert list(ended.get_xdata()) == [1.0, 2.0, 2.5] and list(ended.get_ydata()) == [1, 2, 3]
+    assert list(ceiling.get_ydata()) == [0.0, 5.0]  # 2/s over the 2.5 s the plot spans
