@@ -436,7 +436,7 @@ def measure(stack: RunningStack, n: int, pool: int, progress: Tick = silent) -> 
     warm = submit(stack, [("echo", {"message": "warm"}) for _ in range(pool * 2)])
     wait_ended(stack, warm, timeout_s=120)  # every instance started, nothing left in flight
     progress(f"{BENCHMARK}: moto's call rate")
-    figures["moto_rate"] = moto_call_rate(stack, seconds=5.0 if n >= 500 else 3.0)
+    figures["moto_rate"] = moto_call_rate(stack, seconds=5.0 if n >= 500 else 3.0 if n >= 100 else 2.0)
     print(f"moto: {figures['moto_rate']:.0f} calls/s", flush=True)
     progress(f"{BENCHMARK}: drain of {n} async echo")
     figures["drain"] = drain(stack, n)

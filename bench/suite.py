@@ -74,21 +74,21 @@ FULL = Sizes(requests=200, pool=8, async_n=1000, state_args=())
 # Small enough for under 3 minutes on 2 shared cores: 2 environments per function keep the stack's
 # start and the warm-ups short (each environment's first call is a cold start of a second or more).
 QUICK = Sizes(
-    requests=24,
+    requests=20,
     pool=2,
-    async_n=30,
+    async_n=24,
     state_args=(
         "--quick",
-        "--seconds=4",
+        "--seconds=3",
         "--bursts=1",
         "--burst-size=5",
         "--keys=30",
         "--namespaces=3",
-        "--sync-bound=30",
-        "--mix-seconds=8",
+        "--sync-bound=25",
+        "--mix-seconds=6",
         "--mix-clients=4",
         "--mix-keys=30",
-        "--mix-drain=15",
+        "--mix-drain=12",
     ),
 )
 

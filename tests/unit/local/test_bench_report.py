@@ -234,7 +234,7 @@ def test_suite_options() -> None:
     assert suite.parse(["--only", "state", "--only", "command"]).benchmarks == ["command", "state"]
     assert suite.QUICK.requests < suite.FULL.requests and suite.QUICK.async_n < suite.FULL.async_n
     quick_state = state_sync.parse(list(suite.QUICK.state_args))
-    assert quick_state.keys == 30 and quick_state.mix_seconds == 8
+    assert quick_state.keys == 30 and quick_state.mix_seconds == 6
 
 
 def test_a_benchmark_that_raises_is_kept_as_failed(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
