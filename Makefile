@@ -16,7 +16,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 # sam build needs the runtime's exact python (python3.11) on PATH.
 SAM := PATH="$(CURDIR)/$(SAM_VENV)/bin:$$PATH" $(SAM_VENV)/bin/sam
 
-.PHONY: setup build run test lint typecheck validate unit integration contract invoke bench bench-command bench-state bench-profile dr-drill bench-async openapi clean \
+.PHONY: setup build run test lint typecheck validate unit integration contract invoke bench bench-state bench-profile dr-drill bench-async openapi clean \
 	audit audit-static audit-code audit-deps audit-template
 
 setup: $(VENV)/.installed $(SAM_VENV)/.installed $(RUNTIME_VENV)/.installed $(AUDIT_VENV)/.installed
@@ -113,6 +113,7 @@ $(VENV)/.bench-installed: requirements/bench.txt $(VENV)/.installed
 	touch $@
 
 # The command path alone (sync echo through the front, the layer against a bare handler), on a stack of its own.
+.PHONY: bench-command
 bench-command: build $(VENV)/.bench-installed
 	PYTHONPATH=$(PYTHONPATH_DEV) $(VENV)/bin/python -m bench.run $(ARGS)
 

@@ -202,15 +202,18 @@ def _legacy_span(text: str, title: str) -> tuple[int, int] | None:
     return match.start(), following.start() if following else len(text)
 
 
-def replace_marked(text: str, name: str, body: str, *, first: bool = False) -> str:
+def replace_marked(
+    text: str, name: str, body: str, *, first: bool = False, marks: tuple[str, str] | None = None
+) -> str:
     """`text` with the section `name` set to `body`, every other part kept as it was.
 
     The section replaces its marked copy; else an unmarked section with the same title (the body's
     first line when it is a heading); else it is added at the end, or right under the document's
-    `# ` title when `first` (the headline).
+    `# ` title when `first` (the headline). `marks` are a module's own markers, used instead of
+    `markers(name)` (a benchmark that writes its section itself, between those).
     """
-    section = marked(name, body)
-    start, end = markers(name)
+    start, end = marks if marks is not None else markers(name)
+    section = f"{start}\n{body.strip(chr(10))}\n{end}\n"
     begin = text.find(start)
     if begin >= 0:
         stop = text.find(end, begin)

@@ -257,8 +257,9 @@ def measure(
     }
     log_offsets = {log: log.stat().st_size for log in stack.log_dir.glob("ApiFunction-*.log")}
     for c in clients:
-        progress(f"{BENCHMARK}: {requests} echo through the front, {c} client(s)")
-        figures["latency"][FRONT][c] = through_api(stack, requests, c, environments=pool_size)
+        n = max(requests, c)  # every client makes a request at least
+        progress(f"{BENCHMARK}: {n} echo through the front, {c} client(s)")
+        figures["latency"][FRONT][c] = through_api(stack, n, c, environments=pool_size)
     figures["dynamodb_calls"] = dynamodb_calls(stack.log_dir, "ApiFunction", log_offsets)
     figures["call_breakdown"] = call_breakdown(stack.log_dir, "ApiFunction", log_offsets)
     takes, retried = rate_limit_retries(stack.log_dir, "ApiFunction")
@@ -290,7 +291,6 @@ def measure(
 def headline(figures: dict[str, Any]) -> list[Figure]:
     """The command path's figures, each against a baseline of the same run."""
     front, layer, bare = (figures["latency"][k] for k in (FRONT, API_DIRECT, BARE_DIRECT))
-    n = figures["requests"]
     out: list[Figure] = []
     for c, row in front.items():
         if c in bare:
@@ -302,7 +302,7 @@ def headline(figures: dict[str, Any]) -> list[Figure]:
                     "ms",
                     f"bare handler p95, direct, {c} client(s)",
                     bare[c]["p95"],
-                    f"{n} sync idempotent echo per row, pool warmed first; front = API front + cached authorizer"
+                    f"{row['n']} sync idempotent echo, pool warmed first; front = API front + cached authorizer"
                     " + api function",
                 )
             )
@@ -317,7 +317,8 @@ def headline(figures: dict[str, Any]) -> list[Figure]:
                 "req/s",
                 f"the same at {below} clients",
                 front[below]["rps"],
-                f"{n} requests per row; {widest} clients on {figures['pool']} environments queue at the front",
+                f"{front[widest]['n']} and {front[below]['n']} requests; {widest} clients on {figures['pool']}"
+                " environments queue at the front",
             )
         )
     for c, row in layer.items():

@@ -734,7 +734,7 @@ def render(f: dict[str, Any]) -> str:
         SECTION,
         "",
         f"Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC by `{command}`"
-        f" (bench/state_sync.py, {f['elapsed_s']} s) on this machine",
+        f" (bench/state_sync.py, {f['elapsed_s']} s{getattr(args, 'stack_note', '')}) on this machine",
         "(2 cores running the whole local stack: moto, the Lambda emulator, the API front and the loopback",
         "Gist API), default gist budget 1 write/s, 80/min, 500/h. The stack is the ceiling, so the state",
         "figures are ratios to the same run's echo throughput with the same clients.",

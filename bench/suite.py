@@ -18,8 +18,11 @@ The docs get a headline table (date, machine, load average, commit, every figure
 benchmark's section between its markers, and the PNGs go to docs/img/.
 
 bench/cold_start.py is used through `measure(quick: bool, progress=None) -> dict` and
-`plot(figures, out_dir) -> list[Path]`, and, when it has them, `headline(figures) -> list[Figure]`,
-`render(figures) -> str` (its section, starting with its `## ` title) and `SECTION` (that title).
+`plot(figures, out_dir) -> list[Path]`, and, when it has them, `render(figures, plots) -> str` (its
+section with its `## ` title, between its own START_MARK and END_MARK when it defines them: the
+section stays between those, so `make bench-cold --write-docs` and `make bench` rewrite the same
+block), `headline(figures) -> list[Figure]` (else the headline reads its medians against its floor,
+`cold_figures`) and `SECTION` (the title).
 """
 
 from __future__ import annotations
@@ -76,7 +79,7 @@ FULL = Sizes(requests=200, pool=8, async_n=1000, state_args=())
 QUICK = Sizes(
     requests=20,
     pool=2,
-    async_n=24,
+    async_n=20,
     state_args=(
         "--quick",
         "--seconds=3",
@@ -85,7 +88,7 @@ QUICK = Sizes(
         "--keys=30",
         "--namespaces=3",
         "--sync-bound=25",
-        "--mix-seconds=6",
+        "--mix-seconds=5",
         "--mix-clients=4",
         "--mix-keys=30",
         "--mix-drain=12",
@@ -105,6 +108,7 @@ class Outcome:
     failed: str | None = None
     seconds: float = 0.0
     extra: Callable[[], None] | None = None  # more to write with the docs (the state CSV)
+    marks: tuple[str, str] | None = None  # the module's own section markers, when it has them
 
 
 @dataclass
@@ -144,7 +148,8 @@ def async_commands(ctx: Context, outcome: Outcome) -> None:
 def state(ctx: Context, outcome: Outcome) -> None:
     assert ctx.stack is not None
     args = state_sync.parse(list(ctx.sizes.state_args))
-    args.command = f"{ctx.command} (on its shared stack: {ctx.sizes.pool} environments per function)"
+    args.command = ctx.command
+    args.stack_note = f"; on the shared stack of the run, {ctx.sizes.pool} environments per function"
     figures = state_sync.run_scenarios(ctx.stack, args, progress=ctx.tick)
     figures["plots"] = state_sync.draw(figures, ctx.images) if ctx.plots else {}
     outcome.images = list(figures["plots"].values())
@@ -155,19 +160,87 @@ def state(ctx: Context, outcome: Outcome) -> None:
         outcome.extra = lambda: state_sync.write_series(many)
 
 
+def cold_module() -> Any:
+    """bench/cold_start.py (imported only when it runs: it may not exist in this checkout)."""
+    return importlib.import_module(COLD_START)
+
+
 def cold_starts(ctx: Context, outcome: Outcome) -> None:
-    module = importlib.import_module(COLD_START)
+    module = cold_module()
     figures: dict[str, Any] = module.measure(ctx.quick, progress=ctx.tick)
     outcome.images = list(module.plot(figures, ctx.images)) if ctx.plots else []
-    outcome.figures = list(module.headline(figures)) if hasattr(module, "headline") else []
-    outcome.title = str(getattr(module, "SECTION", COLD_SECTION))
+    outcome.figures = list(module.headline(figures)) if hasattr(module, "headline") else cold_figures(module, figures)
     if hasattr(module, "render"):
-        outcome.section = str(module.render(figures))
+        section = str(module.render(figures, outcome.images))
+        marks = (getattr(module, "START_MARK", None), getattr(module, "END_MARK", None))
+        if marks[0] and marks[1]:
+            outcome.marks = (str(marks[0]), str(marks[1]))
+            section = section.replace(outcome.marks[0], "").replace(outcome.marks[1], "")
+        outcome.section = section.strip("\n") + "\n"
+        headings = [line for line in outcome.section.splitlines() if line.startswith("## ")]
+        outcome.title = str(getattr(module, "SECTION", headings[0] if headings else COLD_SECTION))
     else:
+        outcome.title = str(getattr(module, "SECTION", COLD_SECTION))
         outcome.section = "\n".join(
             [outcome.title, "", "```json", json.dumps(figures, indent=1, default=str), "```", ""]
+        ) + "".join(run.image_lines(outcome.images))
+
+
+def cold_figures(module: Any, figures: dict[str, Any]) -> list[Figure]:
+    """Headline figures of bench/cold_start.py's answer: init + first invocation per function against the floor.
+
+    Read from its `medians` ({function: {total_ms}}, the floor under `FLOOR`), `front` ({cold_ms,
+    warm_ms}) and `layer` ({mib, budget_mib}); a part it lacks gives no figure.
+    """
+    out: list[Figure] = []
+    medians = figures.get("medians") or {}
+    floor_name = getattr(module, "FLOOR", "floor")
+    short = getattr(module, "SHORT", {})
+    goal = float(getattr(module, "GOAL", 1.3))
+    n = figures.get("cold_starts", "?")
+    floor = medians.get(floor_name, {}).get("total_ms")
+    for name, row in medians.items():
+        if name != floor_name and "total_ms" in row:
+            out.append(
+                Figure(
+                    "cold starts",
+                    f"{short.get(name, name)}: init + first invocation",
+                    float(row["total_ms"]),
+                    "ms",
+                    "floor: import boto3, one client, one GetItem",
+                    None if floor is None else float(floor),
+                    f"median of {n} fresh emulator environments each, the floor in every round",
+                    goal_max=goal,
+                )
+            )
+    front = figures.get("front") or {}
+    if "cold_ms" in front and "warm_ms" in front:
+        out.append(
+            Figure(
+                "cold starts",
+                "first request through the front after a cold start",
+                float(front["cold_ms"]),
+                "ms",
+                "warm request, median of the next 5",
+                float(front["warm_ms"]),
+                "sync echo: the authorizer's and the api function's cold starts in a row",
+            )
         )
-    outcome.section += "\n" + "".join(run.image_lines(outcome.images))
+    layer = figures.get("layer") or {}
+    if "mib" in layer and "budget_mib" in layer:
+        out.append(
+            Figure(
+                "cold starts",
+                "resilience layer, unzipped",
+                float(layer["mib"]),
+                "MiB",
+                "budget",
+                float(layer["budget_mib"]),
+                "the built layer's files (sam build)",
+                goal_max=1.0,
+            )
+        )
+    return out
 
 
 RUNNERS: dict[str, tuple[str, Callable[[Context, Outcome], None]]] = {
@@ -281,7 +354,7 @@ def write_docs(results: Path, info: RunInfo, outcomes: Sequence[Outcome]) -> Non
     figures = [f for o in outcomes for f in o.figures]
     for outcome in outcomes:
         if outcome.section:
-            text = replace_marked(text, slug(outcome.title), outcome.section)
+            text = replace_marked(text, slug(outcome.title), outcome.section, marks=outcome.marks)
             if outcome.extra is not None:
                 outcome.extra()
     text = replace_marked(text, HEADLINE, headline(info, figures), first=True)

@@ -234,7 +234,7 @@ def test_suite_options() -> None:
     assert suite.parse(["--only", "state", "--only", "command"]).benchmarks == ["command", "state"]
     assert suite.QUICK.requests < suite.FULL.requests and suite.QUICK.async_n < suite.FULL.async_n
     quick_state = state_sync.parse(list(suite.QUICK.state_args))
-    assert quick_state.keys == 30 and quick_state.mix_seconds == 6
+    assert quick_state.keys == 30 and quick_state.mix_seconds == 5
 
 
 def test_a_benchmark_that_raises_is_kept_as_failed(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -286,3 +286,54 @@ def test_command_and_async_plots_draw_their_series() -> None:
     assert list(submitted.get_ydata()) == [1, 2, 3]
     assert list(ended.get_xdata()) == [1.0, 2.0, 2.5] and list(ended.get_ydata()) == [1, 2, 3]
     assert list(ceiling.get_ydata()) == [0.0, 5.0]  # 2/s over the 2.5 s the plot spans
+
+
+def cold_start_module(rendered: list[str]) -> Any:
+    """A stand-in for bench/cold_start.py with its interface: measure, plot, render between its own markers."""
+    import types
+
+    figures = {
+        "cold_starts": 3,
+        "medians": {"floor": {"total_ms": 400.0}, "ApiFunction": {"total_ms": 600.0}},
+        "front": {"cold_ms": 2500.0, "warm_ms": 100.0},
+        "layer": {"mib": 30.0, "budget_mib": 35.0},
+    }
+
+    def render(f: dict[str, Any], plots: list[Path] | None = None) -> str:
+        rendered.append("render")
+        return "<!-- cold:start -->\n## Cold starts: init\n\ntable\n<!-- cold:end -->"
+
+    return types.SimpleNamespace(
+        measure=lambda quick, progress=None: figures,
+        plot=lambda f, out: [],
+        render=render,
+        START_MARK="<!-- cold:start -->",
+        END_MARK="<!-- cold:end -->",
+        FLOOR="floor",
+        SHORT={"ApiFunction": "api"},
+        GOAL=1.3,
+    )
+
+
+def test_cold_starts_keep_their_own_markers_and_give_ratio_figures(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    rendered: list[str] = []
+    monkeypatch.setattr(suite, "cold_module", lambda: cold_start_module(rendered))
+    ctx = suite.Context(None, tmp_path, suite.QUICK, True, "make bench", tmp_path, False, print)
+    outcome = suite.run_one("cold", ctx)
+    assert outcome.failed is None and rendered == ["render"]
+    assert outcome.title == "## Cold starts: init"
+    assert outcome.marks == ("<!-- cold:start -->", "<!-- cold:end -->")
+    api, front, layer = outcome.figures
+    assert (api.name, api.ratio, api.met) == ("api: init + first invocation", pytest.approx(1.5), False)
+    assert front.ratio == pytest.approx(25.0) and front.met is None
+    assert layer.met is True
+    # Written between the module's own markers: its own `--write-docs` finds the same block again.
+    results = tmp_path / "benchmarks.md"
+    results.write_text("# Benchmarks\n\n<!-- cold:start -->\n## Cold starts: init\n\nold\n<!-- cold:end -->\n")
+    info = RunInfo("2026-12-01 20:00", "m", ((1.0, 1.0, 1.0), (2.0, 2.0, 2.0)), "abc", "make bench", 10.0)
+    suite.write_docs(results, info, [outcome])
+    text = results.read_text()
+    assert text.count("<!-- cold:start -->") == 1 and text.count("## Cold starts: init") == 1
+    assert "\ntable\n<!-- cold:end -->" in text and "\nold\n" not in text
