@@ -390,6 +390,8 @@ def main(argv: list[str] | None = None) -> int:
     for line in skipped:
         print(line, flush=True)
     command = "make bench" + (' ARGS="--quick"' if args.quick else "")
+    flags = " ".join(["--quick"] * args.quick + [f"--only {name}" for name in args.only or []])
+    invoked = "make bench" + (f' ARGS="{flags}"' if flags else "")
     on_stack = [n for n in names if n != "cold"]
     outcomes: list[Outcome] = []
     with tempfile.TemporaryDirectory(prefix="cmdgate-bench-suite-") as tmp, progress_bar(len(names)) as (step, tick):
@@ -413,7 +415,7 @@ def main(argv: list[str] | None = None) -> int:
         machine=machine(),
         load=(load_start, os.getloadavg()),
         commit=commit(),
-        command=command + (f' ARGS="--only {" --only ".join(args.only)}"' if args.only else ""),
+        command=invoked,
         wall_s=wall,
         notes=notes(outcomes, skipped, args.quick),
     )
