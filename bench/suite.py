@@ -376,6 +376,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
     began = time.monotonic()
     load_start = os.getloadavg()
+    checkout = commit()  # before the run: its own plots change tracked files
     sizes = QUICK if args.quick else FULL
     if args.pool_size:
         sizes = dataclasses.replace(sizes, pool=args.pool_size)
@@ -414,7 +415,7 @@ def main(argv: list[str] | None = None) -> int:
         date=datetime.now(UTC).strftime("%Y-%m-%d %H:%M"),
         machine=machine(),
         load=(load_start, os.getloadavg()),
-        commit=commit(),
+        commit=checkout,
         command=invoked,
         wall_s=wall,
         notes=notes(outcomes, skipped, args.quick),
