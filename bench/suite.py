@@ -400,7 +400,8 @@ def main(argv: list[str] | None = None) -> int:
         ctx = Context(None, workdir, sizes, args.quick, command, run.IMAGES, plots and not args.no_docs, tick)
         if on_stack:
             tick(f"starting the local stack ({sizes.pool} environments per function)")
-            params = ("StateSyncVisibilityTimeoutS=5",)
+            # The state benchmark's parameters: the others do not depend on the sync queue's visibility.
+            params = state_sync.PARAMS
             with launch(workdir, admin_key=run.ADMIN_KEY, pool_size=sizes.pool, params=params) as stack:
                 ctx.stack = stack
                 for name in on_stack:
