@@ -106,17 +106,24 @@ audit: lint typecheck audit-static build
 openapi: setup
 	PYTHONPATH=$(PYTHONPATH_DEV) $(VENV)/bin/python -m cmdgate_local.openapi_export
 
-bench: build
-	PYTHONPATH=$(PYTHONPATH_DEV) $(VENV)/bin/python -m bench.run $(ARGS)
+# Every benchmark on one fresh local stack, then docs/benchmarks.md and docs/img/*.png (bench/suite.py);
+# ARGS="--quick" is the small run (under 3 minutes), ARGS="--only command" (async, state, cold) a part.
+bench: build $(VENV)/.bench-installed
+	PYTHONPATH=$(PYTHONPATH_DEV) $(VENV)/bin/python -m bench.suite $(ARGS)
 
 # Cold starts per function (init + first invocation) against a boto3 floor (ARGS="--quick": 3 each).
 bench-cold: build $(VENV)/.bench-installed
 	PYTHONPATH=$(PYTHONPATH_DEV) $(VENV)/bin/python -m bench.cold_start $(ARGS)
 
-# Benchmark-only dependencies (the state benchmark's plots), into the dev venv once.
+# Benchmark-only dependencies (the plots), into the dev venv once.
 $(VENV)/.bench-installed: requirements/bench.txt $(VENV)/.installed
 	$(VENV)/bin/pip install -q -r requirements/bench.txt
 	touch $@
+
+# The command path alone (sync echo through the front, the layer against a bare handler), on a stack of its own.
+.PHONY: bench-command
+bench-command: build $(VENV)/.bench-installed
+	PYTHONPATH=$(PYTHONPATH_DEV) $(VENV)/bin/python -m bench.run $(ARGS)
 
 bench-state: build $(VENV)/.bench-installed
 	PYTHONPATH=$(PYTHONPATH_DEV) $(VENV)/bin/python -m bench.state_sync $(ARGS)
@@ -130,7 +137,7 @@ dr-drill: build
 	PYTHONPATH=$(PYTHONPATH_DEV) $(VENV)/bin/python -m bench.dr_drill $(ARGS)
 
 # Async commands: drain rate beside moto's ceiling, and a failing mix's outcomes (ARGS="--quick": 100).
-bench-async: build
+bench-async: build $(VENV)/.bench-installed
 	PYTHONPATH=$(PYTHONPATH_DEV) $(VENV)/bin/python -m bench.async_drain $(ARGS)
 
 clean:

@@ -3,16 +3,19 @@
     make bench-async                          # 1,000 of each; print the figures
     make bench-async ARGS="--quick"           # 100 of each (a minute or two)
     make bench-async ARGS="--write-docs"      # and replace this benchmark's section of docs/benchmarks.md
+    make bench                                # every benchmark, this one included (bench/suite.py)
 
 Three phases against one stack with the template's own queue timers (visibility 180 s, MaxReceiveCount 3):
 
 1. moto's call rate: a few threads issue a mix of the calls executions make (consistent GetItem,
    UpdateItem, PutItem, a two-item TransactWriteItems, SendMessage) for a few seconds; moto serves one
    call at a time (cmdgate_local.moto_endpoint), so this is the rate every function shares.
-2. Drain: N async `echo` commands submitted through the API front by 8 clients; the drain rate is N
-   over the time from the first submission to the last `finished_at`. AWS calls per execution are
-   counted by the moto endpoint, per function access key, over the phase (SQS long polls apart: they
-   do not hold moto's lock). The ceiling is moto's rate divided by the calls per execution.
+2. Drain: N async `echo` commands queued through the API front by 8 clients while the worker's event
+   source mapping is paused (POST /_cmdgate/event-sources), then the mapping is resumed; the drain
+   rate is N over the time from the resume to the last `finished_at`. AWS calls per execution are
+   counted by the moto endpoint, per function access key, apart for queueing and draining (SQS long
+   polls apart: they do not hold moto's lock). The ceiling is moto's rate divided by the calls that
+   draining one execution costs; queueing and the end-to-end rate are reported beside it.
 3. Outcomes: N async `count` commands, each on its own counter - 10 % failing transiently once after
    counting, 2 % failing permanently after counting, 1 % failing transiently every time (exhausting
    MaxReceiveCount) - must end succeeded / failed / dead_lettered as expected, none lost, and every
@@ -39,13 +42,17 @@ from typing import Any
 import boto3
 import httpx
 
-from bench.run import add_write_docs, report
+from bench import plots, state_plots
+from bench.report import Figure, Tick, silent
+from bench.run import IMAGES, add_write_docs, image_lines, report
 from cmdgate_local.launcher import RunningStack, launch
 from cmdgate_local.moto_endpoint import CALLS_PATH, EVENT_SOURCES_PATH
 from cmdgate_local.stack import LOCAL_CREDENTIALS
 
 ADMIN_KEY = "cg_bench_admin_key"
 SECTION = "## Async commands: drain rate, calls per execution, outcomes of a failing mix"
+BENCHMARK = "async commands"
+DRAIN_GOAL = 0.8  # of the ceiling moto's call rate allows
 ASYNC = {"Prefer": "respond-async"}
 CLIENTS = 8
 LONG_POLLS = frozenset({"sqs:ReceiveMessage"})
@@ -250,6 +257,8 @@ def drain(stack: RunningStack, n: int) -> dict[str, Any]:
     succeeded = [found[i] for i in ids if found.get(i, {}).get("status", {}).get("S") == "succeeded"]
     last = max(epoch(r, "finished_at") for r in succeeded)
     first_start = min(epoch(r, "started_at") for r in succeeded)
+    ended = [r for r in found.values() if "finished_at" in r]
+    created = [r for r in found.values() if "created_at" in r]
     api_side, drain_side = split_calls(queued - before, n), split_calls(drained - queued, n)
     return {
         "n": n,
@@ -262,6 +271,9 @@ def drain(stack: RunningStack, n: int) -> dict[str, Any]:
         "end_to_end_rate": n / (last - submitted_at),
         "api": api_side,  # queueing: API front, authorizer, api function
         **drain_side,  # draining: worker, event processor, mappings (what the ceiling divides by)
+        # For the plot: seconds since the first submission of each record's creation and end.
+        "submitted_s": sorted(round(epoch(r, "created_at") - submitted_at, 3) for r in created),
+        "finished_s": sorted(round(epoch(r, "finished_at") - submitted_at, 3) for r in ended),
     }
 
 
@@ -333,15 +345,66 @@ def outcomes(stack: RunningStack, n: int) -> dict[str, Any]:
 # -- report ------------------------------------------------------------------------------------
 
 
-def render(figures: dict[str, Any]) -> str:
+def ceiling(figures: dict[str, Any]) -> float:
+    """Executions/s moto's call rate allows at the measured calls per execution."""
+    return float(figures["moto_rate"]) / float(figures["drain"]["calls_per_execution"])
+
+
+def headline(figures: dict[str, Any]) -> list[Figure]:
+    """The drain rate against the same run's ceiling; the failing mix's effects and losses against its size."""
     d, o = figures["drain"], figures["outcomes"]
-    ceiling = figures["moto_rate"] / d["calls_per_execution"]
+    how_mix = "async `count`: 10 % fail once, 2 % permanently, 1 % always; counters read back"
+    return [
+        Figure(
+            BENCHMARK,
+            f"drain rate of {d['n']} async echo",
+            d["rate"],
+            "exec/s",
+            "ceiling: moto's call rate / AWS calls per execution",
+            ceiling(figures),
+            f"a backlog queued by {CLIENTS} clients with the worker's mapping paused; resume to last `finished_at`",
+            goal_min=DRAIN_GOAL,
+        ),
+        Figure(
+            BENCHMARK,
+            f"failing mix: effects exactly once, {o['n']} executions",
+            o["effects_once"],
+            "",
+            "executions submitted",
+            o["n"],
+            how_mix,
+            goal_min=1.0,
+        ),
+        Figure(
+            BENCHMARK,
+            "failing mix: executions lost or not as expected",
+            o["lost"] + o["wrong_count"],
+            "",
+            "executions submitted",
+            o["n"],
+            how_mix,
+            goal_max=0.0,
+        ),
+    ]
+
+
+def plot(figures: dict[str, Any], folder: Path) -> list[Path]:
+    """The drain over time beside the ceiling's slope."""
+    path = folder / plots.ASYNC_DRAIN_PNG
+    d = figures["drain"]
+    plots.async_drain(d["submitted_s"], d["finished_s"], ceiling(figures), path)
+    return [path]
+
+
+def render(figures: dict[str, Any], images: list[Path] | None = None, command: str = "make bench-async") -> str:
+    d, o = figures["drain"], figures["outcomes"]
+    ceiling_ = ceiling(figures)
     api = d["api"]
     both = d["calls_per_execution"] + api["calls_per_execution"]
     lines = [
         SECTION,
         "",
-        f"Measured {figures['when']} on {figures['machine']} by `make bench-async` (bench/async_drain.py), one",
+        f"Measured {figures['when']} on {figures['machine']} by `{command}` (bench/async_drain.py), one",
         f"local stack, {figures['pool']} instances per function, the template's own queue timers, load average",
         f"{figures.get('load', '?')} at the start. moto serves one call at a time, so its call rate bounds every",
         "function together. The drain is timed on a backlog: the N commands are queued with the worker's event",
@@ -353,9 +416,9 @@ def render(figures: dict[str, Any]) -> str:
         f"- AWS calls to drain one async `echo`: **{d['calls_per_execution']:.1f}** "
         f"(by function: {', '.join(f'{k} {v}' for k, v in d['per_function'].items())}); "
         f"long polls {d['long_polls_per_execution']} per execution",
-        f"- ceiling: {figures['moto_rate']:.0f} / {d['calls_per_execution']:.1f} = **{ceiling:.1f} executions/s**",
+        f"- ceiling: {figures['moto_rate']:.0f} / {d['calls_per_execution']:.1f} = **{ceiling_:.1f} executions/s**",
         f"- drain of a backlog of {d['n']} async `echo` (all ended {d['drain_s']} s after the mapping was resumed): "
-        f"**{d['rate']:.1f} executions/s = {100 * d['rate'] / ceiling:.0f} % of the ceiling** (first start to "
+        f"**{d['rate']:.1f} executions/s = {100 * d['rate'] / ceiling_:.0f} % of the ceiling** (first start to "
         f"last finish: {d['worker_rate']:.1f}/s)",
         f"- queueing them through the API front (8 clients): {d['submit_s']} s, {d['submit_rate']:.1f} requests/s, "
         f"{api['calls_per_execution']:.1f} AWS calls each "
@@ -366,8 +429,9 @@ def render(figures: dict[str, Any]) -> str:
         f"{o['expected']}, ended {o['ended']}, lost {o['lost']}, effects exactly once {o['effects_once']}/{o['n']}, "
         f"not as expected {o['wrong_count']} ({o['took_s']} s)",
         f"- submissions answered other than 202 and retried (same Idempotency-Key): {figures['refusals'] or 'none'}",
-        *bound_note(d, ceiling),
+        *bound_note(d, ceiling_),
         "",
+        *image_lines(images or []),
         "Calls per execution by function and action:",
         "",
         "| function action | calls |",
@@ -399,6 +463,31 @@ def bound_note(d: dict[str, Any], ceiling: float) -> list[str]:
     ]
 
 
+def measure(stack: RunningStack, n: int, pool: int, progress: Tick = silent) -> dict[str, Any]:
+    """The three phases against a running stack whose functions have `pool` environments each."""
+    refusals.clear()
+    figures: dict[str, Any] = {
+        "when": datetime.now(UTC).strftime("%Y-%m-%d"),
+        "machine": f"{platform.machine()}, {platform.python_implementation()} {platform.python_version()}",
+        "pool": pool,
+        "load": " / ".join(f"{x:.1f}" for x in os.getloadavg()),
+    }
+    progress(f"{BENCHMARK}: warming {pool * 2} async echo")
+    warm = submit(stack, [("echo", {"message": "warm"}) for _ in range(pool * 2)])
+    wait_ended(stack, warm, timeout_s=120)  # every instance started, nothing left in flight
+    progress(f"{BENCHMARK}: moto's call rate")
+    figures["moto_rate"] = moto_call_rate(stack, seconds=5.0 if n >= 500 else 3.0 if n >= 100 else 2.0)
+    print(f"moto: {figures['moto_rate']:.0f} calls/s", flush=True)
+    progress(f"{BENCHMARK}: drain of {n} async echo")
+    figures["drain"] = drain(stack, n)
+    shown = {k: v for k, v in figures["drain"].items() if k not in ("submitted_s", "finished_s")}
+    print(f"drain: {json.dumps(shown)}", flush=True)
+    progress(f"{BENCHMARK}: {n} async count, a failing mix")
+    figures["outcomes"] = outcomes(stack, n)
+    figures["refusals"] = dict(refusals)
+    return figures
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true", help="100 executions per phase instead of 1,000")
@@ -407,24 +496,12 @@ def main(argv: list[str] | None = None) -> int:
     add_write_docs(parser)
     args = parser.parse_args(argv)
     n = args.n or (100 if args.quick else 1000)
-    figures: dict[str, Any] = {
-        "when": datetime.now(UTC).strftime("%Y-%m-%d"),
-        "machine": f"{platform.machine()}, {platform.python_implementation()} {platform.python_version()}",
-        "pool": args.pool_size,
-        "load": " / ".join(f"{x:.1f}" for x in os.getloadavg()),
-    }
     workdir = Path(tempfile.mkdtemp(prefix="cmdgate-bench-async-"))  # kept: the functions' logs are in it
     print(f"stack logs: {workdir / 'logs'}", flush=True)
     with launch(workdir, admin_key=ADMIN_KEY, pool_size=args.pool_size) as stack:
-        warm = submit(stack, [("echo", {"message": "warm"}) for _ in range(args.pool_size * 2)])
-        wait_ended(stack, warm, timeout_s=120)  # every instance started, nothing left in flight
-        figures["moto_rate"] = moto_call_rate(stack, seconds=5.0)
-        print(f"moto: {figures['moto_rate']:.0f} calls/s", flush=True)
-        figures["drain"] = drain(stack, n)
-        print(f"drain: {json.dumps(figures['drain'])}", flush=True)
-        figures["outcomes"] = outcomes(stack, n)
-        figures["refusals"] = dict(refusals)
-    report(render(figures), SECTION, write_docs=args.write_docs)
+        figures = measure(stack, n, args.pool_size)
+    images = plot(figures, IMAGES) if args.write_docs and state_plots.available() else []
+    report(render(figures, images), SECTION, write_docs=args.write_docs)
     return 0 if figures["outcomes"]["wrong_count"] == 0 else 1
 
 

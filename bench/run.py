@@ -1,13 +1,16 @@
 """Benchmark of the command path on the local stack; prints figures (and writes docs/benchmarks.md if asked).
 
-    make bench                                  # print the figures
-    make bench ARGS="--requests 500 --write-docs"   # and replace this benchmark's section of docs/benchmarks.md
+    make bench-command                                    # print the figures
+    make bench-command ARGS="--requests 500 --write-docs" # and replace its section of docs/benchmarks.md
+    make bench                                            # every benchmark, this one included (bench/suite.py)
 
-Measures a sync idempotent `echo` (a new Idempotency-Key per request):
-- through the API front (authorizer cached, as API Gateway caches it), at 1 and 8 concurrent clients;
+Measures a sync idempotent `echo` (a new Idempotency-Key per request), every environment of a pool
+warmed first (concurrent calls, one per environment), so warm figures hold no cold start:
+- through the API front (authorizer cached, as API Gateway caches it), at 1, 8 and 32 concurrent
+  clients (32 is more clients than environments: requests queue at the front);
 - invoking the api function directly in the Lambda emulator, and a bare handler (bench/bare_handler)
-  that makes the same DynamoDB and SQS calls with plain boto3 and nothing else - the ratio of the
-  two is the cost of the layer (Powertools, pydantic, our modules);
+  that makes the same DynamoDB and SQS calls with plain boto3 and nothing else, at 1 and 8 clients -
+  the ratio of the two is the cost of the layer (Powertools, pydantic, our modules);
 - DynamoDB round trips per request, counted by botocore event hooks inside the api function
   (its `aws calls` log line per request).
 Figures are from this machine (2 cores); moto stands in for DynamoDB, so absolute times are not
@@ -25,7 +28,7 @@ import tempfile
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
@@ -33,6 +36,8 @@ from typing import Any
 
 import httpx
 
+from bench import plots, state_plots
+from bench.report import Figure, Tick, replace_marked, silent, slug
 from cmdgate_local.lambda_runtime import ExecutionEnvironment, FunctionPool, FunctionRuntime, rie_binary
 from cmdgate_local.launcher import ROOT, RunningStack, launch
 from cmdgate_local.stack import LOCAL_CREDENTIALS, StackConfig
@@ -40,7 +45,15 @@ from cmdgate_local.template import REGION, Template, load_template
 
 ADMIN_KEY = "cg_bench_admin_key"
 RESULTS = ROOT / "docs" / "benchmarks.md"
+IMAGES = RESULTS.parent / "img"
 SECTION = "## Command path: sync idempotent echo"
+BENCHMARK = "command path"
+FRONT = "API front -> api function"
+API_DIRECT = "api function (direct)"
+BARE_DIRECT = "bare handler (direct)"
+CLIENTS = (1, 8, 32)  # through the front
+DIRECT_CLIENTS = (1, 8)  # api function and bare handler invoked directly
+POOL_SIZE = 8
 
 
 def percentiles(samples_ms: list[float]) -> dict[str, float]:
@@ -70,9 +83,28 @@ def run_load(call: Callable[[int], None], requests: int, concurrency: int) -> tu
     return latencies, time.perf_counter() - started
 
 
-def through_api(stack: RunningStack, requests: int, concurrency: int) -> dict[str, Any]:
-    """Sync idempotent echo through the API front."""
-    client = httpx.Client(base_url=stack.url, headers={"Authorization": f"Bearer {ADMIN_KEY}"}, timeout=60)
+def warm(call: Callable[[int], None], environments: int) -> None:
+    """Start every environment of a pool: `environments` concurrent calls each take an idle one, twice over.
+
+    One client alone would go round the pool's idle queue and meet each environment's cold start
+    inside the sample.
+    """
+    run_load(call, environments * 2, environments)
+
+
+def latency_row(latencies: list[float], wall: float) -> dict[str, Any]:
+    """Percentiles, requests per second and the samples themselves (for the histograms)."""
+    return {**percentiles(latencies), "rps": round(len(latencies) / wall, 1), "latencies": latencies}
+
+
+def front_call(stack: RunningStack) -> Callable[[int], None]:
+    """One sync idempotent echo through the API front (a new Idempotency-Key each)."""
+    client = httpx.Client(
+        base_url=stack.url,
+        headers={"Authorization": f"Bearer {ADMIN_KEY}"},
+        timeout=120,
+        limits=httpx.Limits(max_connections=64, max_keepalive_connections=64),
+    )
 
     def call(i: int) -> None:
         response = client.post(
@@ -81,9 +113,14 @@ def through_api(stack: RunningStack, requests: int, concurrency: int) -> dict[st
         if response.status_code != 200:
             raise RuntimeError(f"unexpected {response.status_code}: {response.text}")
 
-    run_load(call, concurrency * 2, concurrency)  # warm every environment first
-    latencies, wall = run_load(call, requests, concurrency)
-    return {**percentiles(latencies), "rps": round(requests / wall, 1)}
+    return call
+
+
+def through_api(stack: RunningStack, requests: int, concurrency: int, environments: int = 0) -> dict[str, Any]:
+    """Sync idempotent echo through the API front (`environments`: warm that many first)."""
+    call = front_call(stack)
+    warm(call, max(environments, concurrency))
+    return latency_row(*run_load(call, requests, concurrency))
 
 
 def proxy_event(i: int) -> dict[str, Any]:
@@ -108,23 +145,25 @@ def direct_pool(runtime: FunctionRuntime, size: int, log_dir: Path) -> FunctionP
 
 
 def direct(pool: FunctionPool, requests: int, concurrency: int) -> dict[str, Any]:
-    """Invoke a pool directly (no front, no authorizer) with echo events."""
+    """Invoke a pool directly (no front, no authorizer) with echo events, every environment warmed first."""
 
     def call(i: int) -> None:
         result = pool.invoke(proxy_event(i))
         if result.function_error or result.json().get("statusCode") != 200:
             raise RuntimeError(f"unexpected answer: {result.payload[:300]!r}")
 
-    run_load(call, concurrency * 2, concurrency)
-    latencies, wall = run_load(call, requests, concurrency)
-    return {**percentiles(latencies), "rps": round(requests / wall, 1)}
+    warm(call, max(pool.size, concurrency))
+    return latency_row(*run_load(call, requests, concurrency))
 
 
-def _run_command_records(log_dir: Path, prefix: str) -> list[dict[str, Any]]:
-    """The `aws calls` log records of `POST /v1/commands/{name}` requests."""
+def _run_command_records(log_dir: Path, prefix: str, since: dict[Path, int] | None = None) -> list[dict[str, Any]]:
+    """The `aws calls` log records of `POST /v1/commands/{name}` requests (after `since`: offsets per log)."""
     records = []
     for log in log_dir.glob(f"{prefix}-*.log"):
-        for line in log.read_text(errors="replace").splitlines():
+        with log.open("rb") as handle:
+            handle.seek((since or {}).get(log, 0))
+            text = handle.read().decode(errors="replace")
+        for line in text.splitlines():
             if line.startswith("{") and '"aws calls"' in line:
                 record = json.loads(line)
                 if record.get("resource") == "POST /v1/commands/{name}":
@@ -132,14 +171,15 @@ def _run_command_records(log_dir: Path, prefix: str) -> list[dict[str, Any]]:
     return records
 
 
-def dynamodb_calls(log_dir: Path, prefix: str) -> dict[int, int]:
+def dynamodb_calls(log_dir: Path, prefix: str, since: dict[Path, int] | None = None) -> dict[int, int]:
     """How many requests made how many DynamoDB calls."""
-    return dict(sorted(Counter(int(r["dynamodb_calls"]) for r in _run_command_records(log_dir, prefix)).items()))
+    records = _run_command_records(log_dir, prefix, since)
+    return dict(sorted(Counter(int(r["dynamodb_calls"]) for r in records).items()))
 
 
-def call_breakdown(log_dir: Path, prefix: str) -> dict[str, float]:
+def call_breakdown(log_dir: Path, prefix: str, since: dict[Path, int] | None = None) -> dict[str, float]:
     """Average calls per request by operation."""
-    records = _run_command_records(log_dir, prefix)
+    records = _run_command_records(log_dir, prefix, since)
     totals: Counter[str] = Counter()
     for record in records:
         totals.update(record["aws_calls"])
@@ -192,14 +232,147 @@ def runtimes(stack: RunningStack) -> tuple[FunctionRuntime, FunctionRuntime]:
     return api, bare
 
 
-def render(figures: dict[str, Any]) -> str:
-    """The benchmarks.md section."""
+# The bare handler's DynamoDB calls per request (bench/bare_handler/app.py: one rate-limit UpdateItem, the
+# idempotency claim and completion, the execution record's put and update).
+BARE_DYNAMODB_CALLS = 5
+
+
+def measure(
+    stack: RunningStack,
+    workdir: Path,
+    *,
+    requests: int,
+    clients: Sequence[int] = CLIENTS,
+    direct_clients: Sequence[int] = DIRECT_CLIENTS,
+    pool_size: int = POOL_SIZE,
+    progress: Tick = silent,
+) -> dict[str, Any]:
+    """Every scenario against a running stack (its api function pool has `pool_size` environments)."""
+    figures: dict[str, Any] = {
+        "when": datetime.now(UTC).strftime("%Y-%m-%d"),
+        "machine": f"{platform.machine()}, {platform.python_implementation()} {platform.python_version()}",
+        "requests": requests,
+        "pool": pool_size,
+        "latency": {FRONT: {}},
+    }
+    log_offsets = {log: log.stat().st_size for log in stack.log_dir.glob("ApiFunction-*.log")}
+    for c in clients:
+        n = max(requests, c)  # every client makes a request at least
+        progress(f"{BENCHMARK}: {n} echo through the front, {c} client(s)")
+        figures["latency"][FRONT][c] = through_api(stack, n, c, environments=pool_size)
+    figures["dynamodb_calls"] = dynamodb_calls(stack.log_dir, "ApiFunction", log_offsets)
+    figures["call_breakdown"] = call_breakdown(stack.log_dir, "ApiFunction", log_offsets)
+    takes, retried = rate_limit_retries(stack.log_dir, "ApiFunction")
+    figures["rate_limit_retries"] = f"{retried} of {takes} ({100 * retried / max(1, takes):.1f} %)"
+    progress(f"{BENCHMARK}: starting {pool_size} direct environments of the api function and the bare handler")
+    api, bare = runtimes(stack)
+    direct_logs = workdir / "direct"
+    direct_logs.mkdir(exist_ok=True)
+    pools = {
+        API_DIRECT: direct_pool(api, pool_size, direct_logs),
+        BARE_DIRECT: direct_pool(bare, pool_size, direct_logs),
+    }
+    try:
+        for name, pool in pools.items():
+            figures["latency"][name] = {}
+            for c in direct_clients:
+                progress(f"{BENCHMARK}: {requests} echo, {name}, {c} client(s)")
+                figures["latency"][name][c] = direct(pool, requests, c)
+    finally:
+        for pool in pools.values():
+            pool.stop()
+    layer, bare_rows = figures["latency"][API_DIRECT], figures["latency"][BARE_DIRECT]
+    figures["layer_cost"] = {
+        c: {p: round(layer[c][p] / bare_rows[c][p], 2) for p in ("p50", "p95", "p99")} for c in direct_clients
+    }
+    return figures
+
+
+def headline(figures: dict[str, Any]) -> list[Figure]:
+    """The command path's figures, each against a baseline of the same run."""
+    front, layer, bare = (figures["latency"][k] for k in (FRONT, API_DIRECT, BARE_DIRECT))
+    out: list[Figure] = []
+    for c, row in front.items():
+        if c in bare:
+            out.append(
+                Figure(
+                    BENCHMARK,
+                    f"echo p95 through the front, {c} client(s)",
+                    row["p95"],
+                    "ms",
+                    f"bare handler p95, direct, {c} client(s)",
+                    bare[c]["p95"],
+                    f"{row['n']} sync idempotent echo, pool warmed first; front = API front + cached authorizer"
+                    " + api function",
+                )
+            )
+    widest = max(front)
+    below = max((c for c in front if c < widest), default=None)
+    if below is not None:
+        out.append(
+            Figure(
+                BENCHMARK,
+                f"echo req/s through the front, {widest} clients",
+                front[widest]["rps"],
+                "req/s",
+                f"the same at {below} clients",
+                front[below]["rps"],
+                f"{front[widest]['n']} and {front[below]['n']} requests; {widest} clients on {figures['pool']}"
+                " environments queue at the front",
+            )
+        )
+    for c, row in layer.items():
+        out.append(
+            Figure(
+                BENCHMARK,
+                f"layer cost: api function p95, direct, {c} client(s)",
+                row["p95"],
+                "ms",
+                f"bare handler p95, direct, {c} client(s)",
+                bare[c]["p95"],
+                "both invoked in the Lambda emulator with the same echo event; the bare handler makes the same"
+                " AWS calls with plain boto3",
+            )
+        )
+    calls = figures["dynamodb_calls"]
+    if calls:
+        out.append(
+            Figure(
+                BENCHMARK,
+                "DynamoDB calls per echo (api function)",
+                sum(k * v for k, v in calls.items()) / sum(calls.values()),
+                "calls",
+                "the bare handler's",
+                BARE_DYNAMODB_CALLS,
+                "botocore event hooks in the api function (its `aws calls` log line per request)",
+            )
+        )
+    return out
+
+
+def plot(figures: dict[str, Any], folder: Path) -> list[Path]:
+    """Latency histograms (front at each client count) and the layer cost bars, as PNGs in `folder`."""
+    histograms = folder / plots.COMMAND_LATENCY_PNG
+    layer = folder / plots.LAYER_COST_PNG
+    front = figures["latency"][FRONT]
+    plots.latency_histograms({c: row["latencies"] for c, row in front.items()}, histograms)
+    plots.layer_cost(
+        {c: {p: row[p] for p in ("p50", "p95", "p99")} for c, row in figures["latency"][API_DIRECT].items()},
+        {c: {p: row[p] for p in ("p50", "p95", "p99")} for c, row in figures["latency"][BARE_DIRECT].items()},
+        layer,
+    )
+    return [histograms, layer]
+
+
+def render(figures: dict[str, Any], images: Sequence[Path] = (), command: str = "make bench-command") -> str:
+    """The benchmarks.md section (`images`: PNGs next to docs/benchmarks.md to show)."""
     lines = [
         SECTION,
         "",
-        f"Measured {figures['when']} on {figures['machine']} by `make bench` (bench/run.py); moto stands in for",
-        "DynamoDB and SQS on loopback, so absolute latencies are this machine's, not AWS's: the call counts and the",
-        "ratio to the bare handler are what carry over.",
+        f"Measured {figures['when']} on {figures['machine']} by `{command}` (bench/run.py), {figures['pool']}",
+        "environments per function, each warmed before it is measured; moto stands in for DynamoDB and SQS on",
+        "loopback, so absolute latencies are this machine's, not AWS's: the call counts and the ratio to the",
+        "bare handler are what carry over.",
         "",
         "| path | clients | requests | p50 ms | p95 ms | p99 ms | req/s |",
         "|---|---|---|---|---|---|---|",
@@ -220,20 +393,24 @@ def render(figures: dict[str, Any]) -> str:
         f"- by operation: {figures['call_breakdown']}",
         f"- rate-limit takes needing a second UpdateItem (mispredicted GCRA branch): {figures['rate_limit_retries']}",
         "",
+        *image_lines(images),
     ]
     return "\n".join(lines)
 
 
+def image_lines(images: Sequence[Path]) -> list[str]:
+    """Markdown image lines for the PNGs that live in docs/img/ (plots drawn elsewhere are not linked)."""
+    return [
+        f"![{path.stem.replace('-', ' ')}](img/{path.name})\n"
+        for path in images
+        if path.parent.resolve() == IMAGES.resolve()
+    ]
+
+
 def write_section(section: str, title: str = SECTION) -> None:
-    """Replace one benchmark's section of docs/benchmarks.md (it starts with `title`), keeping the others."""
-    text = RESULTS.read_text() if RESULTS.exists() else "# Benchmarks\n\n"
-    if title in text:
-        head, _, rest = text.partition(title)
-        following = rest.find("\n## ")
-        text = head + section + (rest[following + 1 :] if following >= 0 else "")
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    RESULTS.write_text(text.rstrip("\n") + "\n")
+    """Replace one benchmark's section of docs/benchmarks.md (between its markers), keeping the others."""
+    text = RESULTS.read_text() if RESULTS.exists() else "# Benchmarks\n"
+    RESULTS.write_text(replace_marked(text, slug(title), section).rstrip("\n") + "\n")
 
 
 def add_write_docs(parser: argparse.ArgumentParser) -> None:
@@ -254,42 +431,18 @@ def report(section: str, title: str, *, write_docs: bool) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run every scenario and print (or write) the results."""
-    parser = argparse.ArgumentParser()
+    """Run every scenario on a stack of its own and print (or write) the results."""
+    parser = argparse.ArgumentParser(prog="bench.run", description="Command path benchmark (see the module doc).")
     parser.add_argument("--requests", type=int, default=200, help="requests per scenario")
+    parser.add_argument("--pool-size", type=int, default=POOL_SIZE, help="environments per function")
     add_write_docs(parser)
     args = parser.parse_args(argv)
-    figures: dict[str, Any] = {
-        "when": datetime.now(UTC).strftime("%Y-%m-%d"),
-        "machine": f"{platform.machine()}, {platform.python_implementation()} {platform.python_version()}",
-        "latency": {},
-    }
     with tempfile.TemporaryDirectory(prefix="cmdgate-bench-") as tmp:
         workdir = Path(tmp)
-        with launch(workdir, admin_key=ADMIN_KEY, pool_size=8, params=("CommandPacks=builtin",)) as stack:
-            figures["latency"]["API front -> api function"] = {c: through_api(stack, args.requests, c) for c in (1, 8)}
-            figures["dynamodb_calls"] = dynamodb_calls(stack.log_dir, "ApiFunction")
-            figures["call_breakdown"] = call_breakdown(stack.log_dir, "ApiFunction")
-            takes, retried = rate_limit_retries(stack.log_dir, "ApiFunction")
-            figures["rate_limit_retries"] = f"{retried} of {takes} ({100 * retried / max(1, takes):.1f} %)"
-            api, bare = runtimes(stack)
-            direct_logs = workdir / "direct"
-            direct_logs.mkdir()
-            pools = {
-                "api function (direct)": direct_pool(api, 8, direct_logs),
-                "bare handler (direct)": direct_pool(bare, 8, direct_logs),
-            }
-            try:
-                for name, pool in pools.items():
-                    figures["latency"][name] = {c: direct(pool, args.requests, c) for c in (1, 8)}
-            finally:
-                for pool in pools.values():
-                    pool.stop()
-    layer, bare_rows = figures["latency"]["api function (direct)"], figures["latency"]["bare handler (direct)"]
-    figures["layer_cost"] = {
-        c: {p: round(layer[c][p] / bare_rows[c][p], 2) for p in ("p50", "p95", "p99")} for c in (1, 8)
-    }
-    report(render(figures), SECTION, write_docs=args.write_docs)
+        with launch(workdir, admin_key=ADMIN_KEY, pool_size=args.pool_size, params=("CommandPacks=builtin",)) as stack:
+            figures = measure(stack, workdir, requests=args.requests, pool_size=args.pool_size, progress=print)
+    images = plot(figures, IMAGES) if args.write_docs and state_plots.available() else []
+    report(render(figures, images), SECTION, write_docs=args.write_docs)
     return 0
 
 

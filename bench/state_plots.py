@@ -27,7 +27,7 @@ def available() -> bool:
     return importlib.util.find_spec("matplotlib") is not None
 
 
-def _figure(rows: int = 1) -> tuple[Any, list[Any]]:
+def new_figure(rows: int = 1) -> tuple[Any, list[Any]]:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -56,7 +56,7 @@ def many_keys(
 
     `series` is (s, keys synced) per poll; `writes` the gist writes' times in the same seconds.
     """
-    figure, (axes,) = _figure()
+    figure, (axes,) = new_figure()
     axes.plot([t for t, _ in series], [n for _, n in series], color="tab:blue", label="keys synced")
     axes.axhline(keys, color="tab:blue", linestyle=":", linewidth=1, label=f"all {keys} keys")
     axes.axvline(last_write_s, color="grey", linestyle="--", linewidth=1, label="last PUT")
@@ -89,7 +89,7 @@ def steady_mix(
 
     `lags` is (written at, lag s), `dirty` is (sampled at, dirty gists), both in the clock of `start`.
     """
-    figure, (axes, below) = _figure(rows=2)
+    figure, (axes, below) = new_figure(rows=2)
     rows = rolling_lag(lags, start, window_s)
     xs = [row[0] for row in rows]
     axes.plot(xs, [row[1] for row in rows], marker=".", color="tab:blue", label=f"lag p50 ({window_s:.0f} s windows)")
@@ -114,7 +114,7 @@ def steady_mix(
 
 def hot_key(latencies_ms: list[float], clients: int, path: Path, save: Save = write_png) -> None:
     """Histogram of the hot key's PATCH latencies, with p50 and p95 marked."""
-    figure, (axes,) = _figure()
+    figure, (axes,) = new_figure()
     axes.hist(latencies_ms, bins=40, color="tab:blue")
     for q, color in ((0.5, "tab:green"), (0.95, "tab:red")):
         value = quantile(latencies_ms, q)

@@ -64,6 +64,7 @@ import httpx
 
 from bench import state_plots
 from bench.gist_log import Write, gist_stats, keys_per_write, with_files_changed, writes_between
+from bench.report import Figure, Tick, silent
 from bench.run import ADMIN_KEY, RESULTS, add_write_docs, percentiles, report
 from bench.state_figures import (
     GIST_WRITES_PER_HOUR,
@@ -78,11 +79,16 @@ from bench.state_figures import (
     mean,
     within_goal,
 )
-from cmdgate_local.launcher import launch
+from cmdgate_local.launcher import RunningStack, launch
 from cmdgate_local.stack import LOCAL_CREDENTIALS
 from cmdgate_local.template import REGION
 
 SECTION = "## State: write-behind gist sync"
+BENCHMARK = "state"
+# The stack the scenarios expect: the sync queue's visibility short enough that a deferred key is
+# retried within the phases, and 6 environments per function.
+PARAMS = ("StateSyncVisibilityTimeoutS=5",)
+POOL_SIZE = 6
 SERIES = RESULTS.parent / "benchmarks-state-sync.csv"
 IMAGES = RESULTS.parent / "img"
 MERGE = {"Content-Type": "application/merge-patch+json"}
@@ -545,62 +551,142 @@ def hot_scenario(stack: Stack, log_dir: Path, args: argparse.Namespace) -> dict[
     }
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run the scenarios and print (or write) the results."""
-    args = parse(argv)
+def run_scenarios(running: RunningStack, args: argparse.Namespace, progress: Tick = silent) -> dict[str, Any]:
+    """The scenarios of `args` against a running stack started with `PARAMS` (and a pool of `POOL_SIZE`)."""
+    SERVER_ERRORS.clear()
     began = time.monotonic()
     figures: dict[str, Any] = {"args": args, "hot": None, "many": None, "mix": None, "seed": None}
-    params = ("StateSyncVisibilityTimeoutS=5", *args.param)
+    stack = Stack(
+        client=httpx.Client(base_url=running.url, headers={"Authorization": f"Bearer {ADMIN_KEY}"}, timeout=60),
+        dynamodb=boto3.client(
+            "dynamodb",
+            endpoint_url=running.state["moto_url"],
+            region_name=REGION,
+            aws_access_key_id=LOCAL_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=LOCAL_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+        ),
+        table=running.state["functions"]["ApiFunction"]["STATE_TABLE"],
+        gist_url=running.state["gist_url"],
+    )
+    start_log = len(gist_stats(stack.gist_url)["write_log"])
+    if "hot" in args.scenarios:
+        progress(f"{BENCHMARK}: echo, then one hot key, {args.clients} clients, {args.seconds:g} s each")
+        figures.update(hot_scenario(stack, running.log_dir, args))
+    many = None
+    if "many" in args.scenarios:
+        progress(f"{BENCHMARK}: {args.keys} new keys, polled until synced (at most {args.sync_bound:g} s)")
+        many = figures["many"] = many_keys(stack, args.keys, args.namespaces, args.sync_bound, args.sample_interval)
+    if "mix" in args.scenarios:
+        # Last: the mix reuses the many-keys phase's keys (written and, within its bound, synced).
+        if many is None or many["keys"] < args.mix_keys:
+            progress(f"{BENCHMARK}: seeding {args.mix_keys} keys for the mix")
+            many = figures["seed"] = many_keys(
+                stack, args.mix_keys, args.namespaces, args.sync_bound, args.sample_interval
+            )
+        progress(f"{BENCHMARK}: steady mix, {args.mix_clients} clients, {args.mix_seconds:g} s")
+        figures["mix"] = steady_mix(
+            stack,
+            many["names"][: args.mix_keys],
+            many["prefix"],
+            args.mix_seconds,
+            args.mix_clients,
+            args.mix_drain,
+            args.sample_interval,
+            args.keys_per_gist,
+        )
+    figures["write_log"] = [float(e["ts"]) for e in gist_stats(stack.gist_url)["write_log"][start_log:]]
+    figures["elapsed_s"] = round(time.monotonic() - began)
+    return figures
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the scenarios on a stack of their own and print (or write) the results."""
+    args = parse(argv)
     with (
         tempfile.TemporaryDirectory(prefix="cmdgate-bench-state-") as tmp,
-        launch(Path(tmp), admin_key=ADMIN_KEY, pool_size=6, params=params) as running,
+        launch(Path(tmp), admin_key=ADMIN_KEY, pool_size=POOL_SIZE, params=(*PARAMS, *args.param)) as running,
     ):
-        stack = Stack(
-            client=httpx.Client(base_url=running.url, headers={"Authorization": f"Bearer {ADMIN_KEY}"}, timeout=60),
-            dynamodb=boto3.client(
-                "dynamodb",
-                endpoint_url=running.state["moto_url"],
-                region_name=REGION,
-                aws_access_key_id=LOCAL_CREDENTIALS["AWS_ACCESS_KEY_ID"],
-                aws_secret_access_key=LOCAL_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
-            ),
-            table=running.state["functions"]["ApiFunction"]["STATE_TABLE"],
-            gist_url=running.state["gist_url"],
-        )
-        start_log = len(gist_stats(stack.gist_url)["write_log"])
-        if "hot" in args.scenarios:
-            figures.update(hot_scenario(stack, running.log_dir, args))
-        many = None
-        if "many" in args.scenarios:
-            many = figures["many"] = many_keys(stack, args.keys, args.namespaces, args.sync_bound, args.sample_interval)
-        if "mix" in args.scenarios:
-            # Last: the mix reuses the many-keys phase's keys (written and, within its bound, synced).
-            if many is None or many["keys"] < args.mix_keys:
-                many = figures["seed"] = many_keys(
-                    stack, args.mix_keys, args.namespaces, args.sync_bound, args.sample_interval
-                )
-            figures["mix"] = steady_mix(
-                stack,
-                many["names"][: args.mix_keys],
-                many["prefix"],
-                args.mix_seconds,
-                args.mix_clients,
-                args.mix_drain,
-                args.sample_interval,
-                args.keys_per_gist,
-            )
-        figures["write_log"] = [float(e["ts"]) for e in gist_stats(stack.gist_url)["write_log"][start_log:]]
-    figures["elapsed_s"] = round(time.monotonic() - began)
+        figures = run_scenarios(running, args)
     figures["plots"] = draw(figures, args.plots) if args.plots is not None else {}
     report(render(figures), SECTION, write_docs=args.write_docs)
     if args.write_docs and figures["many"] is not None:
-        many = figures["many"]
-        SERIES.write_text(
-            "seconds_since_first_write,keys_synced,gist_writes\n"
-            + "".join(f"{t},{n},{sum(1 for w in many['write_times'] if w <= t)}\n" for t, n in many["series"])
-        )
-        print(f"wrote {SERIES.relative_to(RESULTS.parent.parent)}")
+        write_series(figures["many"])
     return 0
+
+
+def write_series(many: dict[str, Any]) -> None:
+    """The many-keys phase's every poll, as docs/benchmarks-state-sync.csv."""
+    SERIES.write_text(
+        "seconds_since_first_write,keys_synced,gist_writes\n"
+        + "".join(f"{t},{n},{sum(1 for w in many['write_times'] if w <= t)}\n" for t, n in many["series"])
+    )
+    print(f"wrote {SERIES.relative_to(RESULTS.parent.parent)}")
+
+
+def headline(f: dict[str, Any]) -> list[Figure]:
+    """Each scenario's figure against the same run's baseline: echo throughput, the 60 s bound, the lag formula."""
+    out: list[Figure] = []
+    hot, many, mix = f["hot"], f["many"], f["mix"]
+    if hot is not None:
+        clients = f["args"].clients
+        out.append(
+            Figure(
+                BENCHMARK,
+                f"hot key PATCH rate, {clients} clients",
+                hot["rate"],
+                "writes/s",
+                f"echo through the front, {clients} clients",
+                f["echo"]["rps"],
+                f"{hot['seconds']} s each, one key; a 409 STATE_CONTENTION is retried after Retry-After",
+                goal_min=0.8,
+                baseline_unit="req/s",
+            )
+        )
+        if f["delays"]:
+            out.append(
+                Figure(
+                    BENCHMARK,
+                    f"gist sync lag after a burst of {f['args'].burst_size} writes (max)",
+                    max(f["delays"]),
+                    "s",
+                    "goal formula: 1 dirty gist x 1 s + 5 s",
+                    lag_goal_s(1),
+                    f"{len(f['delays'])} burst(s) on one key, polled every 0.2 s through the API; the steady mix's"
+                    " goal formula for one dirty gist",
+                    goal_max=1.0,
+                )
+            )
+    if many is not None:
+        synced_s = many["to_all_synced_s"] if many["all_synced"] else None
+        out.append(
+            Figure(
+                BENCHMARK,
+                f"{many['keys']} new keys: last write to all synced",
+                synced_s if synced_s is not None else many["polled_s"],
+                "s",
+                "goal bound",
+                MANY_GOAL_S,
+                f"{many['namespaces']} namespaces, registers polled every {f['args'].sample_interval:g} s"
+                + ("" if synced_s is not None else f"; {many['synced']} synced when the poll stopped"),
+                goal_max=1.0,
+                lower_bound=synced_s is None,
+            )
+        )
+    if mix is not None and mix["p95"] is not None and mix["goal_s"] is not None:
+        out.append(
+            Figure(
+                BENCHMARK,
+                f"steady mix sync lag p95, {mix['rate']} writes/s",
+                float(mix["p95"]),
+                "s",
+                f"goal formula: {mix['dirty_mean']} dirty gists x 1 s + 5 s",
+                float(mix["goal_s"]),
+                f"{f['args'].mix_clients} clients PATCH {mix['keys']} keys for {mix['seconds']} s; lag from 2xx to a"
+                " sample showing it synced",
+                goal_max=1.0,
+            )
+        )
+    return out
 
 
 def draw(figures: dict[str, Any], folder: Path) -> dict[str, Path]:
@@ -643,11 +729,12 @@ def render(f: dict[str, Any]) -> str:
     """The benchmarks.md section."""
     args = f["args"]
     invoked = f' ARGS="{args.argv}"' if args.argv else ""
+    command = getattr(args, "command", None) or f"make bench-state{invoked}"
     lines = [
         SECTION,
         "",
-        f"Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC by `make bench-state"
-        f"{invoked}` (bench/state_sync.py, {f['elapsed_s']} s) on this machine",
+        f"Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC by `{command}`"
+        f" (bench/state_sync.py, {f['elapsed_s']} s{getattr(args, 'stack_note', '')}) on this machine",
         "(2 cores running the whole local stack: moto, the Lambda emulator, the API front and the loopback",
         "Gist API), default gist budget 1 write/s, 80/min, 500/h. The stack is the ceiling, so the state",
         "figures are ratios to the same run's echo throughput with the same clients.",

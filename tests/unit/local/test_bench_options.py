@@ -13,10 +13,16 @@ from bench import run
 ROOT = Path(__file__).resolve().parents[3]
 
 
-@pytest.mark.parametrize(
-    ("target", "module"),
-    [("bench", "bench.run"), ("bench-state", "bench.state_sync"), ("bench-cold", "bench.cold_start")],
-)
+TARGETS = [
+    ("bench", "bench.suite"),
+    ("bench-command", "bench.run"),
+    ("bench-state", "bench.state_sync"),
+    ("bench-async", "bench.async_drain"),
+    ("bench-cold", "bench.cold_start"),
+]
+
+
+@pytest.mark.parametrize(("target", "module"), TARGETS)
 def test_make_passes_args_to_the_benchmark(target: str, module: str) -> None:
     if shutil.which("make") is None:
         pytest.skip("make is not installed")
