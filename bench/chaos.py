@@ -39,6 +39,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -157,9 +158,17 @@ class Chaos:
     """The scenarios, against a running stack (its URL, admin key, state file contents and log folder)."""
 
     def __init__(
-        self, url: str, admin_key: str, state: dict[str, Any], log_dir: Path, *, size: int, seed: int = 7
+        self,
+        url: str,
+        admin_key: str,
+        state: dict[str, Any],
+        log_dir: Path,
+        *,
+        size: int,
+        rate: float = 0.5,
+        seed: int = 7,
     ) -> None:
-        self.state, self.log_dir, self.size, self.seed = state, log_dir, size, seed
+        self.state, self.log_dir, self.size, self.rate, self.seed = state, log_dir, size, rate, seed
         self.clients = Clients(url, admin_key)
         self.run = uuid.uuid4().hex[:6]
         session = boto3.session.Session(
@@ -374,10 +383,13 @@ class Chaos:
 
     def sqs_errors(self) -> Row:
         name = "sqs-errors"
-        row = Row(name, "SQS `ServiceUnavailable` (503) on 30 % and `RequestThrottled` on 20 % of the functions' calls")
+        half = self.rate / 2
+        row = Row(
+            name, f"SQS `ServiceUnavailable` (503) and `RequestThrottled`, each on {half:.0%} of the functions' calls"
+        )
         self.aws_faults(
-            {"service": "sqs", "fault": "ServiceUnavailable", "rate": 0.3},
-            {"service": "sqs", "fault": "RequestThrottled", "rate": 0.2},
+            {"service": "sqs", "fault": "ServiceUnavailable", "rate": half},
+            {"service": "sqs", "fault": "RequestThrottled", "rate": half},
         )
         try:
             with self.measuring(row):
@@ -394,7 +406,7 @@ class Chaos:
         """State writes while the Gist API misbehaves; each must reach the gist once it behaves."""
         row = Row(name, injected)
         keys: list[str] = []
-        before = self.gist_admin("stats").get("faults_injected", 0)
+        before = self.gist_spoiled()
         start()
         try:
             with self.measuring(row):
@@ -409,7 +421,7 @@ class Chaos:
         finally:
             stop()
         row.writes = len(keys)
-        row.note = f"{self.gist_admin('stats').get('faults_injected', 0) - before} Gist API answers spoiled"
+        row.note = f"{self.gist_spoiled() - before} Gist API answers spoiled"
 
         def check() -> bool:
             registers = [self.register(key) for key in keys]
@@ -422,17 +434,17 @@ class Chaos:
             self.recover(row, check)
         return row
 
+    def gist_spoiled(self) -> int:
+        """Gist API answers spoiled so far: faults injected and rate-limit refusals."""
+        stats = self.gist_admin("stats")
+        return int(stats.get("faults_injected", 0)) + int(stats.get("rejected_total", 0))
+
     def wait_gist_attempts(self, before: int, bound_s: float = 30.0) -> None:
         """Poll until the Gist API has spoiled at least one answer (the sync met the fault)."""
-        deadline = time.monotonic() + bound_s
-        while time.monotonic() < deadline:
-            if self.gist_admin("stats").get("faults_injected", 0) > before:
-                return
-            time.sleep(0.2)
+        self.wait(lambda: self.gist_spoiled() > before, bound_s, 0.2)
 
     def gist_faults(self) -> list[Row]:
         none = {"mode": "none"}
-        limits = self.gist_admin("limits")
         rows = [
             self.gist_fault(
                 "gist-5xx",
@@ -454,11 +466,9 @@ class Chaos:
             ),
             self.gist_fault(
                 "gist-403-secondary",
-                "Gist API's secondary limit (content creation per minute) at 0: 403 with Retry-After",
-                lambda: self.gist_admin("limits", {"secondary_per_minute": 0}),
-                lambda: self.gist_admin(
-                    "limits", {"secondary_per_minute": int(limits.get("secondary_per_minute", 80))}
-                ),
+                "Gist API answers 403 with Retry-After: 2 (secondary limit) to every call for the run",
+                lambda: self.gist_admin("faults", {"mode": "403", "retry_after": 2}),
+                lambda: self.gist_admin("faults", none),
             ),
         ]
         return rows
@@ -467,12 +477,11 @@ class Chaos:
         """Worker runtimes SIGKILLed mid-command (after counting): each execution retried, counted once."""
         name = "runtime-killed"
         row = Row(name, "the worker's runtime SIGKILLed mid-invocation, after the command's effect")
-        kills = max(1, self.size // 5)
         with self.measuring(row):
-            queued = self.async_counts(name, {"hold_s": 6})[:kills]
+            queued = self.async_counts(name, {"hold_s": 6})[: max(1, self.size // 5)]
         for key, execution_id in queued:
-            self.wait(lambda key=key: self.counter(key) >= 1, 30)  # type: ignore[misc]
-            runtime = self.wait(lambda execution_id=execution_id: self.worker_runtime(execution_id), 10)  # type: ignore[misc]
+            self.wait(partial(self.counter, key), 30)
+            runtime = self.wait(partial(self.worker_runtime, execution_id), 10)
             if runtime:
                 os.kill(runtime, signal.SIGKILL)  # the runtime of an environment this stack started
         row.writes, row.note = len(queued), f"{len(queued)} runtimes killed"
@@ -496,32 +505,44 @@ class Chaos:
         return row
 
     def lease_paused(self) -> Row:
-        """A worker runtime SIGSTOPped while it holds an execution's lease, until the lease (10 s) is long
-        gone and a redelivery has run the execution elsewhere; then let go: its late finish changes nothing."""
+        """A worker runtime SIGSTOPped while it holds an execution's lease, until the lease (10 s) is gone and a
+        redelivery has run the execution in another environment; then resumed: its late finish changes nothing.
+        Recovery here is from the pause to the execution's success elsewhere."""
         name = "lease-paused"
         row = Row(name, "the worker holding an execution's lease paused (SIGSTOP) past the lease, then resumed")
         with self.measuring(row):
             queued = self.async_counts(name, {"hold_s": 3})[:1]
-        paused: int | None = None
-        try:
-            for key, execution_id in queued:
-                self.wait(lambda key=key: self.counter(key) >= 1, 30)  # type: ignore[misc]
-                paused = self.wait(lambda execution_id=execution_id: self.worker_runtime(execution_id), 10)  # type: ignore[misc]
-                if paused:
-                    holder = self.execution(execution_id).get("lease_holder")
-                    os.kill(paused, signal.SIGSTOP)  # the runtime of an environment this stack started
-                    self.wait(
-                        lambda execution_id=execution_id: self.execution(execution_id).get("status") == "succeeded",  # type: ignore[misc]
-                        60,
-                    )
-                    taken_over = self.execution(execution_id).get("lease_holder") != holder
-                    row.note = "taken over by another worker" if taken_over else "finished by the same worker"
-        finally:
-            if paused:
-                os.kill(paused, signal.SIGCONT)
         row.writes = len(queued)
+        if not queued:
+            row.problems.append("nothing queued")
+            return row
+        key, execution_id = queued[0]
+        self.wait(partial(self.counter, key), 30)
+        holder = str(self.execution(execution_id).get("lease_holder", ""))
+        paused = self.wait(partial(self.worker_runtime, execution_id), 10)
+        if not paused:
+            row.problems.append("no runtime held the lease")
+            return row
+        log = self.log_dir / f"WorkerFunction-{holder.split('/', 1)[-1]}.log"
+        invocations = _invocations(log)
+        os.kill(paused, signal.SIGSTOP)  # the runtime of an environment this stack started
+        started = time.monotonic()
+        try:
+            done = self.wait(lambda: self.execution(execution_id).get("status") == "succeeded", RECOVERY_GOAL_S)
+            recovered_s = round(time.monotonic() - started, 1)
+            taken_over = self.execution(execution_id).get("lease_holder") != holder
+        finally:
+            os.kill(paused, signal.SIGCONT)
+        # The resumed holder ends its invocation (the rest of its command's hold, then its refused finish).
+        ended = self.wait(lambda: _invocations(log) > invocations, 30)
+        row.note = "taken over by another worker" if taken_over else "finished by the paused worker"
+        row.note += "; the resumed holder ended its invocation" if ended else "; the resumed holder did not end"
+        if not done:
+            row.problems.append("the execution did not succeed while its holder was paused")
         with self.measuring(Row(name, "")):
             self.recover(row, self.async_done(row, queued))
+        if row.recover_s is not None:
+            row.recover_s = recovered_s
         return row
 
     def healer_killed(self, root: Path = ROOT) -> Row:
@@ -612,9 +633,11 @@ class Chaos:
         """Each fault by name, in the order the drill runs them."""
         return {
             "dynamodb-throughput": lambda: [
-                self.dynamodb_errors("dynamodb-throughput", "ProvisionedThroughputExceededException", 0.3)
+                self.dynamodb_errors("dynamodb-throughput", "ProvisionedThroughputExceededException", self.rate)
             ],
-            "dynamodb-throttling": lambda: [self.dynamodb_errors("dynamodb-throttling", "ThrottlingException", 0.3)],
+            "dynamodb-throttling": lambda: [
+                self.dynamodb_errors("dynamodb-throttling", "ThrottlingException", self.rate)
+            ],
             "dynamodb-latency": lambda: [self.dynamodb_latency()],
             "sqs-errors": lambda: [self.sqs_errors()],
             "gist": self.gist_faults,
@@ -623,6 +646,11 @@ class Chaos:
             "lease-paused": lambda: [self.lease_paused()],
             "healer-killed": lambda: [self.healer_killed()],
         }
+
+
+def _invocations(log: Path) -> int:
+    """Invocations an environment has ended, from the REPORT lines its emulator logs."""
+    return log.read_text(errors="replace").count("REPORT RequestId")
 
 
 def _invoke(env: Any, event: dict[str, Any]) -> Any:
@@ -676,6 +704,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="make chaos", description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--quick", action="store_true", help="3 requests of each kind per fault")
     parser.add_argument("--size", type=int, default=None, help="requests of each kind per fault (default 20)")
+    parser.add_argument("--rate", type=float, default=0.5, help="share of AWS calls failed (default 0.5)")
     parser.add_argument("--only", action="append", default=[], help="run only this scenario (repeatable)")
     parser.add_argument("--write-docs", action=argparse.BooleanOptionalAction, default=True)
     return parser.parse_args(argv)
@@ -697,7 +726,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     rows: list[Row] = []
     with launch(Path(tmp), admin_key=ADMIN_KEY, pool_size=3, params=params, startup_timeout_s=600) as running:
-        chaos = Chaos(running.url, ADMIN_KEY, running.state, running.log_dir, size=size)
+        chaos = Chaos(running.url, ADMIN_KEY, running.state, running.log_dir, size=size, rate=args.rate)
         wanted = args.only or list(chaos.scenarios())
         unknown = set(wanted) - set(chaos.scenarios())
         if unknown:
@@ -707,10 +736,12 @@ def main(argv: list[str] | None = None) -> int:
         for name, scenario in chaos.scenarios().items():
             if name in wanted:
                 print(f"fault: {name} ...", flush=True)
+                started = time.monotonic()
                 found = scenario()
                 rows.extend(found)
                 for row in found:
                     print(f"  {row}", flush=True)
+                print(f"  ({time.monotonic() - started:.1f} s)", flush=True)
         chaos.clients.close()
     meta = {
         "date": datetime.now(UTC).strftime("%Y-%m-%d"),
