@@ -71,7 +71,7 @@ class Row:
     injected: str
     requests: int = 0
     errors: int = 0
-    statuses: dict[int, int] = field(default_factory=dict)
+    statuses: dict[str, int] = field(default_factory=dict)
     malformed: int = 0
     writes: int = 0
     writes_lost: int = 0
@@ -131,7 +131,8 @@ class Clients:
                 self.row.requests += 1
                 if response.status_code >= 400:
                     self.row.errors += 1
-                    self.row.statuses[response.status_code] = self.row.statuses.get(response.status_code, 0) + 1
+                    kind = f"{response.status_code} {_code(response)}".strip()
+                    self.row.statuses[kind] = self.row.statuses.get(kind, 0) + 1
                     wrong = problem_errors(response) if response.status_code != 599 else ["client timeout"]
                     if wrong:
                         self.row.malformed += 1
@@ -648,6 +649,15 @@ class Chaos:
         }
 
 
+def _code(response: httpx.Response) -> str:
+    """The problem's `code`, "" when the answer has none."""
+    try:
+        body = response.json()
+    except ValueError:
+        return ""
+    return str(body.get("code", "")) if isinstance(body, dict) else ""
+
+
 def _invocations(log: Path) -> int:
     """Invocations an environment has ended, from the REPORT lines its emulator logs."""
     return log.read_text(errors="replace").count("REPORT RequestId")
@@ -678,7 +688,7 @@ def render(rows: list[Row], meta: dict[str, Any]) -> str:
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in rows:
-        statuses = ", ".join(f"{n}x{status}" for status, n in sorted(row.statuses.items())) or "-"
+        statuses = ", ".join(f"{n}x {kind}" for kind, n in sorted(row.statuses.items())) or "-"
         recover = f"{row.recover_s} s" if row.recover_s is not None else "**not recovered**"
         notes = "; ".join([row.note, *row.problems])
         lines.append(

@@ -32,10 +32,19 @@ def is_condition_failure(exc: BaseException) -> bool:
 
 
 def is_unavailable(exc: BaseException) -> bool:
-    """True when AWS throttled the call or failed it on its side (HTTP 5xx): worth retrying later."""
-    if error_code(exc) in THROTTLING_CODES:
-        return True
-    response: object = getattr(exc, "response", None)
-    metadata: object = response.get("ResponseMetadata") if isinstance(response, dict) else None
-    status: object = metadata.get("HTTPStatusCode") if isinstance(metadata, dict) else None
-    return isinstance(status, int) and status >= 500
+    """True when AWS throttled the call or failed it on its side (HTTP 5xx): worth retrying later.
+
+    Wrapped errors count by their cause (Powertools' idempotency raises its own error from botocore's)."""
+    seen: BaseException | None = exc
+    for _ in range(5):
+        if seen is None:
+            return False
+        if error_code(seen) in THROTTLING_CODES:
+            return True
+        response: object = getattr(seen, "response", None)
+        metadata: object = response.get("ResponseMetadata") if isinstance(response, dict) else None
+        status: object = metadata.get("HTTPStatusCode") if isinstance(metadata, dict) else None
+        if isinstance(status, int) and status >= 500:
+            return True
+        seen = seen.__cause__
+    return False

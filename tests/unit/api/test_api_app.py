@@ -345,6 +345,19 @@ def test_aws_throttling_past_botocores_retries_is_a_503_with_retry_after(
     assert answer.headers["retry-after"] == "1"
 
 
+def test_throttling_wrapped_by_the_idempotency_layer_is_a_503_too(api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
+    from aws_lambda_powertools.utilities.idempotency.exceptions import IdempotencyPersistenceLayerError
+    from botocore.exceptions import ClientError
+
+    def wrapped(*_: object, **__: object) -> None:
+        throttled = ClientError({"Error": {"Code": "ThrottlingException"}}, "PutItem")
+        raise IdempotencyPersistenceLayerError("Failed to save in progress record to idempotency store") from throttled
+
+    monkeypatch.setattr(api.services.executions, "list_commands", wrapped)
+    answer = api.call("GET", "/v1/commands")
+    assert (answer.status, answer.headers["retry-after"]) == (503, "1")
+
+
 def test_an_aws_refusal_that_is_not_throttling_stays_a_500(api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
     from botocore.exceptions import ClientError
 
