@@ -73,6 +73,7 @@ class Row:
     errors: int = 0
     statuses: dict[str, int] = field(default_factory=dict)
     malformed: int = 0
+    attempted: int = 0
     writes: int = 0
     writes_lost: int = 0
     double_effects: int = 0
@@ -145,9 +146,9 @@ class Clients:
         deadline = time.monotonic() + self.bound_s
         while True:
             response = self.once(method, path, **kwargs)
-            if response.status_code not in RETRYABLE and response.status_code != 599:
-                return response
-            if response.status_code == 409 and "retry-after" not in response.headers:
+            # A 409 with Retry-After is an idempotent request still in progress: asked to come back.
+            asked_back = response.status_code == 409 and "retry-after" in response.headers
+            if response.status_code not in RETRYABLE and response.status_code != 599 and not asked_back:
                 return response
             if time.monotonic() > deadline:
                 return response
@@ -295,7 +296,7 @@ class Chaos:
                 during()
             for job in jobs:
                 job.result()
-        row.writes = len(acknowledged_counts) + acknowledged_increments
+        row.attempted, row.writes = 2 * self.size, len(acknowledged_counts) + acknowledged_increments
 
         def check() -> bool:
             counts = [self.counter(key) for key in acknowledged_counts]
@@ -313,10 +314,12 @@ class Chaos:
 
         return check
 
-    def async_counts(self, scenario: str, params: dict[str, Any] | None = None) -> list[tuple[str, str]]:
-        """`size` async counts (key, execution id) acknowledged with 202 (submissions retried as asked)."""
+    def async_counts(
+        self, scenario: str, params: dict[str, Any] | None = None, n: int | None = None
+    ) -> list[tuple[str, str]]:
+        """`n` (else `size`) async counts (key, execution id) acknowledged with 202 (submissions retried as asked)."""
         queued: list[tuple[str, str]] = []
-        for i in range(self.size):
+        for i in range(self.size if n is None else n):
             key = self.key(scenario, i)
             answer = self.clients.until_done(
                 "POST",
@@ -398,7 +401,7 @@ class Chaos:
         finally:
             injected = self.aws_injected()
             self.clear_aws_faults()
-        row.writes, row.note = len(queued), f"{injected} calls failed"
+        row.attempted, row.writes, row.note = self.size, len(queued), f"{injected} calls failed"
         with self.measuring(Row(name, "")):
             self.recover(row, self.async_done(row, queued))
         return row
@@ -421,7 +424,7 @@ class Chaos:
                 self.wait_gist_attempts(before)  # the sync met the fault before it ends
         finally:
             stop()
-        row.writes = len(keys)
+        row.attempted, row.writes = self.size, len(keys)
         row.note = f"{self.gist_spoiled() - before} Gist API answers spoiled"
 
         def check() -> bool:
@@ -479,13 +482,14 @@ class Chaos:
         name = "runtime-killed"
         row = Row(name, "the worker's runtime SIGKILLed mid-invocation, after the command's effect")
         with self.measuring(row):
-            queued = self.async_counts(name, {"hold_s": 6})[: max(1, self.size // 5)]
+            queued = self.async_counts(name, {"hold_s": 6}, n=max(1, self.size // 5))
         for key, execution_id in queued:
             self.wait(partial(self.counter, key), 30)
             runtime = self.wait(partial(self.worker_runtime, execution_id), 10)
             if runtime:
                 os.kill(runtime, signal.SIGKILL)  # the runtime of an environment this stack started
-        row.writes, row.note = len(queued), f"{len(queued)} runtimes killed"
+        row.attempted, row.writes = max(1, self.size // 5), len(queued)
+        row.note = f"{len(queued)} runtimes killed"
         with self.measuring(Row(name, "")):
             self.recover(row, self.async_done(row, queued))
         return row
@@ -500,7 +504,7 @@ class Chaos:
         for _, execution_id in queued:
             for _ in range(2):
                 self.sqs.send_message(QueueUrl=queue, MessageBody=json.dumps({"execution_id": execution_id}))
-        row.writes, row.note = len(queued), f"{2 * len(queued)} copies sent"
+        row.attempted, row.writes, row.note = self.size, len(queued), f"{2 * len(queued)} copies sent"
         with self.measuring(Row(name, "")):
             self.recover(row, self.async_done(row, queued))
         return row
@@ -512,7 +516,8 @@ class Chaos:
         name = "lease-paused"
         row = Row(name, "the worker holding an execution's lease paused (SIGSTOP) past the lease, then resumed")
         with self.measuring(row):
-            queued = self.async_counts(name, {"hold_s": 3})[:1]
+            queued = self.async_counts(name, {"hold_s": 3}, n=1)
+        row.attempted = 1
         row.writes = len(queued)
         if not queued:
             row.problems.append("nothing queued")
@@ -616,7 +621,7 @@ class Chaos:
             second = _invoke(env, scheduled)
             if isinstance(second, Exception):
                 row.problems.append(f"second healer pass failed: {second!r}")
-        row.writes = len(ids)
+        row.attempted = row.writes = len(ids)
         self.recover(row, self.async_done(row, ids))
         return row
 
@@ -678,7 +683,8 @@ def render(rows: list[Row], meta: dict[str, Any]) -> str:
         f"start, {meta['load'][1]:.1f} at the end) by `make chaos{meta['args']}`: {meta['size']} requests of each kind",
         "per fault. Clients retry a 429 or 503 after its Retry-After and any other 5xx, with the same",
         "Idempotency-Key. *Errors* are the non-2xx answers during the fault (every one checked: problem+json,",
-        "Retry-After on 429/503; *malformed* counts those that were not). *Writes lost*: acknowledged writes",
+        "Retry-After on 429/503; *malformed* counts those that were not). *Writes*: acknowledged of attempted",
+        "(a client gives up after 60 s of retries). *Writes lost*: acknowledged writes",
         "missing at the end; *twice*: effects applied more than once (`count` counters above 1, state",
         "versions above the acknowledged increments). *Recover*: from the fault's end until every",
         f"acknowledged write took effect and a fresh request succeeded (goal {RECOVERY_GOAL_S:.0f} s).",
@@ -693,7 +699,7 @@ def render(rows: list[Row], meta: dict[str, Any]) -> str:
         notes = "; ".join([row.note, *row.problems])
         lines.append(
             f"| {row.fault} | {row.injected} | {row.requests} | {row.errors} ({statuses}) | {row.malformed} "
-            f"| {row.writes} | {row.writes_lost} | {row.double_effects} | {recover} | {notes} |"
+            f"| {row.writes}/{row.attempted} | {row.writes_lost} | {row.double_effects} | {recover} | {notes} |"
         )
     return "\n".join(lines)
 
