@@ -181,6 +181,9 @@ class Chaos:
         self.dynamodb = session.client("dynamodb", endpoint_url=state["moto_url"])
         self.sqs = session.client("sqs", endpoint_url=state["moto_url"])
 
+    def close(self) -> None:
+        self.clients.close()
+
     # -- handles on the stack ---------------------------------------------------------------------------
     def resource(self, logical_id: str) -> str:
         return str(self.state["resources"][logical_id]["Ref"])
@@ -758,7 +761,7 @@ def main(argv: list[str] | None = None) -> int:
                 for row in found:
                     print(f"  {row}", flush=True)
                 print(f"  ({time.monotonic() - started:.1f} s)", flush=True)
-        chaos.clients.close()
+        chaos.close()
     meta = {
         "date": datetime.now(UTC).strftime("%Y-%m-%d"),
         "load": (load_before, os.getloadavg()[0]),
