@@ -565,6 +565,13 @@ class Chaos:
         table = self.resource("ExecutionsTable")
         ids: list[tuple[str, str]] = []
         created = datetime.fromtimestamp(time.time() - 30, UTC).isoformat(timespec="milliseconds")
+        records = boto3.resource(
+            "dynamodb",
+            endpoint_url=self.state["moto_url"],
+            region_name="us-east-1",
+            aws_access_key_id=LOCAL_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=LOCAL_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+        ).Table(table)
         for i in range(max(3, self.size)):
             execution_id, key = uuid.uuid4().hex, self.key(name, i)
             item = Execution(
@@ -578,13 +585,7 @@ class Chaos:
                 expires_at=int(time.time()) + 3600,
                 permissions=("admin",),
             ).to_item()
-            boto3.resource(
-                "dynamodb",
-                endpoint_url=self.state["moto_url"],
-                region_name="us-east-1",
-                aws_access_key_id=LOCAL_CREDENTIALS["AWS_ACCESS_KEY_ID"],
-                aws_secret_access_key=LOCAL_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
-            ).Table(table).put_item(Item=item)
+            records.put_item(Item=item)
             ids.append((key, execution_id))
         thresholds = {"HEALER_QUEUED_AFTER_S": "2", "HEALER_STUCK_GRACE_S": "1"}
         log_dir = Path(tempfile.mkdtemp(prefix="chaos-healer-"))

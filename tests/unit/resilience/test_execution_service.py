@@ -1045,3 +1045,29 @@ def test_keyed_ids_differ_by_principal_key_and_request() -> None:
     }
     assert len(ids) == 4
     assert all(len(i) == 32 and i.isalnum() for i in ids)
+
+
+def _throttled() -> Exception:
+    from botocore.exceptions import ClientError
+
+    return ClientError({"Error": {"Code": "ProvisionedThroughputExceededException"}}, "TransactWriteItems")
+
+
+def test_aws_throttling_in_a_retry_safe_sync_command_asks_to_come_back_and_is_not_stored(h: Harness) -> None:
+    @command("safe_throttled", description="Throttled.", retry_safe=True, registry=h.registry)
+    def safe_throttled(params: BaseModel, context: CommandContext) -> None:
+        raise _throttled()
+
+    with pytest.raises(errors.ProblemError) as raised:  # raised, so the idempotency layer stores nothing
+        h.service.submit(ALICE, "safe_throttled", "{}", prefer_async=False)
+    assert (raised.value.status, raised.value.code) == (503, "DEPENDENCY_UNAVAILABLE")
+    assert raised.value.headers["Retry-After"] == "1"
+
+
+def test_aws_throttling_in_a_command_not_retry_safe_stays_its_500_answer(h: Harness) -> None:
+    @command("unsafe_throttled", description="Throttled.", registry=h.registry)
+    def unsafe_throttled(params: BaseModel, context: CommandContext) -> None:
+        raise _throttled()
+
+    submission = h.service.submit(ALICE, "unsafe_throttled", "{}", prefer_async=False)
+    assert (submission.status_code, submission.body["code"]) == (500, "COMMAND_FAILED")
