@@ -679,6 +679,23 @@ def _invoke(env: Any, event: dict[str, Any]) -> Any:
         return exc
 
 
+FINDINGS = [
+    "Found by this drill and fixed: an AWS throttle that outlasted botocore's retries was a 500; it is",
+    "503 `DEPENDENCY_UNAVAILABLE` with Retry-After, also when Powertools' idempotency layer wraps it. At 50 %",
+    "throttling one `count` was applied twice: Powertools' success record was not saved, the key's",
+    "in-progress marker expired and the client's retry started a new execution; a run under an",
+    "Idempotency-Key is now one execution (its id derived from the principal, the key and the request),",
+    "so effects keyed by the execution id apply once. A retry-safe command whose AWS call was throttled",
+    "answered 500 `COMMAND_FAILED`, stored under the key and replayed to every retry (its client could",
+    "never finish); it answers 503 and is not stored. Still open: while the authorizer's own key lookup is",
+    "throttled, API Gateway answers `AUTHORIZER_FAILURE` (500, problem+json, no Retry-After). Writes",
+    "acknowledged below their attempts are clients that gave up after 60 s of retries, not lost writes;",
+    "they were answered 409 `IDEMPOTENCY_IN_PROGRESS` until then, presumably an in-progress marker that",
+    "Powertools could neither complete nor delete under throttling (not traced yet), which holds the key",
+    "until it expires with the invocation's time.",
+]
+
+
 def render(rows: list[Row], meta: dict[str, Any]) -> str:
     lines = [
         "## Chaos drill (`make chaos`)",
@@ -705,6 +722,7 @@ def render(rows: list[Row], meta: dict[str, Any]) -> str:
             f"| {row.fault} | {row.injected} | {row.requests} | {row.errors} ({statuses}) | {row.malformed} "
             f"| {row.writes}/{row.attempted} | {row.writes_lost} | {row.double_effects} | {recover} | {notes} |"
         )
+    lines.extend(["", *FINDINGS])
     return "\n".join(lines)
 
 
