@@ -490,7 +490,7 @@ class Chaos:
             self.wait(partial(self.counter, key), 30)
             runtime = self.wait(partial(self.worker_runtime, execution_id), 10)
             if runtime:
-                os.kill(runtime, signal.SIGKILL)  # the runtime of an environment this stack started
+                _signal(runtime, signal.SIGKILL)  # the runtime of an environment this stack started
         row.attempted, row.writes = max(1, self.size // 5), len(queued)
         row.note = f"{len(queued)} runtimes killed"
         with self.measuring(Row(name, "")):
@@ -534,18 +534,23 @@ class Chaos:
             return row
         log = self.log_dir / f"WorkerFunction-{holder.split('/', 1)[-1]}.log"
         invocations = _invocations(log)
-        os.kill(paused, signal.SIGSTOP)  # the runtime of an environment this stack started
+        if not _signal(paused, signal.SIGSTOP):  # the runtime of an environment this stack started
+            row.problems.append("the lease holder's runtime ended before it could be paused")
+            return row
         started = time.monotonic()
         try:
             done = self.wait(lambda: self.execution(execution_id).get("status") == "succeeded", RECOVERY_GOAL_S)
             recovered_s = round(time.monotonic() - started, 1)
             taken_over = self.execution(execution_id).get("lease_holder") != holder
         finally:
-            os.kill(paused, signal.SIGCONT)
+            gone = not _signal(paused, signal.SIGCONT)  # gone: the emulator ended it at the function's timeout
         # The resumed holder ends its invocation (the rest of its command's hold, then its refused finish).
         ended = self.wait(lambda: _invocations(log) > invocations, 30)
         row.note = "taken over by another worker" if taken_over else "finished by the paused worker"
-        row.note += "; the resumed holder ended its invocation" if ended else "; the resumed holder did not end"
+        if gone:
+            row.note += "; the paused runtime was ended by the emulator's timeout"
+        else:
+            row.note += "; the resumed holder ended its invocation" if ended else "; the resumed holder did not end"
         if not done:
             row.problems.append("the execution did not succeed while its holder was paused")
         with self.measuring(Row(name, "")):
@@ -616,7 +621,7 @@ class Chaos:
                 # Mid-pass: once its first repair is made (a message sent again), before the last.
                 self.wait(lambda: any(self.counter(key) for key, _ in ids), 60, 0.05)
                 if runtime:
-                    os.kill(runtime, signal.SIGKILL)  # the healer runtime this process started
+                    _signal(runtime, signal.SIGKILL)  # the healer runtime this process started
                 passing.join(60)
                 repaired_before_kill = sum(1 for key, _ in ids if self.counter(key))
             finally:
@@ -665,6 +670,15 @@ def _code(response: httpx.Response) -> str:
     except ValueError:
         return ""
     return str(body.get("code", "")) if isinstance(body, dict) else ""
+
+
+def _signal(pid: int, signum: int) -> bool:
+    """Send `signum` to `pid`; False when the process is already gone."""
+    try:
+        os.kill(pid, signum)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 def _invocations(log: Path) -> int:
