@@ -16,7 +16,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 # sam build needs the runtime's exact python (python3.11) on PATH.
 SAM := PATH="$(CURDIR)/$(SAM_VENV)/bin:$$PATH" $(SAM_VENV)/bin/sam
 
-.PHONY: setup build run test lint typecheck validate unit integration security contract invoke bench bench-cold bench-state bench-profile dr-drill bench-async openapi clean \
+.PHONY: setup build run test lint typecheck validate unit integration security contract invoke bench bench-cold bench-state bench-profile dr-drill bench-async chaos openapi clean \
 	audit audit-static audit-code audit-deps audit-template
 
 setup: $(VENV)/.installed $(SAM_VENV)/.installed $(RUNTIME_VENV)/.installed $(AUDIT_VENV)/.installed
@@ -139,6 +139,11 @@ dr-drill: build
 # Async commands: drain rate beside moto's ceiling, and a failing mix's outcomes (ARGS="--quick": 100).
 bench-async: build $(VENV)/.bench-installed
 	PYTHONPATH=$(PYTHONPATH_DEV) $(VENV)/bin/python -m bench.async_drain $(ARGS)
+
+# Chaos drill: each fault (AWS errors and latency, Gist API faults, killed and paused runtimes, duplicate
+# deliveries, a killed healer) against the local stack; its table to docs/reliability.md (ARGS="--quick").
+chaos: build
+	PYTHONPATH=$(PYTHONPATH_DEV) $(VENV)/bin/python -m bench.chaos $(ARGS)
 
 clean:
 	rm -rf .aws-sam .local-stack .sam-build.log .mypy_cache .ruff_cache .pytest_cache

@@ -14,7 +14,8 @@ the integration suite can check each function's calls against its policy in temp
 `LockTimes` adds up, per action, the time each call waited for the lock and held it, served at
 `GET /_cmdgate/lock-time`; `GET /_cmdgate/memory` gives the process's RSS and, when tracemalloc
 traces (PYTHONTRACEMALLOC=N), the top allocation sites. Both are for finding what slows or grows
-the stack (docs/design.md, "Local stack differences from AWS").
+the stack (docs/design.md, "Local stack differences from AWS"). `/_cmdgate/faults` switches the
+fault injection of cmdgate_local.fault_proxy (AWS errors and latency for chaos runs; off by default).
 
 `POST /_cmdgate/event-sources` `{"function": "<LogicalId>", "enabled": false}` pauses that
 function's event source mappings (what `UpdateEventSourceMapping Enabled=false` does on AWS): a
@@ -131,7 +132,7 @@ CALLS_PATH = "/_cmdgate/aws-calls"
 LOCK_TIME_PATH = "/_cmdgate/lock-time"
 MEMORY_PATH = "/_cmdgate/memory"
 EVENT_SOURCES_PATH = "/_cmdgate/event-sources"
-_CREDENTIAL = re.compile(r"Credential=([^/\s,]+)/[^/]+/([^/]+)/([^/]+)/aws4_request")
+CREDENTIAL = re.compile(r"Credential=([^/\s,]+)/[^/]+/([^/]+)/([^/]+)/aws4_request")
 # Request fields naming the resource a call acts on, by protocol.
 _RESOURCE_FIELDS = ("TableName", "KeyId", "SecretId", "TopicArn", "stateMachineArn")
 # A queue URL's path: /<account>/<name>; recorded as the queue's ARN, which IAM policies name.
@@ -165,11 +166,11 @@ class CallRecorder:
 
     def observe(self, environ: dict[str, Any]) -> None:
         """Record the call `environ` makes (its body is read and put back for the app)."""
-        found = _CREDENTIAL.search(str(environ.get("HTTP_AUTHORIZATION", "")))
+        found = CREDENTIAL.search(str(environ.get("HTTP_AUTHORIZATION", "")))
         if found is None:
             return
         access_key, region, service = found.groups()
-        body = _buffer_body(environ)
+        body = buffer_body(environ)
         target = str(environ.get("HTTP_X_AMZ_TARGET", ""))
         if target:
             operation = target.rsplit(".", 1)[-1]
@@ -208,7 +209,7 @@ class CallRecorder:
             return [{**asdict(call), "count": count} for call, count in sorted(self._calls.items(), key=str)]
 
 
-def _buffer_body(environ: dict[str, Any]) -> bytes:
+def buffer_body(environ: dict[str, Any]) -> bytes:
     try:
         length = int(environ.get("CONTENT_LENGTH") or 0)
     except ValueError:
@@ -271,7 +272,7 @@ def recording(
         control = (controls or {}).get(str(environ.get("PATH_INFO", "")))
         if control is not None and environ.get("REQUEST_METHOD") == "POST":
             try:
-                asked = json.loads(_buffer_body(environ) or b"{}")
+                asked = json.loads(buffer_body(environ) or b"{}")
                 if not isinstance(asked, dict):
                     raise ValueError("a JSON object is expected")
                 reply, status = control(asked), "200 OK"
@@ -303,12 +304,15 @@ class MotoEndpoint:
     """A moto server thread on 127.0.0.1."""
 
     def __init__(self, port: int = 0) -> None:
+        from cmdgate_local.fault_proxy import FaultInjector  # it builds on this module's call parsing
+
         self._port = port
         self._server: BaseWSGIServer | None = None
         self._thread: threading.Thread | None = None
         self.recorder = CallRecorder()
         self.lock_times = LockTimes()
         self.controls: dict[str, Control] = {}  # filled before or after start(): read per request
+        self.faults = FaultInjector()
 
     @property
     def url(self) -> str:
@@ -318,9 +322,13 @@ class MotoEndpoint:
 
     def start(self) -> None:
         """Serve in a daemon thread."""
+        from cmdgate_local.fault_proxy import faulty
+
         moto_patches.install()
         moto = DomainDispatcherApplication(create_backend_app)
-        app = recording(serialized(moto, self.lock_times), self.recorder, self.lock_times, self.controls)
+        app = faulty(
+            recording(serialized(moto, self.lock_times), self.recorder, self.lock_times, self.controls), self.faults
+        )
         self._server = make_server("127.0.0.1", self._port, app, threaded=True, request_handler=MotoRequestHandler)
         self._thread = threading.Thread(target=self._server.serve_forever, name="moto", daemon=True)
         self._thread.start()

@@ -10,12 +10,12 @@ import signal
 import time
 import uuid
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import boto3
 import pytest
 
+from cmdgate_local.processes import runtime_pid
 from tests.integration.conftest import Stack, wait_for
 
 pytestmark = pytest.mark.integration
@@ -60,22 +60,6 @@ def counter(stack: Stack, key: str) -> int:
 # -- a killed worker runtime -------------------------------------------------------------------------
 
 
-def _parent(pid: int) -> int:
-    stat = Path(f"/proc/{pid}/stat").read_text()
-    return int(stat.rsplit(")", 1)[1].split()[1])
-
-
-def _descends_from(pid: int, ancestor: int) -> bool:
-    try:
-        while pid > 1:
-            if pid == ancestor:
-                return True
-            pid = _parent(pid)
-    except (OSError, ValueError, IndexError):
-        return False
-    return False
-
-
 def runtime_holding(stack: Stack, execution_id: str) -> int | None:
     """The pid of this stack's worker runtime (`python -m awslambdaric`) holding the execution's lease.
 
@@ -89,28 +73,7 @@ def runtime_holding(stack: Stack, execution_id: str) -> int | None:
     if not holder.startswith("local/"):
         return None
     log = stack.log_dir / f"WorkerFunction-{holder.split('/', 1)[1]}.log"
-    processes = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                processes[int(entry.name)] = (entry / "cmdline").read_bytes()
-            except OSError:
-                continue
-    emulators = []
-    for pid, cmdline in processes.items():
-        try:
-            if b"aws-lambda-rie" in cmdline and Path(os.readlink(f"/proc/{pid}/fd/1")) == log:
-                emulators.append(pid)
-        except OSError:
-            continue
-    for pid, cmdline in processes.items():
-        try:
-            parent = _parent(pid)
-        except (OSError, ValueError, IndexError):
-            continue
-        if b"awslambdaric" in cmdline and parent in emulators and _descends_from(parent, int(stack.state["pid"])):
-            return pid
-    return None
+    return runtime_pid(int(stack.state["pid"]), log)
 
 
 def test_a_killed_worker_runtime_leads_to_a_retry_and_one_count_effect(stack: Stack) -> None:

@@ -21,6 +21,7 @@ from cmdgate.api_docs import (
 )
 from cmdgate.api_docs import LOCATION as LOCATION_HEADER
 from cmdgate.callbacks import parse_callback_url
+from cmdgate.executions.service import keyed_execution_id
 from cmdgate.http import http_response, json_response, prefers_async
 from cmdgate.idempotency import parse_idempotency_key, request_fingerprint, require_key_if_needed
 from cmdgate.pagination import decode_cursor, encode_cursor, parse_limit
@@ -82,11 +83,14 @@ def run_command(
         return http_response(service.start(caller, prepared, stamp).to_http(event.request_context.request_id))
     requests = services().idempotent_requests
     requests.register_lambda_context(router.lambda_context)
+    fingerprint = request_fingerprint(event.http_method, event.path, prepared.raw_params)
+    # The same execution however often the key is retried, even once its stored answer was lost.
+    execution_id = keyed_execution_id(caller.principal_id, key, fingerprint)
     stored = requests.run(
         caller.principal_id,
         key,
-        request_fingerprint(event.http_method, event.path, prepared.raw_params),
-        lambda: service.start(caller, prepared, stamp).to_http(event.request_context.request_id),
+        fingerprint,
+        lambda: service.start(caller, prepared, stamp, execution_id).to_http(event.request_context.request_id),
         retry_after_s=settings.idempotency_retry_after_s,
     )
     return http_response(stored)

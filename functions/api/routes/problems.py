@@ -8,7 +8,7 @@ from aws_lambda_powertools.event_handler.api_gateway import BaseRouter
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEvent
 
-from cmdgate import errors
+from cmdgate import aws_errors, errors
 from cmdgate.http import problem_response
 
 logger, metrics = Logger(), Metrics()
@@ -37,7 +37,19 @@ def handle_not_found(_: Exception) -> Response[str]:
     return problem_response(errors.NotFound("No such route."), _request_id())
 
 
+# AWS throttled or failed a call past botocore's retries: the client is asked to come back shortly.
+UNAVAILABLE_RETRY_AFTER_S = 1
+
+
 def handle_unexpected(error: Exception) -> Response[str]:
+    if aws_errors.is_unavailable(error):
+        logger.warning("AWS unavailable", extra={"error_type": type(error).__name__})
+        metrics.add_metric(name="DependencyUnavailable", unit="Count", value=1)
+        unavailable = errors.DependencyUnavailable(
+            "A dependency is busy or unavailable; retry shortly.",
+            headers={"Retry-After": str(UNAVAILABLE_RETRY_AFTER_S)},
+        )
+        return problem_response(unavailable, _request_id())
     logger.exception("unhandled error")
     metrics.add_metric(name="UnhandledErrors", unit="Count", value=1)
     return problem_response(errors.InternalError(), _request_id())

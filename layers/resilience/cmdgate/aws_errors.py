@@ -3,6 +3,17 @@
 from __future__ import annotations
 
 CONDITION_FAILED = "ConditionalCheckFailedException"
+# AWS saying "not now": throttling, with botocore's own retries already spent.
+THROTTLING_CODES = frozenset(
+    {
+        "ThrottlingException",
+        "ProvisionedThroughputExceededException",
+        "RequestLimitExceeded",
+        "RequestThrottled",
+        "Throttling",
+        "TooManyRequestsException",
+    }
+)
 
 
 def error_code(exc: BaseException) -> str | None:
@@ -18,3 +29,22 @@ def error_code(exc: BaseException) -> str | None:
 def is_condition_failure(exc: BaseException) -> bool:
     """True when a DynamoDB write was refused by its condition expression."""
     return error_code(exc) == CONDITION_FAILED
+
+
+def is_unavailable(exc: BaseException) -> bool:
+    """True when AWS throttled the call or failed it on its side (HTTP 5xx): worth retrying later.
+
+    Wrapped errors count by their cause (Powertools' idempotency raises its own error from botocore's)."""
+    seen: BaseException | None = exc
+    for _ in range(5):
+        if seen is None:
+            return False
+        if error_code(seen) in THROTTLING_CODES:
+            return True
+        response: object = getattr(seen, "response", None)
+        metadata: object = response.get("ResponseMetadata") if isinstance(response, dict) else None
+        status: object = metadata.get("HTTPStatusCode") if isinstance(metadata, dict) else None
+        if isinstance(status, int) and status >= 500:
+            return True
+        seen = seen.__cause__
+    return False

@@ -256,7 +256,7 @@ class GistApp:
             self._stats.requests_by_method[request.method] += 1
             fault = self._faults.take_response(request)
             if fault is not None:
-                if fault.status_code == 429:
+                if fault.status_code in (429, 403):
                     token = self._token(request)
                     if token is not None:
                         self._rate.headers(fault, token)

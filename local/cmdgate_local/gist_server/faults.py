@@ -1,6 +1,7 @@
-"""Faults injected into API answers for chaos tests: 502, slow answers, 429, lost answers.
+"""Faults injected into API answers for chaos tests: 502, slow answers, 429 or 403, lost answers.
 
-"502", "timeout" and "429" hit a request before it is handled: nothing is applied.
+"502", "timeout", "429" and "403" hit a request before it is handled: nothing is applied. "429"
+and "403" are the secondary rate limit's two forms (GitHub documents both), with Retry-After.
 "lost" and "lost_timeout" hit it after: the request is handled as usual (a write
 lands, a revision is committed, the rate limit is charged), then its answer is
 lost, as when a proxy or the network drops it: "lost" replaces the answer with a
@@ -16,11 +17,12 @@ from werkzeug.wrappers import Request, Response
 
 from cmdgate_local.gist_server.responses import DOC_SECONDARY, error
 
-FaultMode = Literal["502", "timeout", "429", "lost", "lost_timeout", "none"]
+FaultMode = Literal["502", "timeout", "429", "403", "lost", "lost_timeout", "none"]
 FAULT_MODES: dict[str, FaultMode] = {
     "502": "502",
     "timeout": "timeout",
     "429": "429",
+    "403": "403",
     "lost": "lost",
     "lost_timeout": "lost_timeout",
     "none": "none",
@@ -95,14 +97,14 @@ class FaultInjector:
         return self.fault.delay_s
 
     def take_response(self, request: Request) -> Response | None:
-        """The spoiled answer for this request (502 page or 429), None for none."""
-        if self.fault.mode not in ("502", "429") or not self._applies(request):
+        """The spoiled answer for this request (502 page, 429 or 403), None for none."""
+        if self.fault.mode not in ("502", "429", "403") or not self._applies(request):
             return None
         self._consume()
         if self.fault.mode == "502":
             return bad_gateway()
         return error(
-            429,
+            int(self.fault.mode),
             "You have exceeded a secondary rate limit. Please wait a few minutes before you try again.",
             DOC_SECONDARY,
             {"Retry-After": str(self.fault.retry_after)},

@@ -326,6 +326,48 @@ def test_an_unexpected_error_is_a_500_problem_with_nothing_internal(api: Api, mo
     assert answer.headers["ratelimit"]
 
 
+@pytest.mark.parametrize(
+    ("code", "status"),
+    [("ProvisionedThroughputExceededException", 400), ("ThrottlingException", 400), ("InternalServerError", 500)],
+)
+def test_aws_throttling_past_botocores_retries_is_a_503_with_retry_after(
+    api: Api, monkeypatch: pytest.MonkeyPatch, code: str, status: int
+) -> None:
+    from botocore.exceptions import ClientError
+
+    def throttled(*_: object, **__: object) -> None:
+        raise ClientError({"Error": {"Code": code}, "ResponseMetadata": {"HTTPStatusCode": status}}, "Query")
+
+    monkeypatch.setattr(api.services.executions, "list_commands", throttled)
+    answer = api.call("GET", "/v1/commands")
+    assert (answer.status, answer.json()["code"]) == (503, "DEPENDENCY_UNAVAILABLE")
+    assert answer.headers["content-type"] == "application/problem+json"
+    assert answer.headers["retry-after"] == "1"
+
+
+def test_throttling_wrapped_by_the_idempotency_layer_is_a_503_too(api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
+    from aws_lambda_powertools.utilities.idempotency.exceptions import IdempotencyPersistenceLayerError
+    from botocore.exceptions import ClientError
+
+    def wrapped(*_: object, **__: object) -> None:
+        throttled = ClientError({"Error": {"Code": "ThrottlingException"}}, "PutItem")
+        raise IdempotencyPersistenceLayerError("Failed to save in progress record to idempotency store") from throttled
+
+    monkeypatch.setattr(api.services.executions, "list_commands", wrapped)
+    answer = api.call("GET", "/v1/commands")
+    assert (answer.status, answer.headers["retry-after"]) == (503, "1")
+
+
+def test_an_aws_refusal_that_is_not_throttling_stays_a_500(api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
+    from botocore.exceptions import ClientError
+
+    def refused(*_: object, **__: object) -> None:
+        raise ClientError({"Error": {"Code": "ValidationException"}, "ResponseMetadata": {"HTTPStatusCode": 400}}, "Q")
+
+    monkeypatch.setattr(api.services.executions, "list_commands", refused)
+    assert api.call("GET", "/v1/commands").status == 500
+
+
 def test_a_base64_body_is_the_body_the_gate_checked(api: Api) -> None:
     """API Gateway base64-encodes binary media types: the route must read what the body gate read."""
     answer = run(api, body='{"message": "b64"}', base64_body=True)

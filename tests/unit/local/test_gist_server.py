@@ -413,6 +413,17 @@ def test_429_fault_until_cleared_with_retry_after(server: GistServer, client: ht
     assert client.get(f"/gists/{gist['id']}").status_code == 200
 
 
+def test_403_fault_is_the_secondary_limit_with_retry_after(server: GistServer, client: httpx.Client) -> None:
+    gist = create(client)
+    assert httpx.post(f"{server.url}/_admin/faults", json={"mode": "403", "retry_after": 3}).status_code == 200
+    response = client.get(f"/gists/{gist['id']}")
+    assert response.status_code == 403
+    assert response.headers["Retry-After"] == "3"
+    assert "secondary rate limit" in response.json()["message"]
+    httpx.post(f"{server.url}/_admin/faults", json={"mode": "none"})
+    assert client.get(f"/gists/{gist['id']}").status_code == 200
+
+
 def test_fault_limited_to_methods(server: GistServer, client: httpx.Client) -> None:
     gist = create(client)
     server.app.set_fault("502", methods=["PATCH"])

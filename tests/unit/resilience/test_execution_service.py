@@ -1005,3 +1005,69 @@ def test_start_once_refuses_a_sync_only_command(h: Harness) -> None:
     with pytest.raises(errors.BadRequest):
         h.service.start_once(ALICE, lambda: h.service.prepare(ALICE, "quick", None, True), "c" * 32, STAMP)
     assert h.store.get("c" * 32) is None
+
+
+# -- a run started again under its Idempotency-Key (the stored answer lost) ---------------------------
+
+
+def test_a_sync_run_started_again_under_its_keyed_id_replays_and_runs_nothing_twice(h: Harness) -> None:
+    from cmdgate.executions.service import keyed_execution_id
+
+    execution_id = keyed_execution_id(ALICE.principal_id, "key-1", "fingerprint")
+    prepared = h.service.prepare(ALICE, "greet", '{"name": "ada"}', False)
+    first = h.service.start(ALICE, prepared, None, execution_id)
+    again = h.service.start(ALICE, h.service.prepare(ALICE, "greet", '{"name": "ada"}', False), None, execution_id)
+    assert first.status_code == again.status_code == 200
+    assert first.body == again.body and again.body["execution_id"] == execution_id
+    assert h.runs == {"greet": 1}
+
+
+def test_an_async_run_started_again_under_its_keyed_id_is_the_same_queued_execution(h: Harness) -> None:
+    from cmdgate.executions.service import keyed_execution_id
+
+    execution_id = keyed_execution_id(ALICE.principal_id, "key-2", "fingerprint")
+    first = h.service.start(ALICE, h.service.prepare(ALICE, "greet", "{}", True), None, execution_id)
+    again = h.service.start(ALICE, h.service.prepare(ALICE, "greet", "{}", True), None, execution_id)
+    assert first.status_code == again.status_code == 202
+    assert first.body == again.body == {"execution_id": execution_id, "status": "queued"}
+    # The message is sent again while the run is queued and unattempted (the first send may be lost).
+    assert h.queued_ids() == [execution_id, execution_id]
+
+
+def test_keyed_ids_differ_by_principal_key_and_request() -> None:
+    from cmdgate.executions.service import keyed_execution_id
+
+    ids = {
+        keyed_execution_id("key:alice", "k", "f"),
+        keyed_execution_id("key:bob", "k", "f"),
+        keyed_execution_id("key:alice", "k2", "f"),
+        keyed_execution_id("key:alice", "k", "f2"),
+    }
+    assert len(ids) == 4
+    assert all(len(i) == 32 and i.isalnum() for i in ids)
+
+
+def _throttled() -> Exception:
+    from botocore.exceptions import ClientError
+
+    return ClientError({"Error": {"Code": "ProvisionedThroughputExceededException"}}, "TransactWriteItems")
+
+
+def test_aws_throttling_in_a_retry_safe_sync_command_asks_to_come_back_and_is_not_stored(h: Harness) -> None:
+    @command("safe_throttled", description="Throttled.", retry_safe=True, registry=h.registry)
+    def safe_throttled(params: BaseModel, context: CommandContext) -> None:
+        raise _throttled()
+
+    with pytest.raises(errors.ProblemError) as raised:  # raised, so the idempotency layer stores nothing
+        h.service.submit(ALICE, "safe_throttled", "{}", prefer_async=False)
+    assert (raised.value.status, raised.value.code) == (503, "DEPENDENCY_UNAVAILABLE")
+    assert raised.value.headers["Retry-After"] == "1"
+
+
+def test_aws_throttling_in_a_command_not_retry_safe_stays_its_500_answer(h: Harness) -> None:
+    @command("unsafe_throttled", description="Throttled.", registry=h.registry)
+    def unsafe_throttled(params: BaseModel, context: CommandContext) -> None:
+        raise _throttled()
+
+    submission = h.service.submit(ALICE, "unsafe_throttled", "{}", prefer_async=False)
+    assert (submission.status_code, submission.body["code"]) == (500, "COMMAND_FAILED")

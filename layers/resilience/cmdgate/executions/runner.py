@@ -10,6 +10,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from cmdgate.aws_errors import is_unavailable
 from cmdgate.commands import (
     CommandCancelled,
     CommandContext,
@@ -19,6 +20,8 @@ from cmdgate.commands import (
     TransientCommandError,
 )
 from cmdgate.errors import ProblemError
+
+UNAVAILABLE_RETRY_AFTER_S = 1  # AWS throttling past botocore's retries: come back shortly
 
 
 @dataclass(frozen=True)
@@ -85,6 +88,19 @@ def run_attempt(spec: CommandSpec, params: BaseModel, context: CommandContext, m
         return Outcome(False, status=error.status, code=error.code, detail=error.detail, retryable=True)
     if isinstance(error, CommandError):
         return Outcome(False, status=error.status, code=error.code, detail=error.detail)
+    if error is not None and spec.retry_safe and is_unavailable(error):
+        # AWS throttled or failed a call past botocore's retries: a retry-safe command (its effects keyed
+        # by the execution id) is asked to come back, not answered for good, so a retry under the same
+        # Idempotency-Key runs it again (and applies nothing twice) instead of replaying a 500.
+        return Outcome(
+            False,
+            status=503,
+            code="DEPENDENCY_UNAVAILABLE",
+            detail="A dependency is busy or unavailable; retry shortly.",
+            retryable=True,
+            headers={"Retry-After": str(UNAVAILABLE_RETRY_AFTER_S)},
+            started=False,
+        )
     if error is not None:
         return Outcome(
             False, status=500, code="COMMAND_FAILED", detail="The command failed unexpectedly.", retryable=True

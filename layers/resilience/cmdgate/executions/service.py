@@ -192,16 +192,57 @@ class ExecutionService:
             callback_url=callback_url,
         )
 
-    def start(self, principal: Principal, prepared: PreparedRun, audit: AuditStamp | None = None) -> Submission:
+    def start(
+        self,
+        principal: Principal,
+        prepared: PreparedRun,
+        audit: AuditStamp | None = None,
+        execution_id: str | None = None,
+    ) -> Submission:
         """Run now (sync) or queue (async); a command's own failure is an answer, not an exception.
 
         With `audit` (the request's stamp) the record is the run's audit entry and is kept for the
         audit retention when that is longer than the executions' own.
+
+        `execution_id` (keyed_execution_id of an Idempotency-Key) makes a run started again under the
+        same key the same execution: when the key's stored answer was lost (its idempotency record not
+        saved, then expired) a retry runs nothing twice - an async run already queued is answered as it
+        is, a sync run that succeeded replays its result, and a command run again finds its effects
+        (keyed by the execution id) already applied.
         """
-        execution = self._record(principal, prepared, uuid.uuid4().hex, audit)
+        if execution_id is not None:
+            existing = self._store.get(execution_id)
+            if existing is not None and existing.mode == "async":
+                return self._answer_queued(existing)
+            if existing is not None and existing.status == "succeeded":
+                return Submission(
+                    200,
+                    {
+                        "execution_id": existing.execution_id,
+                        "command": existing.command,
+                        "status": "succeeded",
+                        "result": existing.result,
+                    },
+                )
+        execution = self._record(principal, prepared, execution_id or uuid.uuid4().hex, audit)
         if prepared.run_async:
-            return self._enqueue(execution, preference_applied=prepared.preference_applied)
+            try:
+                return self._enqueue(execution, preference_applied=prepared.preference_applied)
+            except Exception as exc:
+                if execution_id is None or not is_condition_failure(exc):
+                    raise
+            existing = self._store.get(execution_id)  # a concurrent call created it first
+            if existing is None:
+                raise errors.DependencyUnavailable("The execution record could not be read.")
+            return self._answer_queued(existing)
         return self._run_sync(prepared.spec, execution, prepared.params)
+
+    def _answer_queued(self, existing: Execution) -> Submission:
+        """202 for an async run that exists; its message sent again while it is queued and unattempted."""
+        if existing.status == "queued" and existing.attempts == 0:
+            self._executions_queue.send({"execution_id": existing.execution_id})
+        headers = {"Location": f"/v1/executions/{existing.execution_id}"}
+        return Submission(202, {"execution_id": existing.execution_id, "status": existing.status}, headers)
 
     def start_once(
         self,
@@ -232,10 +273,7 @@ class ExecutionService:
             existing = self._store.get(execution_id)  # a concurrent call created it first
             if existing is None:
                 raise errors.DependencyUnavailable("The execution record could not be read.")
-        if existing.status == "queued" and existing.attempts == 0:
-            self._executions_queue.send({"execution_id": execution_id})
-        headers = {"Location": f"/v1/executions/{execution_id}"}
-        return Submission(202, {"execution_id": execution_id, "status": existing.status}, headers), False
+        return self._answer_queued(existing), False
 
     def _record(
         self, principal: Principal, prepared: PreparedRun, execution_id: str, audit: AuditStamp | None
@@ -721,6 +759,11 @@ def parse_json_object(body: str | None) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise errors.InvalidJson("The request body must be a JSON object.")
     return value
+
+
+def keyed_execution_id(principal_id: str, idempotency_key: str, fingerprint: str) -> str:
+    """The id of the run a principal starts under an Idempotency-Key (with that request's fingerprint)."""
+    return hashlib.sha256(f"command.run\n{principal_id}\n{idempotency_key}\n{fingerprint}".encode()).hexdigest()[:32]
 
 
 def follow_up_id(parent_id: str, slot: str, name: str) -> str:

@@ -25,6 +25,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from cmdgate.audit.stamp import AuditStamp
+from cmdgate.aws_errors import THROTTLING_CODES
 from cmdgate.locks import fenced_update
 from cmdgate.locks.store.base import lock_key
 from cmdgate.retry import Retrier, RetryPolicy
@@ -37,7 +38,6 @@ REGISTER_SK = "register"
 THROTTLING_REASONS = frozenset({"ThrottlingError", "ProvisionedThroughputExceeded", "RequestLimitExceeded"})
 TRANSIENT_REASONS = THROTTLING_REASONS | {"TransactionConflict"}
 # Throttling outside a transaction, once botocore's own retries are spent.
-THROTTLING_CODES = frozenset({"ThrottlingException", "ProvisionedThroughputExceededException", "RequestLimitExceeded"})
 # A commit is one short transaction: a few quick retries, then the caller is told to come back.
 COMMIT_RETRY = RetryPolicy(max_attempts=3, base_s=0.05, cap_s=0.4, min_attempt_s=0.2, safety_margin_s=0.0)
 THROTTLED_RETRY_AFTER_S = 1
