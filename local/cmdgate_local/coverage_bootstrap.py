@@ -36,9 +36,12 @@ def main(argv: list[str]) -> None:
     module = argv[1]
     sys.argv = [sys.argv[0], *argv[2:]]  # run_module puts the module's path first, as -m does
     sys.path[0] = os.getcwd()  # `python -m` puts the working directory first, not this file's folder
-    import coverage
-
-    current = coverage.Coverage.current()
+    try:
+        import coverage
+    except ImportError:  # not measured after all: run the module as it is
+        current = None
+    else:
+        current = coverage.Coverage.current()
     if current is not None:
         # Blocked before the thread starts, so every thread (the function's own too) inherits it.
         signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
