@@ -84,7 +84,7 @@ integration: build
 # COVERAGE=0 runs the suite unmeasured.
 COVERAGE ?= 1
 COVERAGE_DATA := .coverage-data
-COVERAGE_FAIL_UNDER := 88
+COVERAGE_FAIL_UNDER := 94
 test: setup lint typecheck validate audit-static build
 ifeq ($(COVERAGE),1)
 	rm -rf $(COVERAGE_DATA)
