@@ -21,7 +21,7 @@ SAM := PATH="$(CURDIR)/$(SAM_VENV)/bin:$$PATH" $(SAM_VENV)/bin/sam
 
 setup: $(VENV)/.installed $(SAM_VENV)/.installed $(RUNTIME_VENV)/.installed $(AUDIT_VENV)/.installed
 
-$(VENV)/.installed: requirements/dev.txt requirements/runtime.txt requirements/cli.txt layers/resilience/requirements.txt pyproject.toml
+$(VENV)/.installed: requirements/dev.txt requirements/runtime.txt requirements/coverage.txt requirements/cli.txt layers/resilience/requirements.txt pyproject.toml
 	test -x $(VENV)/bin/python || $(PY) -m venv $(VENV)
 	$(VENV)/bin/pip install -q -r requirements/dev.txt
 	# The operator CLI as .venv/bin/cmdgate (editable: it runs the working tree's cli/).
@@ -33,9 +33,11 @@ $(SAM_VENV)/.installed: requirements/sam.txt
 	$(SAM_VENV)/bin/pip install -q -r requirements/sam.txt
 	touch $@
 
-$(RUNTIME_VENV)/.installed: requirements/runtime.txt
+$(RUNTIME_VENV)/.installed: requirements/runtime.txt requirements/coverage.txt
 	test -x $(RUNTIME_VENV)/bin/python || $(PY) -m venv $(RUNTIME_VENV)
 	$(RUNTIME_VENV)/bin/pip install -q -r requirements/runtime.txt
+	# Test only: coverage of the functions under the emulator (inert unless `make test` asks for it).
+	$(RUNTIME_VENV)/bin/pip install -q -r requirements/coverage.txt
 	touch $@
 
 $(AUDIT_VENV)/.installed: requirements/audit.txt
@@ -81,8 +83,22 @@ security: build
 	$(VENV)/bin/pytest tests/security -q
 
 # The suite ends with tests/integration/test_zzz_no_secrets_in_logs.py, the log scan for secrets.
+# Coverage (docs/coverage.md): every python process of the run, the functions' runtimes included,
+# writes its data into COVERAGE_DATA; combined after, and under COVERAGE_FAIL_UNDER % lines it fails.
+# COVERAGE=0 runs the suite unmeasured.
+COVERAGE ?= 1
+COVERAGE_DATA := .coverage-data
+COVERAGE_FAIL_UNDER := 94
 test: setup lint typecheck validate audit-static build
+ifeq ($(COVERAGE),1)
+	rm -rf $(COVERAGE_DATA)
+	COVERAGE_PROCESS_START=$(CURDIR)/pyproject.toml COVERAGE_FILE=$(CURDIR)/$(COVERAGE_DATA)/.coverage \
+		$(VENV)/bin/pytest -q -n 2 --dist loadgroup
+	PYTHONPATH=$(PYTHONPATH_DEV) $(VENV)/bin/python -m audit.coverage_report --data $(COVERAGE_DATA) \
+		--doc docs/coverage.md --fail-under $(COVERAGE_FAIL_UNDER)
+else
 	$(VENV)/bin/pytest -q -n 2 --dist loadgroup
+endif
 
 # Security checks; docs/audit.md says what each covers and lists the template checks skipped.
 # audit-static is the part `make test` runs too: its typecheck already holds the layer to the

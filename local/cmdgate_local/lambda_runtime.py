@@ -8,13 +8,16 @@ One RIE serves one invocation at a time, so concurrency needs several.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import queue
+import signal
 import socket
 import subprocess
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +25,9 @@ from typing import Any
 import httpx
 
 INVOKE_PATH = "/2015-03-31/functions/function/invocations"
+# Under coverage, the runtime starts through this (it saves coverage data at SIGTERM).
+COVERAGE_BOOTSTRAP = Path(__file__).with_name("coverage_bootstrap.py")
+RUNTIME_SAVE_S = 5.0
 # Lambda's synchronous Invoke takes at most this much event JSON (RequestEntityTooLargeException beyond).
 MAX_INVOKE_PAYLOAD_BYTES = 6 * 1024 * 1024
 
@@ -128,6 +134,7 @@ class ExecutionEnvironment:
         self._port = 0
         self.invocations = 0
         self._client = httpx.Client(timeout=httpx.Timeout(runtime.emulator_timeout_s + 10, connect=2))
+        self._coverage = coverage_environment(os.environ)
 
     def start(self) -> None:
         """Launch the emulator and wait until it accepts connections."""
@@ -149,6 +156,8 @@ class ExecutionEnvironment:
             "AWS_LAMBDA_LOG_GROUP_NAME": f"/aws/lambda/{rt.name}",
             "AWS_LAMBDA_LOG_STREAM_NAME": f"local/{self.index}",
             **rt.environment,
+            # Coverage of the test run (docs/coverage.md): COVERAGE_PROCESS_START starts it in the runtime.
+            **self._coverage,
         }
         log = self._log_path.open("ab")
         self._process = subprocess.Popen(  # noqa: S603 - fixed argv, loopback only  # nosec B603
@@ -159,6 +168,7 @@ class ExecutionEnvironment:
                 "--runtime-api-address",
                 f"127.0.0.1:{api_port}",
                 str(self._python),
+                *([str(COVERAGE_BOOTSTRAP)] if self._coverage else []),
                 "-m",
                 "awslambdaric",
                 rt.handler,
@@ -207,14 +217,66 @@ class ExecutionEnvironment:
         )
 
     def stop(self) -> None:
-        """Terminate the emulator (and the runtime it started)."""
+        """Terminate the emulator (and the runtime it started).
+
+        A measured runtime is stopped first and given RUNTIME_SAVE_S to save its coverage data:
+        on SIGTERM the emulator SIGKILLs its runtime at once.
+        """
         self._client.close()
         if self._process is not None and self._process.poll() is None:
+            if self._coverage:
+                stop_children(self._process.pid, RUNTIME_SAVE_S)
             try:
                 os.killpg(self._process.pid, 15)
                 self._process.wait(timeout=5)
             except (ProcessLookupError, subprocess.TimeoutExpired):
                 os.killpg(self._process.pid, 9)
+
+
+def coverage_environment(environ: Mapping[str, str]) -> dict[str, str]:
+    """The coverage settings of this process (COVERAGE_PROCESS_START, COVERAGE_FILE, ...) for a runtime's.
+
+    Empty unless coverage is measured (only `make test` sets them): the runtime's environment is
+    otherwise exactly what Lambda gives a function.
+    """
+    return {name: value for name, value in environ.items() if name.startswith("COVERAGE_")}
+
+
+def children(pid: int) -> list[int]:
+    """The processes whose parent is `pid` (Linux /proc)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            # The command name in parentheses may hold spaces: the parent pid is 2nd after the last ")".
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+            found.append(int(entry.name))
+    return found
+
+
+def stop_children(pid: int, timeout_s: float) -> None:
+    """SIGTERM the children of `pid` and wait until they are gone (zombies count as gone) or `timeout_s` passes."""
+    pending = children(pid)
+    for child in pending:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(child, signal.SIGTERM)
+    deadline = time.monotonic() + timeout_s
+    while pending and time.monotonic() < deadline:
+        pending = [child for child in pending if _running(child)]
+        if pending:
+            time.sleep(0.02)
+
+
+def _running(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
 
 
 def _is_function_error(headers: httpx.Headers, body: bytes) -> bool:

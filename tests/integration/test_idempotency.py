@@ -117,7 +117,9 @@ def test_async_replay_returns_the_same_location(stack: Stack) -> None:
 
 def test_in_progress_duplicate_gets_409_with_retry_after(stack: Stack) -> None:
     key, counter_key = new_key(), new_key()
-    body = {"key": counter_key, "hold_s": 3}
+    # The duplicate must arrive while the first still runs: it may take a cold api environment, whose
+    # init under `make test`'s coverage takes several seconds on a loaded machine (docs/coverage.md).
+    body = {"key": counter_key, "hold_s": 8}
     with ThreadPoolExecutor(max_workers=1) as pool:
         first = pool.submit(stack.admin.post, "/v1/commands/count", json=body, headers={"Idempotency-Key": key})
         wait_for(lambda: counter(stack, counter_key) == 1, timeout_s=20, interval_s=0.05)

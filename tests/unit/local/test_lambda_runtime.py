@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -9,6 +14,7 @@ import httpx
 import pytest
 
 from cmdgate_local.lambda_runtime import (
+    COVERAGE_BOOTSTRAP,
     INIT_ALLOWANCE_S,
     MAX_INVOKE_PAYLOAD_BYTES,
     ExecutionEnvironment,
@@ -17,6 +23,9 @@ from cmdgate_local.lambda_runtime import (
     InvocationTimeout,
     InvokeResult,
     PayloadTooLarge,
+    children,
+    coverage_environment,
+    stop_children,
 )
 
 
@@ -88,3 +97,72 @@ def test_only_a_cold_start_may_use_the_init_allowance(
             env.invoke(b"{}")
     else:
         assert env.invoke(b"{}").cold is cold
+
+
+# -- coverage of the runtimes (docs/coverage.md) ----------------------------------------------------
+
+
+def test_only_coverage_settings_are_carried_into_a_runtime() -> None:
+    environ = {"COVERAGE_PROCESS_START": "/r/pyproject.toml", "COVERAGE_FILE": "/r/d/.coverage", "HOME": "/h"}
+    assert coverage_environment(environ) == {
+        "COVERAGE_PROCESS_START": "/r/pyproject.toml",
+        "COVERAGE_FILE": "/r/d/.coverage",
+    }
+    assert coverage_environment({"HOME": "/h", "PYTHONPATH": "/dev"}) == {}
+
+
+FAKE_RIE = """#!/bin/sh
+# Records how it was started, then exits (the environment reports "emulator exited").
+printf '%s\\n' "$@" > "$0.argv"
+env > "$0.env"
+"""
+
+
+def started_with(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, environ: dict[str, str]) -> tuple[list[str], str]:
+    rie = tmp_path / "rie"
+    rie.write_text(FAKE_RIE)
+    rie.chmod(0o755)
+    for name in [name for name in os.environ if name.startswith("COVERAGE_")]:
+        monkeypatch.delenv(name)
+    for name, value in environ.items():
+        monkeypatch.setenv(name, value)
+    env = ExecutionEnvironment(runtime(5), 0, rie, Path("/runtime/python"), tmp_path)
+    with pytest.raises(RuntimeError, match="emulator exited"):
+        env.start()
+    return (tmp_path / "rie.argv").read_text().split("\n")[:-1], (tmp_path / "rie.env").read_text()
+
+
+def test_a_measured_runtime_starts_through_the_coverage_bootstrap_with_the_settings(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    argv, environment = started_with(tmp_path, monkeypatch, {"COVERAGE_PROCESS_START": "/r/pyproject.toml"})
+    assert argv[4:] == ["/runtime/python", str(COVERAGE_BOOTSTRAP), "-m", "awslambdaric", "app.handler"]
+    assert "COVERAGE_PROCESS_START=/r/pyproject.toml" in environment.splitlines()
+
+
+def test_an_unmeasured_runtime_starts_as_lambda_starts_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    argv, environment = started_with(tmp_path, monkeypatch, {})
+    assert argv[4:] == ["/runtime/python", "-m", "awslambdaric", "app.handler"]
+    assert "COVERAGE_" not in environment
+
+
+def test_stop_children_terminates_a_processes_children_and_waits_for_them() -> None:
+    parent = subprocess.Popen([sys.executable, "-c", "import subprocess, sys; subprocess.run(['sleep', '60'])"])
+    try:
+        found = wait_until(lambda: children(parent.pid))
+        assert len(found) == 1
+        stop_children(parent.pid, timeout_s=5)
+        assert parent.wait(timeout=5) == 0  # its child ended on SIGTERM, so run() returned
+        assert children(parent.pid) == []
+    finally:
+        parent.kill()
+        parent.wait()
+
+
+def wait_until(predicate: Callable[[], list[int]], timeout_s: float = 10.0) -> list[int]:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if value := predicate():
+            return value
+        time.sleep(0.02)
+    raise AssertionError("no child process appeared")
