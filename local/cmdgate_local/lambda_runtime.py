@@ -239,6 +239,8 @@ def coverage_environment(environ: Mapping[str, str]) -> dict[str, str]:
     Empty unless coverage is measured (only `make test` sets them): the runtime's environment is
     otherwise exactly what Lambda gives a function.
     """
+    if "COVERAGE_PROCESS_START" not in environ:
+        return {}  # not measured (COVERAGE_FILE alone starts nothing)
     return {name: value for name, value in environ.items() if name.startswith("COVERAGE_")}
 
 

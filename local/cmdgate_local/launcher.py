@@ -9,7 +9,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +32,24 @@ class RunningStack:
     log_dir: Path
 
 
+def stack_environment(environ: Mapping[str, str], env: Mapping[str, str], admin_key: str) -> dict[str, str]:
+    """The stack process's environment: this one's, `env`, the repository's modules and the admin key.
+
+    `make test` measures coverage of its own processes only; `make coverage`
+    (CMDGATE_COVERAGE_RUNTIMES=1) measures the stack and the functions' runtimes too (docs/coverage.md:
+    about 1.5x the time, too slow for every run), so the stack is started measured only then.
+    """
+    child_env = {
+        **environ,
+        **env,
+        "PYTHONPATH": os.pathsep.join(str(ROOT / p) for p in ("layers/resilience", "layers/commands", "local")),
+        "CMDGATE_BOOTSTRAP_ADMIN_KEY": admin_key,
+    }
+    if child_env.get("CMDGATE_COVERAGE_RUNTIMES") != "1":
+        child_env.pop("COVERAGE_PROCESS_START", None)
+    return child_env
+
+
 @contextmanager
 def launch(
     workdir: Path,
@@ -52,12 +70,7 @@ def launch(
     if not (root / ".aws-sam" / "build" / "template.yaml").exists():
         raise RuntimeError("run `make build` first (the local stack runs what sam build produced)")
     state_file, log_dir = workdir / "state.json", workdir / "logs"
-    child_env = {
-        **os.environ,
-        **(env or {}),
-        "PYTHONPATH": os.pathsep.join(str(ROOT / p) for p in ("layers/resilience", "layers/commands", "local")),
-        "CMDGATE_BOOTSTRAP_ADMIN_KEY": admin_key,
-    }
+    child_env = stack_environment(os.environ, env or {}, admin_key)
     command = [
         sys.executable,
         "-m",

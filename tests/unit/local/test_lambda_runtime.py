@@ -109,6 +109,8 @@ def test_only_coverage_settings_are_carried_into_a_runtime() -> None:
         "COVERAGE_FILE": "/r/d/.coverage",
     }
     assert coverage_environment({"HOME": "/h", "PYTHONPATH": "/dev"}) == {}
+    # A local stack started by `make test` (not `make coverage`) keeps COVERAGE_FILE alone: unmeasured.
+    assert coverage_environment({"COVERAGE_FILE": "/r/d/.coverage", "HOME": "/h"}) == {}
 
 
 FAKE_RIE = """#!/bin/sh
@@ -166,3 +168,15 @@ def wait_until(predicate: Callable[[], list[int]], timeout_s: float = 10.0) -> l
             return value
         time.sleep(0.02)
     raise AssertionError("no child process appeared")
+
+
+def test_a_stack_is_measured_only_when_the_runtimes_are_asked_for() -> None:
+    from cmdgate_local.launcher import stack_environment
+
+    measured = {"COVERAGE_PROCESS_START": "/r/pyproject.toml", "COVERAGE_FILE": "/r/d/.coverage", "HOME": "/h"}
+    plain = stack_environment(measured, {}, "cg_admin")
+    assert "COVERAGE_PROCESS_START" not in plain and plain["CMDGATE_BOOTSTRAP_ADMIN_KEY"] == "cg_admin"
+    assert coverage_environment(plain) == {}  # so its runtimes start without the coverage bootstrap
+    everything = stack_environment({**measured, "CMDGATE_COVERAGE_RUNTIMES": "1"}, {}, "cg_admin")
+    assert everything["COVERAGE_PROCESS_START"] == "/r/pyproject.toml"
+    assert coverage_environment(everything)["COVERAGE_FILE"] == "/r/d/.coverage"
