@@ -34,6 +34,7 @@ import importlib.util
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -268,7 +269,12 @@ def commit() -> str:
     """The checkout's commit, and whether tracked files differ from it."""
 
     def git(*argv: str) -> str:
-        return subprocess.run(["git", *argv], cwd=ROOT, capture_output=True, text=True, check=True).stdout.strip()
+        executable = shutil.which("git")
+        if executable is None:
+            raise OSError("git is not installed")
+        # git found on PATH by its full path, with a fixed argv (bandit B603)
+        ran = subprocess.run([executable, *argv], cwd=ROOT, capture_output=True, text=True, check=True)  # nosec B603
+        return ran.stdout.strip()
 
     try:
         head = git("rev-parse", "--short", "HEAD")
