@@ -307,9 +307,9 @@ def test_an_event_over_lambdas_invoke_limit_is_413(gw: Gateway) -> None:
     assert response.headers["x-amzn-ErrorType"] == "REQUEST_TOO_LARGE"
 
 
-def test_an_authorizer_that_crashes_is_a_5xx_not_a_401(gw: Gateway) -> None:
+def test_an_authorizer_that_crashes_is_a_503_to_retry_not_a_401(gw: Gateway) -> None:
     response = gw.call("GET", "/v1/commands", "crash")
-    assert response.status_code == 500
+    assert response.status_code == 503 and response.headers["Retry-After"] == "1"
     assert "WWW-Authenticate" not in response.headers
     assert gw.fake.called("ApiFunction") == []
 
@@ -322,8 +322,8 @@ def test_the_problem_status_matches_the_http_status_for_an_authorizer_failure(gw
 def test_an_authorizer_answer_that_is_not_json_is_an_authorizer_failure(gw: Gateway) -> None:
     # The emulator answers plain text when a cold start outlives the function's timeout.
     response = gw.call("GET", "/v1/commands", "not-json")
-    assert response.status_code == 500
-    assert problem(response)["status"] == 500
+    assert response.status_code == 503
+    assert problem(response)["status"] == 503 and problem(response)["code"] == "AUTHORIZER_FAILURE"
     assert gw.fake.called("ApiFunction") == []
 
 
@@ -350,5 +350,5 @@ def test_a_failure_of_the_front_itself_is_a_problem_not_an_html_page(gw: Gateway
 def test_an_authorizer_timeout_is_a_5xx(gw: Gateway) -> None:
     gw.fake.authorizer_error = InvocationTimeout("AuthorizerFunction")
     response = gw.call("GET", "/v1/commands", "admin-token")
-    assert response.status_code == 500
+    assert response.status_code == 503
     assert gw.fake.called("ApiFunction") == []
