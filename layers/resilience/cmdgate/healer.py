@@ -415,9 +415,15 @@ class Healer:
             due = _epoch(record.get("next_attempt_at"))
             if due is not None and due > now - threshold:
                 continue  # a retry is waiting out its backoff: its message is on its way back
+            resent = _epoch(record.get("healer_resent_at"))
+            if resent is not None and resent >= now - threshold:
+                continue  # sent again within the threshold: its message is on its way
             execution_id = str(record["execution_id"])
+            # Sent, then marked: a pass that dies in between leaves the record unmarked, so the next
+            # pass sends it again (a second message is harmless: an attempt is claimed once). Marked
+            # first, a killed pass would have left it unsent for a whole threshold (found by make chaos).
+            self._executions_queue.send({"execution_id": execution_id, "healer_pass": self._report.pass_id})
             if self._repairs.mark_resent(execution_id, int(now), int(now - threshold)):
-                self._executions_queue.send({"execution_id": execution_id, "healer_pass": self._report.pass_id})
                 self._act("queued_resent", execution_id=execution_id)
 
     # -- gist drift ---------------------------------------------------------------------

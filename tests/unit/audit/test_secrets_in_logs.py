@@ -5,6 +5,8 @@ from __future__ import annotations
 import base64
 import json
 import secrets
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import jwt
@@ -15,6 +17,14 @@ from cmdgate.auth.apikeys import generate_api_key
 from cmdgate_local.stack import ADMIN_KEY_LINE
 
 HS_SECRET = "unit-test-hs256-secret-of-at-least-32-bytes!"
+
+
+@pytest.fixture
+def planted() -> Iterator[Path]:
+    """A folder for planted secrets outside pytest's basetemp, gone after the test: the suite's own
+    log scan (tests/integration/test_zzz_no_secrets_in_logs.py) reads every file below the basetemp."""
+    with tempfile.TemporaryDirectory(prefix="cmdgate-planted-secrets-") as folder:
+        yield Path(folder)
 
 
 def kinds(line: str, known: tuple[str, ...] = ()) -> list[str]:
@@ -67,7 +77,8 @@ def test_only_make_runs_admin_key_notice_may_show_a_key() -> None:
     assert kinds(f"later: {key}") == ["api key"]  # the same key on any other line is a hit
 
 
-def test_scan_reads_every_log_file_below_its_roots_and_reports_no_secret(tmp_path: Path) -> None:
+def test_scan_reads_every_log_file_below_its_roots_and_reports_no_secret(planted: Path) -> None:
+    tmp_path = planted
     key = generate_api_key()
     (tmp_path / "stack" / "logs").mkdir(parents=True)
     (tmp_path / "stack" / "logs" / "ApiFunction-0.log").write_text("one\ntwo\n")
@@ -81,8 +92,9 @@ def test_scan_reads_every_log_file_below_its_roots_and_reports_no_secret(tmp_pat
 
 
 def test_the_command_line_fails_on_a_hit_without_printing_the_secret(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    planted: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    tmp_path = planted
     clean, dirty = tmp_path / "clean.log", tmp_path / "dirty.log"
     clean.write_text("nothing here\n")
     key = generate_api_key()

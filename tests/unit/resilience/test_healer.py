@@ -212,6 +212,27 @@ def test_queued_records_without_a_message_are_sent_again_once_per_threshold(env:
     assert not env.healer().run("pass-2", 30).actions  # idempotent: not again within the threshold
 
 
+def test_a_pass_killed_between_send_and_mark_leaves_the_record_to_the_next_pass(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    env.record("q1", "queued", created=env.now - 300)
+    from cmdgate.executions.repairs import ExecutionRepairs
+
+    def killed(*_: Any, **__: Any) -> bool:
+        raise SystemExit("the healer's runtime is killed here")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(ExecutionRepairs, "mark_resent", killed)
+        with pytest.raises(SystemExit):
+            env.healer().run("pass-1", 30)
+    assert env.drain(env.queue) == [{"execution_id": "q1", "healer_pass": "pass-1"}]  # sent before the kill
+    # The next pass, at once, sends it again (harmless: one attempt is claimed) and marks it.
+    report = env.healer().run("pass-2", 30)
+    assert report.actions["queued_resent"] == 1
+    assert env.drain(env.queue) == [{"execution_id": "q1", "healer_pass": "pass-2"}]
+    assert env.get("q1")["healer_resends"] == 1
+
+
 def test_a_redriven_execution_is_not_also_resent_in_the_same_pass(env: Env) -> None:
     env.record("t1", "dead_lettered", error=TRANSIENT, created=env.now - 3600)
     env.dead_letter(json.dumps({"execution_id": "t1"}))
