@@ -27,6 +27,13 @@ import httpx
 INVOKE_PATH = "/2015-03-31/functions/function/invocations"
 # Under coverage, the runtime starts through this (it saves coverage data at SIGTERM).
 COVERAGE_BOOTSTRAP = Path(__file__).with_name("coverage_bootstrap.py")
+PORT_TRIES = 3  # launches of an environment whose emulator found a port taken
+
+
+class PortTaken(RuntimeError):
+    """The emulator could not bind a port picked free a moment before (someone else took it)."""
+
+
 RUNTIME_SAVE_S = 5.0
 # Lambda's synchronous Invoke takes at most this much event JSON (RequestEntityTooLargeException beyond).
 MAX_INVOKE_PAYLOAD_BYTES = 6 * 1024 * 1024
@@ -137,7 +144,20 @@ class ExecutionEnvironment:
         self._coverage = coverage_environment(os.environ)
 
     def start(self) -> None:
-        """Launch the emulator and wait until it accepts connections."""
+        """Launch the emulator and wait until it accepts connections.
+
+        Its two ports are picked free, then bound by the emulator: another process (a stack starting
+        on the other test worker) can take one in between, so a bind failure is tried again on new ports.
+        """
+        for _ in range(PORT_TRIES - 1):
+            try:
+                self._launch()
+                return
+            except PortTaken:
+                continue
+        self._launch()
+
+    def _launch(self) -> None:
         self._port = free_port()
         api_port = free_port()
         rt = self.runtime
@@ -160,6 +180,7 @@ class ExecutionEnvironment:
             **self._coverage,
         }
         log = self._log_path.open("ab")
+        logged_before = log.tell()  # what this launch's emulator writes starts here
         self._process = subprocess.Popen(  # noqa: S603 - fixed argv, loopback only  # nosec B603
             [
                 str(self._rie),
@@ -184,6 +205,11 @@ class ExecutionEnvironment:
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             if self._process.poll() is not None:
+                with self._log_path.open("rb") as written:
+                    written.seek(logged_before)
+                    said = written.read(65536)
+                if b"address already in use" in said:
+                    raise PortTaken(f"{rt.name}#{self.index}: a port was taken before the emulator bound it")
                 raise RuntimeError(f"{rt.name}#{self.index}: emulator exited; see {self._log_path}")
             try:
                 with socket.create_connection(("127.0.0.1", self._port), timeout=0.2):

@@ -17,12 +17,14 @@ from cmdgate_local.lambda_runtime import (
     COVERAGE_BOOTSTRAP,
     INIT_ALLOWANCE_S,
     MAX_INVOKE_PAYLOAD_BYTES,
+    PORT_TRIES,
     ExecutionEnvironment,
     FunctionPool,
     FunctionRuntime,
     InvocationTimeout,
     InvokeResult,
     PayloadTooLarge,
+    PortTaken,
     children,
     coverage_environment,
     stop_children,
@@ -180,3 +182,34 @@ def test_a_stack_is_measured_only_when_the_runtimes_are_asked_for() -> None:
     everything = stack_environment({**measured, "CMDGATE_COVERAGE_RUNTIMES": "1"}, {}, "cg_admin")
     assert everything["COVERAGE_PROCESS_START"] == "/r/pyproject.toml"
     assert coverage_environment(everything)["COVERAGE_FILE"] == "/r/d/.coverage"
+
+
+BUSY_PORT_RIE = """#!/bin/sh
+# The first launch finds its port taken (as the emulator reports it), the second listens... and exits.
+count=$(cat "$0.count" 2>/dev/null || echo 0)
+echo $((count + 1)) > "$0.count"
+if [ "$count" = "0" ]; then
+  echo "[PANIC] (rapid) Runtime API Server failed to listen error=listen tcp 127.0.0.1:1: bind: address already in use"
+fi
+"""
+
+
+def test_a_port_taken_before_the_emulator_binds_it_is_tried_again_on_new_ports(tmp_path: Path) -> None:
+    rie = tmp_path / "rie"
+    rie.write_text(BUSY_PORT_RIE)
+    rie.chmod(0o755)
+    env = ExecutionEnvironment(runtime(5), 0, rie, Path("/runtime/python"), tmp_path)
+    with pytest.raises(RuntimeError, match="emulator exited") as raised:
+        env.start()
+    assert not isinstance(raised.value, PortTaken)  # the second launch's own failure, not the bind
+    assert (tmp_path / "rie.count").read_text().strip() == "2"
+
+
+def test_a_port_always_taken_gives_up_after_a_few_launches(tmp_path: Path) -> None:
+    rie = tmp_path / "rie"
+    rie.write_text('#!/bin/sh\necho x >> "$0.count"\necho "bind: address already in use"\n')
+    rie.chmod(0o755)
+    env = ExecutionEnvironment(runtime(5), 0, rie, Path("/runtime/python"), tmp_path)
+    with pytest.raises(PortTaken):
+        env.start()
+    assert len((tmp_path / "rie.count").read_text().split()) == PORT_TRIES
