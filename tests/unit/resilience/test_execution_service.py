@@ -1071,3 +1071,19 @@ def test_aws_throttling_in_a_command_not_retry_safe_stays_its_500_answer(h: Harn
 
     submission = h.service.submit(ALICE, "unsafe_throttled", "{}", prefer_async=False)
     assert (submission.status_code, submission.body["code"]) == (500, "COMMAND_FAILED")
+
+
+def test_a_keyed_async_run_whose_message_could_not_be_sent_is_queued_by_the_retry(h: Harness) -> None:
+    from cmdgate.executions.service import keyed_execution_id
+
+    execution_id = keyed_execution_id(ALICE.principal_id, "key-3", "fingerprint")
+    h.executions.fail = True
+    with pytest.raises(errors.DependencyUnavailable):  # answered 503: the client retries under its key
+        h.service.start(ALICE, h.service.prepare(ALICE, "greet", "{}", True), None, execution_id)
+    assert h.service.get(ALICE, execution_id).status == "failed"
+    h.executions.fail = False
+    again = h.service.start(ALICE, h.service.prepare(ALICE, "greet", "{}", True), None, execution_id)
+    assert (again.status_code, again.body) == (202, {"execution_id": execution_id, "status": "queued"})
+    assert h.queued_ids() == [execution_id]  # queued now, not answered "failed" for good
+    record = h.service.get(ALICE, execution_id)
+    assert (record.status, record.error, record.finished_at) == ("queued", None, None)

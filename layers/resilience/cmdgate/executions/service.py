@@ -30,7 +30,7 @@ from cmdgate.executions.model import Execution, ExecutionError, Status, utc_now_
 from cmdgate.executions.queue import MessageQueue, PoisonMessage, attempt_limit, parse_execution_message
 from cmdgate.executions.runner import Outcome, run_attempt
 from cmdgate.executions.secrets import ParamSecrets, redacted
-from cmdgate.executions.store import ExecutionStore
+from cmdgate.executions.store import QUEUE_UNAVAILABLE, ExecutionStore
 from cmdgate.http import parse_json
 from cmdgate.ratelimit.policy import RateLimitPolicy
 from cmdgate.retry import full_jitter
@@ -212,6 +212,12 @@ class ExecutionService:
         """
         if execution_id is not None:
             existing = self._store.get(execution_id)
+            if existing is not None and existing.mode == "async" and _never_queued(existing):
+                # The first try answered 503 (its message could not be sent): this retry queues it.
+                requeued = self._store.requeue_unqueued(execution_id)
+                if requeued is not None:
+                    return self._send(requeued, preference_applied=prepared.preference_applied)
+                existing = self._store.get(execution_id)
             if existing is not None and existing.mode == "async":
                 return self._answer_queued(existing)
             if existing is not None and existing.status == "succeeded":
@@ -604,6 +610,10 @@ class ExecutionService:
 
     def _enqueue(self, execution: Execution, *, preference_applied: bool) -> Submission:
         self._store.create(execution)
+        return self._send(execution, preference_applied=preference_applied)
+
+    def _send(self, execution: Execution, *, preference_applied: bool) -> Submission:
+        """Send a `queued` record's message; if it cannot be sent, the record fails QUEUE_UNAVAILABLE (503)."""
         try:
             self._executions_queue.send({"execution_id": execution.execution_id})
         except Exception:
@@ -613,7 +623,7 @@ class ExecutionService:
                 execution.execution_id,
                 claimed.attempts if claimed else 1,
                 "failed",
-                error=ExecutionError(code="QUEUE_UNAVAILABLE", detail="The execution could not be queued.", status=503),
+                error=ExecutionError(code=QUEUE_UNAVAILABLE, detail="The execution could not be queued.", status=503),
             )
             raise errors.DependencyUnavailable(
                 "The executions queue is unavailable.", headers={"Retry-After": "5"}
@@ -759,6 +769,11 @@ def parse_json_object(body: str | None) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise errors.InvalidJson("The request body must be a JSON object.")
     return value
+
+
+def _never_queued(execution: Execution) -> bool:
+    """An async execution whose message could not be sent (it failed before any attempt ran)."""
+    return execution.status == "failed" and execution.error is not None and execution.error.code == QUEUE_UNAVAILABLE
 
 
 def keyed_execution_id(principal_id: str, idempotency_key: str, fingerprint: str) -> str:

@@ -10,6 +10,8 @@ from botocore.exceptions import ClientError
 from cmdgate.aws_errors import is_condition_failure
 from cmdgate.executions.model import AttemptError, Execution, ExecutionError, Status, utc_now_iso
 
+QUEUE_UNAVAILABLE = "QUEUE_UNAVAILABLE"  # an async execution whose message could not be sent
+
 
 class ExecutionStore:
     """Reads and moves execution records (hash key `execution_id`)."""
@@ -189,6 +191,24 @@ class ExecutionStore:
                 ConditionExpression="#s = :dead",
                 ExpressionAttributeNames={"#s": "status"},
                 ExpressionAttributeValues={":queued": "queued", ":dead": "dead_lettered"},
+                ReturnValues="ALL_NEW",
+            )
+        except ClientError as error:
+            if is_condition_failure(error):
+                return None
+            raise
+        return Execution.from_item(response["Attributes"])
+
+    def requeue_unqueued(self, execution_id: str) -> Execution | None:
+        """Move an async execution whose message could never be sent (`failed`, QUEUE_UNAVAILABLE) back to
+        `queued`, for a retry of the request that made it; None if it is not in that state (any more)."""
+        try:
+            response = self._table.update_item(
+                Key={"execution_id": execution_id},
+                UpdateExpression="SET #s = :queued REMOVE lease_until, finished_at, #e",
+                ConditionExpression="#s = :failed AND #e.code = :unqueued",
+                ExpressionAttributeNames={"#s": "status", "#e": "error"},
+                ExpressionAttributeValues={":queued": "queued", ":failed": "failed", ":unqueued": QUEUE_UNAVAILABLE},
                 ReturnValues="ALL_NEW",
             )
         except ClientError as error:
