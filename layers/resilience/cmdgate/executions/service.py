@@ -623,7 +623,7 @@ class ExecutionService:
                 execution.execution_id,
                 claimed.attempts if claimed else 1,
                 "failed",
-                error=ExecutionError(code=QUEUE_UNAVAILABLE, detail="The execution could not be queued.", status=503),
+                error=ExecutionError(code="QUEUE_UNAVAILABLE", detail="The execution could not be queued.", status=503),
             )
             raise errors.DependencyUnavailable(
                 "The executions queue is unavailable.", headers={"Retry-After": "5"}
