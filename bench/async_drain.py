@@ -46,7 +46,7 @@ from bench import plots, state_plots
 from bench.report import Figure, Tick, silent
 from bench.run import IMAGES, add_write_docs, image_lines, report
 from cmdgate_local.launcher import RunningStack, launch
-from cmdgate_local.moto_endpoint import CALLS_PATH, EVENT_SOURCES_PATH
+from cmdgate_local.moto_endpoint import CALLS_PATH, set_event_sources
 from cmdgate_local.stack import LOCAL_CREDENTIALS
 
 ADMIN_KEY = "cg_bench_admin_key"
@@ -212,10 +212,7 @@ def epoch(item: dict[str, Any], field: str) -> float:
 
 def event_sources(stack: RunningStack, function: str, enabled: bool) -> None:
     """Pause or resume a function's event source mappings (the local stack's UpdateEventSourceMapping)."""
-    answer = httpx.post(
-        stack.state["moto_url"] + EVENT_SOURCES_PATH, json={"function": function, "enabled": enabled}, timeout=30
-    )
-    answer.raise_for_status()
+    set_event_sources(stack.state["moto_url"], function, enabled)
 
 
 def split_calls(calls: Counter[tuple[str, str]], n: int) -> dict[str, Any]:

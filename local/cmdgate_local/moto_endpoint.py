@@ -338,3 +338,15 @@ class MotoEndpoint:
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
+
+
+def set_event_sources(moto_url: str, function: str, enabled: bool, timeout_s: float = 90) -> dict[str, Any]:
+    """Pause (answered once idle) or resume a function's event source mappings on a running local stack."""
+    import httpx
+
+    answer = httpx.post(
+        moto_url + EVENT_SOURCES_PATH, json={"function": function, "enabled": enabled}, timeout=timeout_s
+    )
+    answer.raise_for_status()
+    reply: dict[str, Any] = answer.json()
+    return reply
