@@ -41,7 +41,7 @@ from typing import Any
 import boto3
 import httpx
 
-from cmdgate_local.moto_endpoint import EVENT_SOURCES_PATH
+from cmdgate_local.moto_endpoint import set_event_sources
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs" / "reliability.md"
@@ -308,14 +308,10 @@ class Drill:
 
     def state_sync(self, enabled: bool) -> None:
         """Pause (once idle: no sync under way) or resume the state sync function's event source mapping."""
-        answer = httpx.post(
-            f"{self.moto_url}{EVENT_SOURCES_PATH}",
-            json={"function": "StateSyncFunction", "enabled": enabled},
-            timeout=90,
-        )
-        answer.raise_for_status()
-        if answer.json().get("busy"):
-            raise RuntimeError(f"the state sync did not finish its batch within a minute: {answer.text}")
+        assert self.moto_url is not None
+        reply = set_event_sources(self.moto_url, "StateSyncFunction", enabled)
+        if reply.get("busy"):
+            raise RuntimeError(f"the state sync did not finish its batch within a minute: {reply}")
 
     # -- recovery and verification -------------------------------------------------------------
 
