@@ -701,12 +701,14 @@ FINDINGS = [
     "Idempotency-Key is now one execution (its id derived from the principal, the key and the request),",
     "so effects keyed by the execution id apply once. A retry-safe command whose AWS call was throttled",
     "answered 500 `COMMAND_FAILED`, stored under the key and replayed to every retry (its client could",
-    "never finish); it answers 503 and is not stored. Still open: while the authorizer's own key lookup is",
-    "throttled, API Gateway answers `AUTHORIZER_FAILURE` (500, problem+json, no Retry-After). Writes",
-    "acknowledged below their attempts are clients that gave up after 60 s of retries, not lost writes;",
-    "they were answered 409 `IDEMPOTENCY_IN_PROGRESS` until then, presumably an in-progress marker that",
-    "Powertools could neither complete nor delete under throttling (not traced yet), which holds the key",
-    "until it expires with the invocation's time.",
+    "never finish); it answers 503 and is not stored. A throttled authorizer made API Gateway answer",
+    "`AUTHORIZER_FAILURE` 500 without Retry-After; it is 503 with `Retry-After: 1`. Clients that gave up",
+    "after 60 s of 409 `IDEMPOTENCY_IN_PROGRESS`: when Powertools cannot save a run's answer it leaves the",
+    "key's in-progress marker to expire with the api invocation's time (29 s), so two unlucky tries in a",
+    "row outlast a client; the marker is now released when the answer cannot be saved, and the retry runs",
+    "again as the same keyed execution. A keyed async run whose message could not be sent was answered",
+    "`failed` to its retry; the retry now queues it. The healer marked a lost message resent before",
+    "sending it; it now sends first.",
 ]
 
 

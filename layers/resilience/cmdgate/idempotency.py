@@ -6,6 +6,13 @@ this module adds what it does not map to HTTP: keys scoped to the principal,
 the request fingerprint (method + path + RFC 8785 canonical body), the exact
 replay of status, headers and body, and the 409/422 answers.
 
+An answer that cannot be saved (the idempotency table refusing the success write past
+botocore's retries) releases the in-progress marker instead of leaving it to hold the key
+for the rest of the invocation's time (29 s on the api function): the client's retry then
+runs again under the same keyed execution id (cmdgate.executions.service.keyed_execution_id),
+which answers the first run's outcome or finds its effects already applied. That is what a
+retry after the marker's expiry did anyway; it no longer waits 409s out first.
+
 Stripe's rule holds because the wrapped function never raises for a command's
 own failure: once a command has started, its outcome (200, 4xx, 500, 504) is
 returned as a response and stored. What is refused before it starts is raised
@@ -20,7 +27,12 @@ from collections.abc import Callable
 from typing import Any
 
 import rfc8785
-from aws_lambda_powertools.utilities.idempotency import IdempotencyConfig, idempotent_function
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.utilities.idempotency import (
+    DynamoDBPersistenceLayer,
+    IdempotencyConfig,
+    idempotent_function,
+)
 from aws_lambda_powertools.utilities.idempotency.exceptions import (
     IdempotencyAlreadyInProgressError,
     IdempotencyValidationError,
@@ -28,8 +40,11 @@ from aws_lambda_powertools.utilities.idempotency.exceptions import (
 from aws_lambda_powertools.utilities.idempotency.persistence.base import BasePersistenceLayer
 from aws_lambda_powertools.utilities.idempotency.persistence.datarecord import DataRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
+from botocore.exceptions import BotoCoreError, ClientError
 
 from cmdgate import errors
+
+logger = Logger(child=True)
 
 # Changing this breaks dedupe of keys already stored: it is part of every stored key.
 KEY_PREFIX = "cmdgate.commands.run"
@@ -88,6 +103,26 @@ def request_fingerprint(method: str, path: str, body: Any) -> str:
     except ValueError:  # numbers outside I-JSON have no canonical form
         raise errors.InvalidJson("Numbers must fit IEEE 754 doubles exactly (RFC 8785 / I-JSON).") from None
     return digest.hexdigest()
+
+
+class ReleasingDynamoDBPersistenceLayer(DynamoDBPersistenceLayer):
+    """Powertools' DynamoDB layer, except that a success it cannot save releases the in-progress marker.
+
+    Powertools leaves the marker in place when `save_success` fails, so every retry of the key is
+    answered 409 until the marker expires; the run is over by then, so nothing is gained by holding it.
+    """
+
+    def save_success(self, data: dict[str, Any], result: dict[str, Any]) -> None:
+        try:
+            super().save_success(data, result)
+        except Exception as unsaved:
+            try:
+                self.delete_record(data, unsaved)
+            except (BotoCoreError, ClientError):
+                logger.warning("idempotency marker neither saved nor released; it holds the key until it expires")
+            else:
+                logger.warning("idempotency answer not saved; marker released for the retry")
+            raise
 
 
 def _mark_replayed(response: Any, idempotent_data: DataRecord) -> Any:

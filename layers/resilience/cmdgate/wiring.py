@@ -145,12 +145,10 @@ class Services:
     @cached_property
     def idempotent_requests(self) -> IdempotentRequests:
         """Idempotency-Key handling backed by the idempotency table (Powertools schema)."""
-        from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
-
-        from cmdgate.idempotency import IdempotentRequests
+        from cmdgate.idempotency import IdempotentRequests, ReleasingDynamoDBPersistenceLayer
 
         settings = self.settings
-        persistence = DynamoDBPersistenceLayer(
+        persistence = ReleasingDynamoDBPersistenceLayer(
             table_name=settings.idempotency_table, boto3_client=self.clients.client("dynamodb")
         )
         return IdempotentRequests(persistence, expires_after_s=settings.idempotency_ttl_s)

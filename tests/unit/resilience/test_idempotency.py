@@ -16,6 +16,7 @@ from cmdgate.idempotency import (
     IdempotencyKeyReused,
     IdempotentRequests,
     InvalidIdempotencyKey,
+    ReleasingDynamoDBPersistenceLayer,
     parse_idempotency_key,
     request_fingerprint,
 )
@@ -179,3 +180,89 @@ def test_a_request_still_running_answers_409_with_retry_after(requests: Idempote
 
     requests.run("alice", "k1", FP, produce, 5)
     assert [(e.status, e.headers) for e in seen] == [(409, {"Retry-After": "7"})]
+
+
+# -- an answer that cannot be saved ---------------------------------------------
+
+
+def _throttled(operation: str) -> Exception:
+    from botocore.exceptions import ClientError
+
+    return ClientError({"Error": {"Code": "ProvisionedThroughputExceededException"}}, operation)
+
+
+def _refusing(layer: DynamoDBPersistenceLayer, method: str, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Make one of the layer's DynamoDB writes (`_update_record`, `_delete_record`) fail once."""
+    failed: list[str] = []
+    real = getattr(layer, method)
+
+    def once(*args: Any, **kwargs: Any) -> None:
+        if not failed:
+            failed.append(method)
+            raise _throttled(method)
+        real(*args, **kwargs)
+
+    monkeypatch.setattr(layer, method, once)
+    return failed
+
+
+@pytest.fixture
+def releasing(table_like: Callable[[str], Any], session: boto3.session.Session) -> ReleasingDynamoDBPersistenceLayer:
+    table_like("IdempotencyTable")
+    client = session.client("dynamodb")
+    return ReleasingDynamoDBPersistenceLayer(table_name="unit-IdempotencyTable", boto3_client=client)
+
+
+def _requests_on(layer: DynamoDBPersistenceLayer) -> IdempotentRequests:
+    idempotent = IdempotentRequests(layer)
+    idempotent.register_lambda_context(LambdaContextStub())  # type: ignore[arg-type]
+    return idempotent
+
+
+def test_an_answer_that_cannot_be_saved_releases_the_key_for_the_retry(
+    releasing: ReleasingDynamoDBPersistenceLayer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from aws_lambda_powertools.utilities.idempotency.exceptions import IdempotencyPersistenceLayerError
+
+    requests = _requests_on(releasing)
+    failed = _refusing(releasing, "_update_record", monkeypatch)
+    produce = Producer()
+    with pytest.raises(IdempotencyPersistenceLayerError):
+        requests.run("alice", "k1", FP, produce, 5)
+    assert failed == ["_update_record"]
+    retried = requests.run("alice", "k1", FP, produce, 5)  # not 409 for the invocation's remaining 30 s
+    assert produce.runs == 2 and REPLAYED_HEADER not in retried["headers"]
+    replayed = requests.run("alice", "k1", FP, produce, 5)
+    assert produce.runs == 2 and replayed["headers"][REPLAYED_HEADER] == "true"
+
+
+def test_powertools_own_layer_holds_the_key_after_an_unsaved_answer(
+    table_like: Callable[[str], Any], session: boto3.session.Session, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What ReleasingDynamoDBPersistenceLayer changes: Powertools alone answers the retry 409."""
+    from aws_lambda_powertools.utilities.idempotency.exceptions import IdempotencyPersistenceLayerError
+
+    table_like("IdempotencyTable")
+    layer = DynamoDBPersistenceLayer(table_name="unit-IdempotencyTable", boto3_client=session.client("dynamodb"))
+    requests = _requests_on(layer)
+    _refusing(layer, "_update_record", monkeypatch)
+    with pytest.raises(IdempotencyPersistenceLayerError):
+        requests.run("alice", "k1", FP, Producer(), 5)
+    with pytest.raises(IdempotencyInProgress):
+        requests.run("alice", "k1", FP, Producer(), 5)
+
+
+def test_a_marker_neither_saved_nor_released_still_holds_the_key(
+    releasing: ReleasingDynamoDBPersistenceLayer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The case left: both writes refused, the retry waits for the marker's expiry (the remaining time)."""
+    from aws_lambda_powertools.utilities.idempotency.exceptions import IdempotencyPersistenceLayerError
+
+    requests = _requests_on(releasing)
+    assert _refusing(releasing, "_update_record", monkeypatch) == []
+    deleted = _refusing(releasing, "_delete_record", monkeypatch)
+    with pytest.raises(IdempotencyPersistenceLayerError):
+        requests.run("alice", "k1", FP, Producer(), 5)
+    assert deleted == ["_delete_record"]
+    with pytest.raises(IdempotencyInProgress):
+        requests.run("alice", "k1", FP, Producer(), 5)
