@@ -96,11 +96,11 @@ test: setup lint typecheck validate audit-static build
 ifeq ($(COVERAGE),1)
 	rm -rf $(COVERAGE_DATA)
 	COVERAGE_PROCESS_START=$(CURDIR)/pyproject.toml COVERAGE_FILE=$(CURDIR)/$(COVERAGE_DATA)/.coverage \
-		CMDGATE_COVERAGE_RUNTIMES=$(COVERAGE_RUNTIMES) $(VENV)/bin/pytest -q -n 2 --dist loadgroup
+		CMDGATE_COVERAGE_RUNTIMES=$(COVERAGE_RUNTIMES) $(VENV)/bin/pytest -q -n 2 --dist loadgroup --durations=30
 	PYTHONPATH=$(PYTHONPATH_DEV) $(VENV)/bin/python -m audit.coverage_report --data $(COVERAGE_DATA) \
 		$(COVERAGE_DOC) --fail-under $(COVERAGE_FAIL_UNDER)
 else
-	$(VENV)/bin/pytest -q -n 2 --dist loadgroup
+	$(VENV)/bin/pytest -q -n 2 --dist loadgroup --durations=30
 endif
 
 # The whole suite with the functions' runtimes measured too (unit + integration combined).

@@ -463,7 +463,8 @@ def render(figures: dict[str, Any], plots: list[Path] | None = None) -> str:
         direct = ", ".join(f"{mod} {ms}" for mod, ms in profile["direct"][:6])
         lines.append(f"- {SHORT[name]}: {profile['total_ms']} ms in all; {direct}")
     for path in plots or []:
-        lines += ["", f"![Cold start per function against the floor](img/{path.name})"]
+        if path.parent.resolve() == (RESULTS.parent / "img").resolve():  # plots drawn elsewhere are not linked
+            lines += ["", f"![Cold start per function against the floor](img/{path.name})"]
     lines += ["", END_MARK]
     return "\n".join(lines)
 

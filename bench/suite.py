@@ -15,7 +15,9 @@ stopped, so its processes do not share the CPU with them. Each benchmark's modul
 Every figure is a ratio to a baseline measured in the same run (bench/report.py `Figure`): the
 machine is shared and noisy, so absolute values move between runs and the ratios carry the goals.
 The docs get a headline table (date, machine, load average, commit, every figure) and each
-benchmark's section between its markers, and the PNGs go to docs/img/.
+benchmark's section between its markers, and the PNGs go to docs/img/. A `--quick` run writes
+docs/benchmarks-quick.md instead, figures only (its plots are drawn in a temporary folder and not
+kept): its small sizes must never overwrite the full run's sections, plots or CSV.
 
 bench/cold_start.py is used through `measure(quick: bool, progress=None) -> dict` and
 `plot(figures, out_dir) -> list[Path]`, and, when it has them, `render(figures, plots) -> str` (its
@@ -55,6 +57,7 @@ BENCHMARKS = ("command", "async", "state", "cold")
 COLD_START = "bench.cold_start"
 COLD_SECTION = "## Cold starts: Init Duration per function against the floor"
 QUICK_GOAL_S = 180.0
+QUICK_RESULTS = run.RESULTS.parent / "benchmarks-quick.md"
 # What the headline says of the full run's length: its parts, each timed on its own target (the whole
 # full run has not been timed as one).
 FULL_RUN = (
@@ -367,6 +370,11 @@ def write_docs(results: Path, info: RunInfo, outcomes: Sequence[Outcome]) -> Non
     results.write_text(text.rstrip("\n") + "\n")
 
 
+def _shown(path: Path) -> str:
+    """A path as printed: relative to the checkout when it is inside it."""
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
+
+
 def parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="bench.suite", description="Every benchmark on one local stack.")
     parser.add_argument("--quick", action="store_true", help=f"small sizes (goal: under {QUICK_GOAL_S:.0f} s)")
@@ -403,7 +411,9 @@ def main(argv: list[str] | None = None) -> int:
     outcomes: list[Outcome] = []
     with tempfile.TemporaryDirectory(prefix="cmdgate-bench-suite-") as tmp, progress_bar(len(names)) as (step, tick):
         workdir = Path(tmp)
-        ctx = Context(None, workdir, sizes, args.quick, command, run.IMAGES, plots and not args.no_docs, tick)
+        images = workdir / "img" if args.quick else run.IMAGES  # a quick run's plots are not the docs'
+        images.mkdir(exist_ok=True)
+        ctx = Context(None, workdir, sizes, args.quick, command, images, plots and not args.no_docs, tick)
         if on_stack:
             tick(f"starting the local stack ({sizes.pool} environments per function)")
             # The state benchmark's parameters: the others do not depend on the sync queue's visibility.
@@ -433,9 +443,10 @@ def main(argv: list[str] | None = None) -> int:
     figures = [f for o in outcomes for f in o.figures]
     print(headline(info, figures))
     if not args.no_docs:
-        write_docs(run.RESULTS, info, outcomes)
-        pngs = [i for o in outcomes for i in o.images]
-        print(f"wrote {run.RESULTS.relative_to(ROOT)} and {len(pngs)} PNGs in {run.IMAGES.relative_to(ROOT)}")
+        results = QUICK_RESULTS if args.quick else run.RESULTS
+        write_docs(results, info, outcomes)
+        pngs = [i for o in outcomes for i in o.images if i.parent.resolve() == run.IMAGES.resolve()]
+        print(f"wrote {_shown(results)} and {len(pngs)} PNGs in {_shown(run.IMAGES)}")
     goal = f" (goal for --quick: under {QUICK_GOAL_S:.0f} s)" if args.quick else ""
     load_end = os.getloadavg()[0]
     print(f"wall time: {wall:.0f} s{goal}; load average {load_start[0]:.2f} at the start, {load_end:.2f} at the end")

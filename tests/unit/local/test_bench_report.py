@@ -337,3 +337,25 @@ def test_cold_starts_keep_their_own_markers_and_give_ratio_figures(
     text = results.read_text()
     assert text.count("<!-- cold:start -->") == 1 and text.count("## Cold starts: init") == 1
     assert "\ntable\n<!-- cold:end -->" in text and "\nold\n" not in text
+
+
+def test_a_quick_run_writes_its_own_file_and_keeps_its_plots_out_of_the_docs(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Small sizes must never overwrite the full run's sections or PNGs."""
+    full, quick = tmp_path / "benchmarks.md", tmp_path / "benchmarks-quick.md"
+    full.write_text("# Benchmarks\n\nthe full run\n")
+    seen: list[Path] = []
+
+    def drawn(ctx: suite.Context, outcome: suite.Outcome) -> None:
+        seen.append(ctx.images)
+        outcome.section = f"{suite.COLD_SECTION}\n\nquick figures\n"
+
+    monkeypatch.setattr(run, "RESULTS", full)
+    monkeypatch.setattr(suite, "QUICK_RESULTS", quick)
+    monkeypatch.setattr(suite, "cold_start_available", lambda: True)
+    monkeypatch.setitem(suite.RUNNERS, "cold", (suite.COLD_SECTION, drawn))
+    assert suite.main(["--quick", "--only", "cold"]) == 0
+    assert full.read_text() == "# Benchmarks\n\nthe full run\n"
+    assert "quick figures" in quick.read_text() and "quick run" in quick.read_text()
+    assert seen and seen[0].resolve() != run.IMAGES.resolve()
