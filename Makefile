@@ -90,7 +90,7 @@ security: build
 COVERAGE ?= 1
 COVERAGE_RUNTIMES ?= 0
 COVERAGE_DATA := .coverage-data
-COVERAGE_FAIL_UNDER ?= 85
+COVERAGE_FAIL_UNDER ?= 91
 COVERAGE_DOC := $(if $(filter 1,$(COVERAGE_RUNTIMES)),--doc docs/coverage.md,)
 test: setup lint typecheck validate audit-static build
 ifeq ($(COVERAGE),1)
