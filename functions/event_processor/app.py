@@ -19,7 +19,6 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from cmdgate import tracing
 from cmdgate.authz import SYSTEM_PREFIX
-from cmdgate.callbacks import RetryLater
 from cmdgate.stats import parse_event
 from cmdgate.wiring import services
 
@@ -69,16 +68,24 @@ def command_executed(event: dict[str, Any]) -> None:
     svc.stats_mirror.request(now)
 
 
+def deliver_callback(record: SQSRecord) -> None:
+    """One callback delivery; a failed one raises RetryLater (its item fails, retried after the backoff)."""
+    # httpx and the delivery code load here, not at init: most records are command events.
+    from cmdgate.callbacks import RetryLater
+
+    try:
+        result = services().callbacks.deliver(record.body, record.receipt_handle)
+    except RetryLater:
+        metrics.add_metric(name="CallbacksRetried", unit=MetricUnit.Count, value=1)
+        raise
+    if result != "skipped":
+        metrics.add_metric(name=f"Callbacks_{result}", unit=MetricUnit.Count, value=1)
+
+
 @tracer.capture_method
 def record_handler(record: SQSRecord) -> None:
     if _from_callbacks_queue(record):
-        try:
-            result = services().callbacks.deliver(record.body, record.receipt_handle)
-        except RetryLater:
-            metrics.add_metric(name="CallbacksRetried", unit=MetricUnit.Count, value=1)
-            raise
-        if result != "skipped":
-            metrics.add_metric(name=f"Callbacks_{result}", unit=MetricUnit.Count, value=1)
+        deliver_callback(record)
         return
     event = parse_event(record.body)
     kind = event["type"]

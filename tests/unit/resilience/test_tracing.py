@@ -88,3 +88,9 @@ def test_no_function_imports_the_xray_sdk_unless_asked(function: str) -> None:
     assert not {m for m in _modules_after(function, "") if m.startswith("aws_xray_sdk")}
     asked = _modules_after(function, "", CMDGATE_XRAY_SDK="on", POWERTOOLS_TRACE_DISABLED="false")
     assert "aws_xray_sdk.core" in asked
+
+
+def test_the_event_processor_loads_httpx_only_for_a_callback_delivery() -> None:
+    """Most of its records are command events: httpx (the callbacks' client) is not an init cost."""
+    assert "httpx" not in _modules_after("event_processor", "")
+    assert "httpx" in _modules_after("event_processor", "import cmdgate.callbacks as c\nc.RetryLater")
