@@ -396,11 +396,12 @@ def measure(quick: bool, progress: Progress | None = None) -> dict[str, Any]:
                 rounds.append(one_round(stack, chain, state_key, log_dir, index))
             figures["rounds"] = rounds
             figures["medians"] = medians(rounds)
-            note("import profiles")
-            figures["imports"] = {
-                name: import_profile(function_runtime(stack, name)) for name in (FLOOR, *FUNCTIONS) if name != FLOOR
-            }
-            figures["imports"][FLOOR] = import_profile(floor_runtime(stack))
+            if not quick:  # about 40 s of whole-interpreter runs: the full run's diagnosis, not a figure
+                note("import profiles")
+                figures["imports"] = {
+                    name: import_profile(function_runtime(stack, name)) for name in (FLOOR, *FUNCTIONS) if name != FLOOR
+                }
+                figures["imports"][FLOOR] = import_profile(floor_runtime(stack))
     figures["load"] = [round(x, 2) for x in (*load_before, *os.getloadavg())]
     return figures
 
@@ -454,12 +455,15 @@ def render(figures: dict[str, Any], plots: list[Path] | None = None) -> str:
         f"of its own ({layer['botocore_or_boto3'] or 'none found'}); largest packages: "
         + ", ".join(f"{name} {mib} MiB" for name, mib in layer["largest"])
         + ".",
-        "",
-        "Costliest imports (`python -X importtime -c 'import app'` with the runtime's python and the layers, ms,",
-        "cumulative for the handler module's direct imports):",
-        "",
     ]
-    for name, profile in figures["imports"].items():
+    if figures.get("imports"):
+        lines += [
+            "",
+            "Costliest imports (`python -X importtime -c 'import app'` with the runtime's python and the layers,",
+            "ms, cumulative for the handler module's direct imports):",
+            "",
+        ]
+    for name, profile in figures.get("imports", {}).items():
         direct = ", ".join(f"{mod} {ms}" for mod, ms in profile["direct"][:6])
         lines.append(f"- {SHORT[name]}: {profile['total_ms']} ms in all; {direct}")
     for path in plots or []:

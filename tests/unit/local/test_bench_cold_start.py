@@ -84,3 +84,6 @@ def test_the_section_says_which_function_meets_the_goal() -> None:
     assert "| api | 180.0 | 1.8 | 0.0 | 180.0 | 1.8 | 1.8 | <= 1.3 missed |" in section
     assert "**300.0 ms** = 3.0x the floor's cold start" in section
     assert "32.7 MiB unzipped" in section and "cryptography 14.4 MiB" in section
+    assert "- authorizer: 80.0 ms in all; cmdgate.wiring 40.0" in section
+    quick = render({k: v for k, v in figures.items() if k != "imports"})  # a quick run profiles no imports
+    assert "Costliest imports" not in quick and "32.7 MiB unzipped" in quick
