@@ -57,6 +57,7 @@ SECTION_END = "<!-- chaos:end -->"
 ADMIN_KEY = "cg_bench_chaos_admin_key"
 ASYNC = {"Prefer": "respond-async"}
 RECOVERY_GOAL_S = 120.0
+RETRY_BOUND_S = 60.0  # how long a client retries one request as asked before it gives up
 RETRYABLE = frozenset({429, 500, 502, 503, 504})
 PROBLEM_FIELDS = ("type", "title", "status", "code")
 # The stack's functions sign their AWS calls with these access key ids (cmdgate_local.stack.function_access_key).
@@ -80,6 +81,7 @@ class Row:
     recover_s: float | None = None
     note: str = ""
     problems: list[str] = field(default_factory=list)
+    gave_up: dict[str, int] = field(default_factory=dict)  # requests still unanswered after the bound, by last answer
 
     @property
     def ok(self) -> bool:
@@ -112,7 +114,7 @@ def problem_errors(response: httpx.Response) -> list[str]:
 class Clients:
     """The API's clients: each error answer is checked and counted; retryable ones are retried."""
 
-    def __init__(self, url: str, admin_key: str, bound_s: float = 60.0) -> None:
+    def __init__(self, url: str, admin_key: str, bound_s: float = RETRY_BOUND_S) -> None:
         self._http = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {admin_key}"}, timeout=60)
         self._lock = threading.Lock()
         self.bound_s = bound_s
@@ -151,6 +153,10 @@ class Clients:
             if response.status_code not in RETRYABLE and response.status_code != 599 and not asked_back:
                 return response
             if time.monotonic() > deadline:
+                with self._lock:
+                    if self.row is not None:
+                        kind = f"{response.status_code} {_code(response)}".strip()
+                        self.row.gave_up[kind] = self.row.gave_up.get(kind, 0) + 1
                 return response
             wait = response.headers.get("retry-after", "")
             time.sleep(min(2.0, float(wait)) if wait.isdigit() else 0.2)
@@ -733,7 +739,11 @@ def render(rows: list[Row], meta: dict[str, Any]) -> str:
     for row in rows:
         statuses = ", ".join(f"{n}x {kind}" for kind, n in sorted(row.statuses.items())) or "-"
         recover = f"{row.recover_s} s" if row.recover_s is not None else "**not recovered**"
-        notes = "; ".join([row.note, *row.problems])
+        unanswered = [row.note]
+        if row.gave_up:
+            last = ", ".join(f"{n}x {kind}" for kind, n in sorted(row.gave_up.items()))
+            unanswered.append(f"unanswered after {RETRY_BOUND_S:.0f} s of retries, last answer {last}")
+        notes = "; ".join([*unanswered, *row.problems])
         lines.append(
             f"| {row.fault} | {row.injected} | {row.requests} | {row.errors} ({statuses}) | {row.malformed} "
             f"| {row.writes}/{row.attempted} | {row.writes_lost} | {row.double_effects} | {recover} | {notes} |"
