@@ -43,7 +43,7 @@ UNAVAILABLE_RETRY_AFTER_S = 1
 
 def handle_unexpected(error: Exception) -> Response[str]:
     if aws_errors.is_unavailable(error):
-        logger.warning("AWS unavailable", extra={"error_type": type(error).__name__})
+        logger.warning("AWS unavailable", extra=aws_errors.unavailable_details(error))
         metrics.add_metric(name="DependencyUnavailable", unit="Count", value=1)
         unavailable = errors.DependencyUnavailable(
             "A dependency is busy or unavailable; retry shortly.",

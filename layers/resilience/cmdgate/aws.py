@@ -1,7 +1,9 @@
 """Lazily created boto3 clients, reused across invocations of one environment.
 
-botocore retries in `standard` mode are the only retry layer for AWS calls;
-our own retry module is for HTTP downstreams, SQS redelivery for whole messages.
+botocore retries in `standard` mode are the only retry layer for AWS calls (save the release
+of an idempotency marker, see cmdgate.retry); our own retry module is for HTTP downstreams, SQS
+redelivery for whole messages. Under sustained throttling botocore's retry quota (500 tokens,
+5 per retry) runs out and calls are no longer retried: that is load shedding, by design.
 Every client counts its calls (a botocore event hook), so a handler can report
 the AWS round trips of each invocation.
 """

@@ -48,3 +48,23 @@ def is_unavailable(exc: BaseException) -> bool:
             return True
         seen = seen.__cause__
     return False
+
+
+def unavailable_details(exc: BaseException) -> dict[str, str]:
+    """What a log line says of an unavailable dependency: the error's type, the AWS code and operation
+    of the cause (botocore's `operation_name`), and the wrapper's first words when it wraps one."""
+    details = {"error_type": type(exc).__name__}
+    seen: BaseException | None = exc
+    for _ in range(5):
+        if seen is None:
+            break
+        code, operation = error_code(seen), getattr(seen, "operation_name", None)
+        if code is not None:
+            details["aws_code"] = code
+            if isinstance(operation, str):
+                details["operation"] = operation
+            break
+        if seen is exc and seen.__cause__ is not None and seen.args:
+            details["wrapped_by"] = str(seen.args[0])[:80]
+        seen = seen.__cause__
+    return details

@@ -2,7 +2,10 @@
 
 Retry at ONE layer only, so attempts never multiply (3 layers x 3 attempts = 27 calls):
 
-- AWS calls: botocore's `standard` retry mode (see `cmdgate.aws`), nothing here;
+- AWS calls: botocore's `standard` retry mode (see `cmdgate.aws`), nothing here, with one
+  exception: the release of an idempotency key's in-progress marker (cmdgate.idempotency), since
+  botocore's retry quota stops retrying under sustained throttling and a marker left behind
+  holds its client for a whole invocation;
 - HTTP downstreams (GitHub, `http.request`, ...): this module;
 - whole messages (async executions, events): SQS redelivery up to maxReceiveCount.
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from botocore.exceptions import ClientError
 
-from cmdgate.aws_errors import error_code, is_condition_failure
+from cmdgate.aws_errors import error_code, is_condition_failure, unavailable_details
 
 
 def client_error(code: str) -> ClientError:
@@ -24,3 +24,21 @@ def test_exceptions_without_a_well_formed_response_have_no_code() -> None:
     assert error_code(odd) is None and not is_condition_failure(odd)
     odd.response = {"Error": {"Code": 400}}  # type: ignore[attr-defined]
     assert error_code(odd) is None
+
+
+def test_the_details_of_an_unavailable_dependency_name_the_operation_and_its_wrapper() -> None:
+    from aws_lambda_powertools.utilities.idempotency.exceptions import IdempotencyPersistenceLayerError
+    from botocore.exceptions import ClientError
+
+    throttled = ClientError({"Error": {"Code": "ThrottlingException"}}, "UpdateItem")
+    assert unavailable_details(throttled) == {
+        "error_type": "ClientError",
+        "aws_code": "ThrottlingException",
+        "operation": "UpdateItem",
+    }
+    try:
+        raise IdempotencyPersistenceLayerError("Failed to delete record from idempotency store") from throttled
+    except IdempotencyPersistenceLayerError as wrapped:
+        details = unavailable_details(wrapped)
+    assert details["operation"] == "UpdateItem"
+    assert details["wrapped_by"].startswith("Failed to delete record")

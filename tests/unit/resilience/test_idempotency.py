@@ -252,17 +252,63 @@ def test_powertools_own_layer_holds_the_key_after_an_unsaved_answer(
         requests.run("alice", "k1", FP, Producer(), 5)
 
 
-def test_a_marker_neither_saved_nor_released_still_holds_the_key(
+def _deletes_failing(times: int, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Powertools' own DynamoDB delete (under the releasing layer's retries) throttled `times` times."""
+    calls: list[int] = []
+    real = DynamoDBPersistenceLayer._delete_record
+
+    def throttled(self: DynamoDBPersistenceLayer, data_record: Any) -> None:
+        calls.append(1)
+        if len(calls) <= times:
+            raise _throttled("DeleteItem")
+        real(self, data_record)
+
+    monkeypatch.setattr(DynamoDBPersistenceLayer, "_delete_record", throttled)
+    return calls
+
+
+def test_a_release_refused_twice_is_retried_so_the_retry_is_not_held(
     releasing: ReleasingDynamoDBPersistenceLayer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The case left: both writes refused, the retry waits for the marker's expiry (the remaining time)."""
+    """botocore's retry quota runs out under sustained throttling; the release has retries of its own."""
     from aws_lambda_powertools.utilities.idempotency.exceptions import IdempotencyPersistenceLayerError
 
     requests = _requests_on(releasing)
-    assert _refusing(releasing, "_update_record", monkeypatch) == []
-    deleted = _refusing(releasing, "_delete_record", monkeypatch)
+    _refusing(releasing, "_update_record", monkeypatch)
+    deletes = _deletes_failing(2, monkeypatch)
     with pytest.raises(IdempotencyPersistenceLayerError):
         requests.run("alice", "k1", FP, Producer(), 5)
-    assert deleted == ["_delete_record"]
+    assert len(deletes) == 3
+    produce = Producer()
+    requests.run("alice", "k1", FP, produce, 5)
+    assert produce.runs == 1
+
+
+def test_a_release_after_a_refused_run_is_retried_too(
+    releasing: ReleasingDynamoDBPersistenceLayer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Powertools deletes the marker when the wrapped function raises: that delete is the same release."""
+    requests = _requests_on(releasing)
+    deletes = _deletes_failing(1, monkeypatch)
+    with pytest.raises(RuntimeError):
+        requests.run("alice", "k1", FP, Producer(fail=True), 5)
+    assert len(deletes) == 2
+    produce = Producer()
+    requests.run("alice", "k1", FP, produce, 5)
+    assert produce.runs == 1
+
+
+def test_a_marker_neither_saved_nor_released_still_holds_the_key(
+    releasing: ReleasingDynamoDBPersistenceLayer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The case left: every write refused, the retry waits for the marker's expiry (the remaining time)."""
+    from aws_lambda_powertools.utilities.idempotency.exceptions import IdempotencyPersistenceLayerError
+
+    requests = _requests_on(releasing)
+    _refusing(releasing, "_update_record", monkeypatch)
+    deletes = _deletes_failing(99, monkeypatch)
+    with pytest.raises(IdempotencyPersistenceLayerError):
+        requests.run("alice", "k1", FP, Producer(), 5)
+    assert len(deletes) == 4  # the release's attempts, then it gives up
     with pytest.raises(IdempotencyInProgress):
         requests.run("alice", "k1", FP, Producer(), 5)
