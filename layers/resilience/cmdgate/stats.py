@@ -278,8 +278,11 @@ class StatsMirror:
         except ClientError as error:
             if error.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
                 held = (error.response.get("Item") or {}).get("due_at", {}).get("N")
-                # Past its due time (the mirror message is late): ask again in a second, not on every event.
-                self._quiet_until = max(int(held) if held else 0, now + 1)
+                # Until its due time the claim's message cannot have run (it was sent with the interval as
+                # its delay), so it will read this environment's later counts too. Past it, the late message
+                # may run any moment: each event asks again, or a count made just after that run's read
+                # would never be mirrored.
+                self._quiet_until = int(held) if held and int(held) > now else 0
                 return False
             raise
         try:

@@ -242,4 +242,7 @@ def test_a_burst_costs_each_environment_one_claim_call(stats: CommandStats, sess
     assert [claimed.request(NOW + t % 9) for t in range(50)] == [False] * 50
     assert (first.calls, second.calls) == (1, 1)  # the refusal told `other` when the claim is due
     assert other.request(NOW + 10) is False and second.calls == 2  # due, but its message is late: asks again
-    assert other.request(NOW + 10) is False and second.calls == 2  # ...at most once a second
+    # ...and on every event while it is late: a count just after the late run's read must still claim.
+    assert other.request(NOW + 10) is False and second.calls == 3
+    claimed.run(NOW + 10)  # the late message: releases the claim, then reads
+    assert other.request(NOW + 10) is True and second.calls == 4
