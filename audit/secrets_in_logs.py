@@ -9,6 +9,7 @@ The one line allowed to hold a secret is `make run`'s notice of the admin key it
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import sys
 from collections.abc import Iterable, Iterator, Sequence
@@ -17,6 +18,7 @@ from pathlib import Path
 
 from cmdgate.auth.apikeys import API_KEY_PREFIX
 from cmdgate.callbacks.signing import SECRET_PREFIX
+from cmdgate_local.build_snapshot import is_snapshot
 from cmdgate_local.stack import ADMIN_KEY_LINE
 
 # The local stack's GitHub token (cmdgate_local.stack puts it in Secrets Manager).
@@ -74,23 +76,38 @@ def scan_line(line: str, known: Sequence[str] = ()) -> Iterator[tuple[str, str]]
 
 
 def log_files(roots: Iterable[Path]) -> list[Path]:
-    """Every log file under `roots` (a root may be a file itself), in a stable order."""
+    """Every log file under `roots` (a root may be a file itself), in a stable order.
+
+    Other processes change these trees while they are read: a stack that stops removes its
+    build copy. A folder that is gone by the time it is listed is passed over, and build copies
+    (function code, no logs) are not walked at all.
+    """
     found: set[Path] = set()
     for root in roots:
         if root.is_file():
             found.add(root)
-        elif root.is_dir():
-            found.update(p for p in root.rglob("*") if p.is_file() and p.name.endswith(LOG_SUFFIXES))
+            continue
+        for folder, subfolders, names in os.walk(root):  # os.walk skips a folder it cannot list
+            subfolders[:] = [name for name in subfolders if not is_snapshot(Path(folder, name))]
+            found.update(Path(folder, name) for name in names if name.endswith(LOG_SUFFIXES))
     return sorted(found)
 
 
 def scan(roots: Iterable[Path], known: Sequence[str] = ()) -> ScanResult:
-    """Scan every log file under `roots` for secrets; `known` adds exact values to look for."""
-    files = log_files(roots)
+    """Scan every log file under `roots` for secrets; `known` adds exact values to look for.
+
+    A file removed between listing and reading (its stack's folder cleaned up) is left out.
+    """
+    files: list[Path] = []
     hits: list[Hit] = []
     lines = 0
-    for path in files:
-        with path.open(encoding="utf-8", errors="replace") as handle:
+    for path in log_files(roots):
+        try:
+            handle = path.open(encoding="utf-8", errors="replace")
+        except FileNotFoundError:
+            continue
+        files.append(path)
+        with handle:
             for number, line in enumerate(handle, start=1):
                 lines += 1
                 hits.extend(Hit(path, number, kind, _preview(secret)) for kind, secret in scan_line(line, known))

@@ -53,6 +53,11 @@ def remove_stale(parent: Path) -> list[Path]:
     return removed
 
 
+def is_snapshot(path: Path) -> bool:
+    """Whether `path` is a copy made by take() (`build-<pid>`)."""
+    return path.name.startswith(_PREFIX) and path.name.removeprefix(_PREFIX).isdigit()
+
+
 def process_alive(pid: int) -> bool:
     """Whether a process with this id exists."""
     try:

@@ -103,3 +103,25 @@ def test_the_command_line_fails_on_a_hit_without_printing_the_secret(
     assert main([str(tmp_path)]) == 1
     out = capsys.readouterr().out
     assert "dirty.log:1: api key" in out and key not in out
+
+
+def test_a_stack_s_build_copy_is_not_walked_and_a_file_gone_before_it_is_read_is_left_out(
+    planted: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Other stacks of the run remove their build copy (build-<pid>) and logs while the scan reads.
+    logs = planted / "stack" / "logs"
+    logs.mkdir(parents=True)
+    (logs / "ApiFunction-0.log").write_text("kept\n")
+    copy = planted / "stack" / "build-4242" / "ResilienceLayer" / "python" / "pkg"
+    copy.mkdir(parents=True)
+    (copy / "example.log").write_text(generate_api_key())  # code, not a log of this run
+    assert [p.name for p in scan([planted]).files] == ["ApiFunction-0.log"]
+    assert [p.name for p in scan([planted / "stack" / "build-x"]).files] == []  # a root that is gone
+
+    import audit.secrets_in_logs as module
+
+    listed = module.log_files
+    gone = logs / "WorkerFunction-1.log"
+    monkeypatch.setattr(module, "log_files", lambda roots: [*listed(roots), gone])
+    result = scan([planted])
+    assert [p.name for p in result.files] == ["ApiFunction-0.log"] and result.lines == 1
