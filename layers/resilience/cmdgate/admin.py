@@ -18,7 +18,7 @@ Permission = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[A-Za
 class RateLimitSpec(BaseModel):
     """A key's rate-limit policy: `quota` requests per `window_s` seconds."""
 
-    model_config = ConfigDict(extra="forbid", strict=True)
+    model_config = ConfigDict(defer_build=True, extra="forbid", strict=True)
 
     quota: int = Field(ge=1, le=1_000_000)
     window_s: int = Field(ge=1, le=86_400)
@@ -27,7 +27,7 @@ class RateLimitSpec(BaseModel):
 class CreateKeyRequest(BaseModel):
     """Body of `POST /v1/admin/keys`."""
 
-    model_config = ConfigDict(extra="forbid", strict=True)
+    model_config = ConfigDict(defer_build=True, extra="forbid", strict=True)
 
     name: str = Field(min_length=1, max_length=128)
     permissions: list[Permission] = Field(min_length=1, max_length=100)
@@ -38,7 +38,7 @@ class CreateKeyRequest(BaseModel):
 class RedriveRequest(BaseModel):
     """Body of `POST /v1/admin/dlq/redrive`: which executions (all dead letters of the first page if absent)."""
 
-    model_config = ConfigDict(extra="forbid", strict=True)
+    model_config = ConfigDict(defer_build=True, extra="forbid", strict=True)
 
     execution_ids: list[Annotated[str, Field(min_length=1, max_length=64)]] | None = Field(default=None, max_length=100)
 
@@ -46,7 +46,7 @@ class RedriveRequest(BaseModel):
 class RecoverStateRequest(BaseModel):
     """Body of `POST /v1/admin/state/recover`: where to start (the previous answer's `next`), what to cover."""
 
-    model_config = ConfigDict(extra="forbid", strict=True)
+    model_config = ConfigDict(defer_build=True, extra="forbid", strict=True)
 
     namespaces: list[Annotated[str, Field(pattern=r"^(_default|[a-z0-9][a-z0-9_-]{0,127})$")]] | None = Field(
         default=None, max_length=100, description="Only these namespaces' gists (default: every one)."
@@ -61,7 +61,7 @@ class RecoverStateRequest(BaseModel):
 class SigningSecretRequest(BaseModel):
     """Body of `POST /v1/admin/signing-secrets`."""
 
-    model_config = ConfigDict(extra="forbid", strict=True)
+    model_config = ConfigDict(defer_build=True, extra="forbid", strict=True)
 
     principal_id: str = Field(min_length=1, max_length=256, pattern=r"^[\x21-\x7e]+$")
     grace_s: int = Field(

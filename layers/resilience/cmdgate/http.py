@@ -5,11 +5,14 @@ from __future__ import annotations
 import json
 import math
 import re
-from typing import Any
-
-from aws_lambda_powertools.event_handler import Response
+from typing import TYPE_CHECKING, Any
 
 from cmdgate.errors import PROBLEM_CONTENT_TYPE, InvalidJson, ProblemError
+
+if TYPE_CHECKING:
+    # Only the api function builds responses: the worker and the webhook receiver parse JSON here
+    # without paying for Powertools' event handler (imported by the response builders below).
+    from aws_lambda_powertools.event_handler import Response
 
 # I-JSON (RFC 7493): integers beyond this are not exact in an IEEE 754 double, so other parsers disagree.
 MAX_EXACT_INTEGER = 2**53 - 1
@@ -97,6 +100,8 @@ def _unique_members(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 def problem_response(error: ProblemError, request_id: str | None) -> Response[str]:
     """A problem+json response for `error`."""
+    from aws_lambda_powertools.event_handler import Response
+
     return Response(
         status_code=error.status,
         content_type=PROBLEM_CONTENT_TYPE,
@@ -107,11 +112,15 @@ def problem_response(error: ProblemError, request_id: str | None) -> Response[st
 
 def json_response(status: int, body: Any, headers: dict[str, str] | None = None) -> Response[str]:
     """A JSON response."""
+    from aws_lambda_powertools.event_handler import Response
+
     return Response(status_code=status, content_type="application/json", body=json.dumps(body), headers=headers or {})
 
 
 def http_response(stored: dict[str, Any]) -> Response[str]:
     """A response from its stored form `{status, headers, body}` (see Submission.to_http)."""
+    from aws_lambda_powertools.event_handler import Response
+
     headers = dict(stored.get("headers") or {})
     content_type = headers.pop("Content-Type", "application/json")
     return Response(

@@ -24,8 +24,9 @@ from cmdgate.executions.runner import run_attempt
 from cmdgate.hosts import HostAllowlist
 from cmdgate.retry import RetryBudget
 from cmdgate.ssrf import check_url
-from cmdgate_commands.builtin.http_request import HttpRequestParams, UpstreamUnavailable, breakers, fetch, http_request
+from cmdgate_commands.builtin.http_request import HttpRequestParams, breakers, fetch, http_request
 from cmdgate_commands.builtin.http_request import transport as module
+from cmdgate_commands.builtin.http_request.fetch import UpstreamUnavailable
 
 
 class FakeServices:

@@ -94,3 +94,18 @@ def test_the_event_processor_loads_httpx_only_for_a_callback_delivery() -> None:
     """Most of its records are command events: httpx (the callbacks' client) is not an init cost."""
     assert "httpx" not in _modules_after("event_processor", "")
     assert "httpx" in _modules_after("event_processor", "import cmdgate.callbacks as c\nc.RetryLater")
+
+
+@pytest.mark.parametrize("function", ["worker", "event_processor"])
+def test_loading_the_command_packs_imports_neither_httpx_nor_the_event_handler(function: str) -> None:
+    """The worker's first event loads every pack: httpx comes with the first `http.request` only, and
+    Powertools' event handler (response building) belongs to the api function."""
+    code = (
+        "from cmdgate.wiring import services\nfrom cmdgate.commands import default_registry\n"
+        "services().executions\nassert default_registry.get('http.request')"
+    )
+    modules = _modules_after(function, code, COMMAND_PACKS="builtin,testing,example,aws,github")
+    assert "cmdgate_commands.builtin.http_request" in modules
+    assert not {m for m in modules if m.split(".")[0] == "httpx" or m.startswith("aws_lambda_powertools.event_handler")}
+    ran = "from cmdgate_commands.builtin.http_request import transport\ntransport.http_client()"
+    assert "httpx" in _modules_after(function, f"{code}\n{ran}", COMMAND_PACKS="builtin")

@@ -17,7 +17,7 @@ MAX_DETAIL_BYTES = 32 * 1024
 class Event(BaseModel):
     """One event: its source (not `aws.*`), detail type and JSON detail."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(defer_build=True, extra="forbid")
 
     source: str = Field(pattern=r"^[A-Za-z0-9._/-]{1,256}$", description="Not starting with `aws.` (AWS's own).")
     detail_type: str = Field(min_length=1, max_length=128, pattern=r"^[^\x00-\x1f\x7f]+$")
@@ -42,7 +42,7 @@ class Event(BaseModel):
 class PutEventsParams(BaseModel):
     """The events, and optionally the bus (the deployment's AwsPackEventBusArn)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(defer_build=True, extra="forbid")
 
     event_bus_arn: str | None = Field(default=None, max_length=256)
     entries: list[Event] = Field(min_length=1, max_length=10)

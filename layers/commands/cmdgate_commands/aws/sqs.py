@@ -15,7 +15,7 @@ from cmdgate_commands.aws.targets import allowed_target, queue_name_and_account
 class SendParams(BaseModel):
     """The message body and string attributes; a FIFO queue needs a group id."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(defer_build=True, extra="forbid")
 
     queue_arn: str | None = Field(default=None, max_length=256, description="Must be the deployment's AwsPackQueueArn.")
     body: str = Field(min_length=1, max_length=60 * 1024)

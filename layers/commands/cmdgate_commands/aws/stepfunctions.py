@@ -29,7 +29,7 @@ sleep: Callable[[float], None] = time.sleep
 class StartParams(BaseModel):
     """The execution's input, an optional name, and whether to wait for the end."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(defer_build=True, extra="forbid")
 
     state_machine_arn: str | None = Field(
         default=None, max_length=256, description="Must be the deployment's AwsPackStateMachineArn (the default)."

@@ -12,7 +12,7 @@ from cmdgate.commands import CommandContext, command
 class EchoParams(BaseModel):
     """Anything JSON under `message` and `data`."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(defer_build=True, extra="forbid")
 
     message: str = Field(default="", max_length=4096)
     data: dict[str, Any] | list[Any] | None = None

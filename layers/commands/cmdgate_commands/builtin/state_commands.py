@@ -21,14 +21,14 @@ StateKey = Field(pattern=r"^[a-z0-9][a-z0-9._:-]{0,127}$")
 class GetParams(BaseModel):
     """Which key."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(defer_build=True, extra="forbid")
     key: str = StateKey
 
 
 class MergeParams(BaseModel):
     """An RFC 7396 merge patch for a key."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(defer_build=True, extra="forbid")
     key: str = StateKey
     patch: dict[str, Any]
 
@@ -36,7 +36,7 @@ class MergeParams(BaseModel):
 class IncrementParams(BaseModel):
     """A counter and the amount to add."""
 
-    model_config = ConfigDict(extra="forbid", strict=True)
+    model_config = ConfigDict(defer_build=True, extra="forbid", strict=True)
     key: str = StateKey
     by: int = Field(default=1, ge=-(10**12), le=10**12)
 

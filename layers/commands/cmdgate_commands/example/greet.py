@@ -29,7 +29,7 @@ RESERVED_NAMES = frozenset({"root", "admin"})
 class GreetParams(BaseModel):
     """Whom to greet, and how."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(defer_build=True, extra="forbid")
 
     name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z][A-Za-z .'-]*$", description="Who to greet.")
     language: Literal["en", "fr", "de"] = "en"

@@ -6,14 +6,17 @@ import time
 from typing import Any
 
 from cmdgate.commands import CommandContext, CommandError, command
-from cmdgate_commands.github import client
 from cmdgate_commands.github.params import RepositoryDispatchParams, WorkflowDispatchParams
 
 DEADLINE_MARGIN_S = 0.5  # left to the runner to record the execution
 TIMEOUT_S = 15.0
+# The GitHub client (and httpx with it) is imported by the commands when they run, not when the pack
+# registers: every function that loads the packs would pay for it.
 
 
 def _send(context: CommandContext, api_path: str, body: dict[str, Any]) -> None:
+    from cmdgate_commands.github import client
+
     settings = context.services.settings
     if not settings.github_dispatch_token_secret_arn:
         raise CommandError(
@@ -43,6 +46,8 @@ def _send(context: CommandContext, api_path: str, body: dict[str, Any]) -> None:
 )
 def workflow_dispatch(params: WorkflowDispatchParams, context: CommandContext) -> dict[str, Any]:
     """POST .../actions/workflows/{workflow}/dispatches; GitHub answers 204 and starts the run."""
+    from cmdgate_commands.github import client
+
     api_path = client.path("repos", params.owner, params.repo, "actions", "workflows", params.workflow, "dispatches")
     body: dict[str, Any] = {"ref": params.ref}
     if params.inputs:
@@ -65,6 +70,8 @@ def workflow_dispatch(params: WorkflowDispatchParams, context: CommandContext) -
 )
 def repository_dispatch(params: RepositoryDispatchParams, context: CommandContext) -> dict[str, Any]:
     """POST /repos/{owner}/{repo}/dispatches; GitHub answers 204 and triggers the workflows listening for it."""
+    from cmdgate_commands.github import client
+
     body = {"event_type": params.event_type, "client_payload": params.client_payload}
     _send(context, client.path("repos", params.owner, params.repo, "dispatches"), body)
     return {"dispatched": True, "owner": params.owner, "repo": params.repo, "event_type": params.event_type}

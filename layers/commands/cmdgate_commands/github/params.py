@@ -25,7 +25,7 @@ def _real_name(repo: str) -> str:
 class WorkflowDispatchParams(BaseModel):
     """A workflow run to start: the workflow's file name (or numeric id), the ref and its inputs."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(defer_build=True, extra="forbid")
 
     owner: Owner
     repo: Repo
@@ -59,7 +59,7 @@ class WorkflowDispatchParams(BaseModel):
 class RepositoryDispatchParams(BaseModel):
     """A repository_dispatch event: its type and a small JSON payload."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(defer_build=True, extra="forbid")
 
     owner: Owner
     repo: Repo

@@ -10,7 +10,7 @@ from cmdgate.commands import CommandContext, command
 class BlobParams(BaseModel):
     """Size of the result."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(defer_build=True, extra="forbid")
 
     kib: int = Field(ge=0, le=1024)
 

@@ -17,7 +17,7 @@ from cmdgate.commands import CommandContext, FollowUp, command
 class ChainParams(BaseModel):
     """Which chain, and which step of it."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(defer_build=True, extra="forbid")
 
     key: str = Field(pattern=r"^[a-zA-Z0-9._:-]{1,128}$")
     step: int = Field(default=0, ge=0, le=1000)

@@ -21,7 +21,7 @@ MARKER_TTL_S = 14 * 86400  # longer than any SQS retention and redrive window
 class CountParams(BaseModel):
     """Which counter to bump."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(defer_build=True, extra="forbid")
 
     key: str = Field(pattern=r"^[a-zA-Z0-9._:-]{1,128}$")
     hold_s: float = Field(default=0.0, ge=0, le=8, description="Stay running this long after counting.")

@@ -12,7 +12,7 @@ from cmdgate.commands import CommandContext, CommandError, TransientCommandError
 class FailParams(BaseModel):
     """How to fail."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(defer_build=True, extra="forbid")
 
     mode: Literal["transient", "permanent"] = "permanent"
     times: int | None = Field(default=None, ge=0, description="Fail only the first N attempts (transient).")

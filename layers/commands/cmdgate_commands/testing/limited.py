@@ -12,7 +12,7 @@ from cmdgate.commands import CommandContext, command
 class LimitedParams(BaseModel):
     """Anything to echo back."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(defer_build=True, extra="allow")
 
 
 @command(

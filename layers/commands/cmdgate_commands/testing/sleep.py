@@ -12,7 +12,7 @@ from cmdgate.commands import CommandCancelled, CommandContext, command
 class SleepParams(BaseModel):
     """How long to sleep."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(defer_build=True, extra="forbid")
 
     seconds: float = Field(ge=0, le=10)
 

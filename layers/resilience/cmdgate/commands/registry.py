@@ -28,7 +28,7 @@ MAX_SYNC_TIMEOUT_S = 28.0  # API Gateway ends an integration at 29 s
 class NoParams(BaseModel):
     """Params model for commands that take none."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(defer_build=True, extra="forbid")
 
 
 class CommandServices(Protocol):

@@ -38,7 +38,7 @@ _PLACEHOLDER = re.compile(r"\{\{\s*([^{}]*?)\s*\}\}")
 class RateLimitSpec(BaseModel):
     """A source's rate limit: `quota` deliveries per `window_s` seconds (a GCRA bucket, as callers have)."""
 
-    model_config = ConfigDict(extra="forbid", strict=True)
+    model_config = ConfigDict(defer_build=True, extra="forbid", strict=True)
 
     quota: int = Field(ge=1)
     window_s: int = Field(ge=1)
@@ -47,7 +47,7 @@ class RateLimitSpec(BaseModel):
 class EventRoute(BaseModel):
     """The command an event type starts, and its params template."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(defer_build=True, extra="forbid")
 
     command: str = Field(min_length=1)
     params: dict[str, Any] = Field(default_factory=dict)
@@ -56,7 +56,7 @@ class EventRoute(BaseModel):
 class WebhookSource(BaseModel):
     """One source: how it signs, whose permissions its runs have, how fast it may deliver, what runs."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(defer_build=True, extra="forbid", frozen=True)
 
     name: str = Field(pattern=SOURCE_PATTERN)
     kind: Kind

@@ -20,7 +20,6 @@
 from __future__ import annotations
 
 from cmdgate_commands.builtin.http_request.command import http_request
-from cmdgate_commands.builtin.http_request.fetch import UpstreamUnavailable
 from cmdgate_commands.builtin.http_request.params import HttpRequestParams
 
-__all__ = ["HttpRequestParams", "UpstreamUnavailable", "http_request"]
+__all__ = ["HttpRequestParams", "http_request"]

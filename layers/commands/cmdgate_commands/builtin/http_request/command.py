@@ -6,10 +6,7 @@ import time
 from typing import Any
 
 from cmdgate.commands import CommandContext, CommandError, command
-from cmdgate_commands.builtin.http_request import transport
-from cmdgate_commands.builtin.http_request.fetch import fetch
 from cmdgate_commands.builtin.http_request.params import MAX_TIMEOUT_S, HttpRequestParams
-from cmdgate_commands.builtin.http_request.result import result_of
 
 DEADLINE_MARGIN_S = 0.5  # left to the runner to record the execution
 
@@ -23,6 +20,12 @@ DEADLINE_MARGIN_S = 0.5  # left to the runner to record the execution
 )
 def http_request(params: HttpRequestParams, context: CommandContext) -> dict[str, Any]:
     """Send the request, following redirects by hand; return `{status, headers, body, ...}`."""
+    # httpx and the fetch machinery load with the first http.request, not when the pack registers:
+    # every function that loads the packs (api, worker, event processor) would pay for them.
+    from cmdgate_commands.builtin.http_request import transport
+    from cmdgate_commands.builtin.http_request.fetch import fetch
+    from cmdgate_commands.builtin.http_request.result import result_of
+
     settings = context.services.settings
     store = context.services.breaker_store()
     budget_s = min(params.timeout_s, context.remaining_s() - DEADLINE_MARGIN_S)

@@ -41,7 +41,9 @@ def is_secret_header(name: str) -> bool:
 class HttpRequestParams(BaseModel):
     """One HTTP request."""
 
-    model_config = ConfigDict(extra="forbid", validate_by_name=True, validate_by_alias=True, serialize_by_alias=True)
+    model_config = ConfigDict(
+        defer_build=True, extra="forbid", validate_by_name=True, validate_by_alias=True, serialize_by_alias=True
+    )
 
     method: Method = "GET"
     url: str = Field(min_length=1, max_length=2048, description="http or https URL; checked against SSRF rules.")
