@@ -36,12 +36,13 @@ import ipaddress
 import socket
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
-
-import httpx
+from typing import TYPE_CHECKING, Any
 
 from cmdgate.commands import CommandError
 from cmdgate.hosts import HostAllowlist, ipaddress_or_none, looks_numeric
+
+if TYPE_CHECKING:
+    import httpx
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 Resolver = Callable[..., Sequence[tuple[Any, ...]]]
@@ -162,6 +163,10 @@ def blocked_reason(address: IPAddress) -> str | None:
 
 
 def _parse(url: str) -> httpx.URL:
+    # httpx loads with the first URL checked: the api function imports this module for the rare
+    # `Callback-Url` and need not pay for httpx at init.
+    import httpx
+
     if not isinstance(url, str) or len(url) > MAX_URL_LENGTH:
         raise UrlNotAllowed(f"The URL must be a string of at most {MAX_URL_LENGTH} characters.")
     try:

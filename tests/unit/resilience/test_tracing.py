@@ -93,7 +93,7 @@ def test_no_function_imports_the_xray_sdk_unless_asked(function: str) -> None:
 def test_the_event_processor_loads_httpx_only_for_a_callback_delivery() -> None:
     """Most of its records are command events: httpx (the callbacks' client) is not an init cost."""
     assert "httpx" not in _modules_after("event_processor", "")
-    assert "httpx" in _modules_after("event_processor", "import cmdgate.callbacks as c\nc.RetryLater")
+    assert "httpx" in _modules_after("event_processor", "from cmdgate.wiring import services\nservices().callbacks")
 
 
 @pytest.mark.parametrize("function", ["worker", "event_processor"])
@@ -109,3 +109,10 @@ def test_loading_the_command_packs_imports_neither_httpx_nor_the_event_handler(f
     assert not {m for m in modules if m.split(".")[0] == "httpx" or m.startswith("aws_lambda_powertools.event_handler")}
     ran = "from cmdgate_commands.builtin.http_request import transport\ntransport.http_client()"
     assert "httpx" in _modules_after(function, f"{code}\n{ran}", COMMAND_PACKS="builtin")
+
+
+def test_the_api_function_loads_httpx_only_to_check_a_callback_url() -> None:
+    """The SSRF guard parses with httpx's own parser; only a run with `Callback-Url` needs it."""
+    assert "httpx" not in _modules_after("api", "import routes.commands")
+    check = "from cmdgate.ssrf import check_url\ncheck_url('https://1.1.1.1/hook', [])"
+    assert "httpx" in _modules_after("api", check)

@@ -27,9 +27,8 @@ import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import httpx
 from aws_lambda_powertools import Logger
 
 from cmdgate import errors
@@ -41,6 +40,9 @@ from cmdgate.executions.queue import MessageQueue
 from cmdgate.hosts import HostAllowlist
 from cmdgate.retry import full_jitter
 from cmdgate.ssrf import HostUnresolvable, Resolver, UrlNotAllowed, check_url
+
+if TYPE_CHECKING:
+    import httpx  # the delivery's client comes from the composition root; the api only checks URLs here
 
 logger = Logger(child=True)
 USER_AGENT = "cmdgate-callbacks/1"
@@ -159,6 +161,8 @@ class CallbackDelivery:
 
     def _post(self, record: Execution, now: int) -> tuple[str | None, bool]:
         """(None, _) on a 2xx, else (a short reason, whether no retry can help)."""
+        import httpx
+
         try:
             checked = check_url(record.callback_url or "", self._allowed, self._resolver)
         except UrlNotAllowed:
