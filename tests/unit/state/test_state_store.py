@@ -172,3 +172,44 @@ def test_placing_and_marking_many_keys_is_one_transaction_or_falls_back_key_by_k
     assert entry is not None and entry.revision == "sha-1"
     store.mark_synced_many({"m.c": 2}, "gist-1", "sha-2")  # the usual case: one transaction
     assert store.dirty_keys("m", 10) == []
+
+
+def test_marking_many_keys_when_one_moved_on_marks_the_rest_in_a_second_transaction(
+    parts: tuple[StateStore, LockManager, Clock],
+) -> None:
+    # The steady case of a busy gist: one of its keys was written again while the gist was written.
+    store, _, _ = parts
+    keys = [f"busy.k{n:02d}" for n in range(20)]
+    for key in keys:
+        write(store, key, 1)
+    write(store, "busy.k07", 2)
+    calls: list[str] = []
+    store._client.meta.events.register(
+        "before-call.dynamodb.*", lambda event_name, **_: calls.append(event_name.rsplit(".", 1)[1])
+    )
+    store.mark_synced_many(dict.fromkeys(keys, 1), "gist-1", "sha-1")
+    # Before: every key one by one after the cancelled transaction (41 calls).
+    assert calls == ["TransactWriteItems", "TransactWriteItems", "UpdateItem", "UpdateItem", "UpdateItem"]
+    registers = store.registers(keys)
+    assert all(registers[k].synced_version == 1 for k in keys)
+    assert store.dirty_keys("busy", 50) == ["busy.k07"]  # written again: still dirty
+    assert all(store.version(k, 1).revision == "sha-1" for k in keys)  # type: ignore[union-attr]
+
+
+def test_a_chunk_refused_round_after_round_ends_key_by_key(
+    parts: tuple[StateStore, LockManager, Clock], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store, _, _ = parts
+    keys = [f"race.k{n}" for n in range(4)]
+    for key in keys:
+        write(store, key, 1)
+    rounds: list[int] = []
+
+    def refuse_the_first(entries: list[tuple[str, int]], gist_id: str, sha: str) -> list[tuple[str, int]]:
+        rounds.append(len(entries))
+        return entries[:1]  # another key moves on in every round
+
+    monkeypatch.setattr(store, "_mark_synced_together", refuse_the_first)
+    store.mark_synced_many(dict.fromkeys(keys, 1), "gist-1", "sha-1")
+    assert rounds == [4, 3, 2]  # MARK_ROUNDS transactions, each without the keys refused before
+    assert store.dirty_keys("race", 10) == []  # the rest marked one by one

@@ -45,6 +45,7 @@ REGISTER_UPDATE_INDEX, LEASE_CHECK_INDEX = 0, 2  # the transaction's members: re
 DIRTY_INDEX = "DirtyIndex"
 BATCH_GET_MAX = 100  # DynamoDB's BatchGetItem limit
 TRANSACTION_MAX = 100  # items in one TransactWriteItems
+MARK_ROUNDS = 3  # transactions tried for one chunk of keys a gist revision carried, each without those refused
 _PLACEABLE = "attribute_exists(pk) AND attribute_not_exists(#shard) AND attribute_not_exists(gist_id)"
 _NOT_BEHIND = "(attribute_not_exists(synced_version) OR synced_version < :v)"
 _SYNCED_CLEAN = "SET synced_version = :v, revision_sha = :sha, gist_id = :gist REMOVE dirty_ns, dirty_at"
@@ -397,43 +398,77 @@ class StateStore:
         return placed
 
     def mark_synced_many(self, versions: dict[str, int], gist_id: str, revision_sha: str) -> None:
-        """`mark_synced` for every key one gist revision carried: one transaction per 50 keys when each
-        is still at the version written (the usual case), key by key otherwise."""
+        """`mark_synced` for every key one gist revision carried: one transaction per 50 keys.
+
+        A key written again since (its register's version moved on) cancels its transaction; the
+        cancellation names it, so the others go again in a transaction without it (at most
+        MARK_ROUNDS rounds) and only the keys named are marked one by one. Under a steady stream of
+        writes some key of a busy gist has nearly always moved on: marking them all one by one cost
+        each gist write 2-3 calls per key.
+        """
         entries = list(versions.items())
+        one_by_one: list[tuple[str, int]] = []
         for start in range(0, len(entries), TRANSACTION_MAX // 2):
-            chunk = entries[start : start + TRANSACTION_MAX // 2]
-            items: list[dict[str, Any]] = []
-            for key, version in chunk:
-                values = {":v": {"N": str(version)}, ":sha": {"S": revision_sha}, ":gist": {"S": gist_id}}
-                items.append(
-                    {
-                        "Update": {
-                            "TableName": self._table,
-                            "Key": {"pk": {"S": _pk(key)}, "sk": {"S": REGISTER_SK}},
-                            "UpdateExpression": _SYNCED_CLEAN,
-                            "ConditionExpression": f"{_NOT_BEHIND} AND version = :v",
-                            "ExpressionAttributeValues": values,
-                        }
+            pending = entries[start : start + TRANSACTION_MAX // 2]
+            for _ in range(MARK_ROUNDS):
+                refused = self._mark_synced_together(pending, gist_id, revision_sha)
+                if not refused:
+                    pending = []
+                    break
+                one_by_one += refused
+                pending = [entry for entry in pending if entry not in refused]
+                if not pending:
+                    break
+            one_by_one += pending  # cancelled in every round, each time by others
+        for key, version in one_by_one:
+            self.mark_synced(key, version, gist_id, revision_sha)
+
+    def _mark_synced_together(
+        self, entries: list[tuple[str, int]], gist_id: str, revision_sha: str
+    ) -> list[tuple[str, int]]:
+        """One transaction marking `entries` synced: [] when it went through, else the entries it
+        refused (all of them when the cancellation does not say which)."""
+        items: list[dict[str, Any]] = []
+        for key, version in entries:
+            values = {":v": {"N": str(version)}, ":sha": {"S": revision_sha}, ":gist": {"S": gist_id}}
+            items.append(
+                {
+                    "Update": {
+                        "TableName": self._table,
+                        "Key": {"pk": {"S": _pk(key)}, "sk": {"S": REGISTER_SK}},
+                        "UpdateExpression": _SYNCED_CLEAN,
+                        "ConditionExpression": f"{_NOT_BEHIND} AND version = :v",
+                        "ExpressionAttributeValues": values,
                     }
-                )
-                items.append(
-                    {
-                        "Update": {
-                            "TableName": self._table,
-                            "Key": {"pk": {"S": _pk(key)}, "sk": {"S": _version_sk(version)}},
-                            "UpdateExpression": "SET revision = :sha REMOVE expires_at, retained_until",
-                            "ConditionExpression": "attribute_exists(sk)",
-                            "ExpressionAttributeValues": {":sha": {"S": revision_sha}},
-                        }
+                }
+            )
+            items.append(
+                {
+                    "Update": {
+                        "TableName": self._table,
+                        "Key": {"pk": {"S": _pk(key)}, "sk": {"S": _version_sk(version)}},
+                        "UpdateExpression": "SET revision = :sha REMOVE expires_at, retained_until",
+                        "ConditionExpression": "attribute_exists(sk)",
+                        "ExpressionAttributeValues": {":sha": {"S": revision_sha}},
                     }
-                )
-            try:
-                self._client.transact_write_items(TransactItems=items)
-            except ClientError as error:
-                if error.response.get("Error", {}).get("Code") != "TransactionCanceledException":
-                    raise
-                for key, version in chunk:
-                    self.mark_synced(key, version, gist_id, revision_sha)
+                }
+            )
+        try:
+            self._client.transact_write_items(TransactItems=items)
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") != "TransactionCanceledException":
+                raise
+            reasons = error.response.get("CancellationReasons")
+            if not isinstance(reasons, list) or len(reasons) != len(items):
+                return entries
+            # Two items per entry; any reason but "None" (a failed condition, a conflict) refuses it.
+            refused = [
+                entry
+                for n, entry in enumerate(entries)
+                if any(_reason_code(reasons[2 * n + i]) != "None" for i in (0, 1))
+            ]
+            return refused or entries  # cancelled with no member named (throttled): all one by one
+        return []
 
     def mark_synced(self, key: str, version: int, gist_id: str, revision_sha: str) -> None:
         """Record that `version` is in gist revision `revision_sha` (never moving synced_version back).
@@ -540,6 +575,11 @@ def cancellation_reasons(error: ClientError) -> frozenset[str]:
         return frozenset(str(r.get("Code")) for r in reasons if isinstance(r, dict))
     listed = re.search(r"\[([^\]]*)\]", str(error.response.get("Error", {}).get("Message", "")))
     return frozenset(c.strip() for c in listed.group(1).split(",")) if listed else frozenset()
+
+
+def _reason_code(reason: object) -> str:
+    """The code of one member's cancellation reason ("None" when that member was not the cause)."""
+    return str(reason.get("Code", "None")) if isinstance(reason, dict) else "None"
 
 
 def _failed_item(error: ClientError, index: int) -> dict[str, Any] | None:
