@@ -58,11 +58,17 @@ COLD_START = "bench.cold_start"
 COLD_SECTION = "## Cold starts: Init Duration per function against the floor"
 QUICK_GOAL_S = 180.0
 QUICK_RESULTS = run.RESULTS.parent / "benchmarks-quick.md"
-# What a quick run's headline says of the full run (its last timing, docs/benchmarks.md).
-FULL_RUN = (
-    "the full run (`make bench`, docs/benchmarks.md) took 17 min 21 s on 2 idle cores on 2026-12-01:"
-    " command path 135 s, async 291 s, state 562 s, cold starts 42 s"
-)
+FULL_RUN_FACTS = ("- date: ", "- command: `make bench`", "- time per benchmark: ")
+
+
+def full_run_note(results: Path = run.RESULTS) -> str:
+    """What a quick run's headline says of the full run: its date, wall time and parts, read from the
+    full run's own headline in `results` (so the note never goes stale)."""
+    text = results.read_text() if results.exists() else ""
+    facts = [line.removeprefix("- ") for line in text.splitlines() if line.startswith(FULL_RUN_FACTS)]
+    if len(facts) < len(FULL_RUN_FACTS):
+        return f"the full run (`make bench`) has not written {results.name} yet"
+    return f"the full run ({results.name}): " + "; ".join(facts[: len(FULL_RUN_FACTS)])
 
 
 @dataclass(frozen=True)
@@ -344,7 +350,7 @@ def notes(outcomes: Sequence[Outcome], skipped: Sequence[str], quick: bool) -> t
     times = ", ".join(f"{o.name} {o.seconds:.0f} s" for o in outcomes)
     return join_notes(
         [
-            "quick run (`--quick`: small sizes, the figures are noisier than the full run's); " + FULL_RUN
+            "quick run (`--quick`: small sizes, the figures are noisier than the full run's); " + full_run_note()
             if quick
             else "full run",
             f"time per benchmark: {times}" if times else "",

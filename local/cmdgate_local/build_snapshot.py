@@ -44,8 +44,10 @@ def remove_stale(parent: Path) -> list[Path]:
     """Remove the copies whose stack process no longer runs; returns what was removed."""
     removed = []
     for candidate in parent.glob(f"{_PREFIX}*"):
-        pid = candidate.name.removeprefix(_PREFIX)
-        if not pid.isdigit() or int(pid) == os.getpid() or process_alive(int(pid)):
+        if not is_snapshot(candidate):
+            continue
+        pid = int(candidate.name.removeprefix(_PREFIX))
+        if pid == os.getpid() or process_alive(pid):
             continue
         log.info("removing %s, left by a stack that is gone", candidate)
         shutil.rmtree(candidate, ignore_errors=True)

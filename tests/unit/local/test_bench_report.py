@@ -359,3 +359,18 @@ def test_a_quick_run_writes_its_own_file_and_keeps_its_plots_out_of_the_docs(
     assert full.read_text() == "# Benchmarks\n\nthe full run\n"
     assert "quick figures" in quick.read_text() and "quick run" in quick.read_text()
     assert seen and seen[0].resolve() != run.IMAGES.resolve()
+
+
+def test_a_quick_run_quotes_the_full_run_s_own_headline(tmp_path: Path) -> None:
+    results = tmp_path / "benchmarks.md"
+    assert "has not written benchmarks.md yet" in suite.full_run_note(results)
+    results.write_text(
+        "# Benchmarks\n\n## Headline\n\n- date: 2026-12-02 03:09 UTC; commit d8f6709\n- machine: x\n"
+        "- command: `make bench`, wall time 17 min 18 s\n- full run\n"
+        "- time per benchmark: command 133 s, async 323 s\n\n| a | b |\n"
+    )
+    note = suite.full_run_note(results)
+    assert note == (
+        "the full run (benchmarks.md): date: 2026-12-02 03:09 UTC; commit d8f6709; "
+        "command: `make bench`, wall time 17 min 18 s; time per benchmark: command 133 s, async 323 s"
+    )

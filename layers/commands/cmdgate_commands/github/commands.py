@@ -10,11 +10,12 @@ from cmdgate_commands.github.params import RepositoryDispatchParams, WorkflowDis
 
 DEADLINE_MARGIN_S = 0.5  # left to the runner to record the execution
 TIMEOUT_S = 15.0
-# The GitHub client (and httpx with it) is imported by the commands when they run, not when the pack
-# registers: every function that loads the packs would pay for it.
 
 
-def _send(context: CommandContext, api_path: str, body: dict[str, Any]) -> None:
+def _send(context: CommandContext, segments: tuple[str, ...], body: dict[str, Any]) -> None:
+    """POST `body` to the API path of `segments` (each quoted by the client)."""
+    # The GitHub client (and httpx with it) loads when a command runs, not when the pack registers:
+    # every function that loads the packs would pay for it.
     from cmdgate_commands.github import client
 
     settings = context.services.settings
@@ -30,7 +31,7 @@ def _send(context: CommandContext, api_path: str, body: dict[str, Any]) -> None:
     client.dispatch(
         client.http_client(),
         base_url,
-        api_path,
+        client.path(*segments),
         body,
         token,
         context.services.breaker_store(),
@@ -46,13 +47,11 @@ def _send(context: CommandContext, api_path: str, body: dict[str, Any]) -> None:
 )
 def workflow_dispatch(params: WorkflowDispatchParams, context: CommandContext) -> dict[str, Any]:
     """POST .../actions/workflows/{workflow}/dispatches; GitHub answers 204 and starts the run."""
-    from cmdgate_commands.github import client
-
-    api_path = client.path("repos", params.owner, params.repo, "actions", "workflows", params.workflow, "dispatches")
+    segments = ("repos", params.owner, params.repo, "actions", "workflows", params.workflow, "dispatches")
     body: dict[str, Any] = {"ref": params.ref}
     if params.inputs:
         body["inputs"] = params.inputs
-    _send(context, api_path, body)
+    _send(context, segments, body)
     return {
         "dispatched": True,
         "owner": params.owner,
@@ -70,8 +69,6 @@ def workflow_dispatch(params: WorkflowDispatchParams, context: CommandContext) -
 )
 def repository_dispatch(params: RepositoryDispatchParams, context: CommandContext) -> dict[str, Any]:
     """POST /repos/{owner}/{repo}/dispatches; GitHub answers 204 and triggers the workflows listening for it."""
-    from cmdgate_commands.github import client
-
     body = {"event_type": params.event_type, "client_payload": params.client_payload}
-    _send(context, client.path("repos", params.owner, params.repo, "dispatches"), body)
+    _send(context, ("repos", params.owner, params.repo, "dispatches"), body)
     return {"dispatched": True, "owner": params.owner, "repo": params.repo, "event_type": params.event_type}
